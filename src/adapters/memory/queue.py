@@ -1,0 +1,128 @@
+"""The waiting line in process memory, for a single process (the embedded default and tests).
+
+Every method runs to completion without an ``await``, so concurrent coroutines see each call as
+one atomic step, as they see one Lua script in Redis.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import secrets
+from collections import deque
+from datetime import datetime, timedelta
+
+import attrs
+
+from concert_domain.ids import QueueToken, UserId
+from concert_domain.ports import QueueStore
+from concert_domain.queue import QueuePolicy, QueueTicket, TicketStatus
+
+RATE_WINDOW = timedelta(minutes=1)
+EXPIRED_RETENTION = timedelta(hours=1)
+
+
+@attrs.define
+class _Entry:
+    user_id: UserId
+    sequence: int
+    status: TicketStatus
+    expires_at: datetime | None = None
+    expired_at: datetime | None = None
+
+
+class InMemoryQueueStore(QueueStore):
+    def __init__(self) -> None:
+        self._entries: dict[QueueToken, _Entry] = {}
+        self._live_by_user: dict[UserId, QueueToken] = {}
+        self._waiting: list[tuple[int, QueueToken]] = []
+        self._head = 0
+        self._active: dict[QueueToken, datetime] = {}
+        self._admitted_at: deque[datetime] = deque()
+        self._sequence = itertools.count(1)
+
+    async def join(
+        self, user_id: UserId, now: datetime, policy: QueuePolicy
+    ) -> tuple[QueueTicket, bool]:
+        self._expire_lapsed(now)
+        live = self._live_by_user.get(user_id)
+        if live is not None:
+            return self._ticket(live), False
+        token = QueueToken(secrets.token_urlsafe(24))
+        sequence = next(self._sequence)
+        self._entries[token] = _Entry(user_id, sequence, TicketStatus.WAITING)
+        self._live_by_user[user_id] = token
+        if self._head == len(self._waiting) and len(self._active) < policy.capacity:
+            self._activate(token, now, policy)
+        else:
+            self._waiting.append((sequence, token))
+        return self._ticket(token), True
+
+    async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        if token not in self._entries:
+            return None
+        return self._ticket(token).as_of(now)
+
+    async def admit(self, now: datetime, policy: QueuePolicy) -> int:
+        self._expire_lapsed(now)
+        admitted = 0
+        while self._head < len(self._waiting) and len(self._active) < policy.capacity:
+            _, token = self._waiting[self._head]
+            self._head += 1
+            self._activate(token, now, policy)
+            admitted += 1
+        if self._head > 1024 and self._head * 2 > len(self._waiting):
+            del self._waiting[: self._head]
+            self._head = 0
+        return admitted
+
+    async def expire_idle(self, now: datetime) -> int:
+        expired = self._expire_lapsed(now)
+        forgotten = [
+            token
+            for token, entry in self._entries.items()
+            if entry.expired_at is not None and entry.expired_at + EXPIRED_RETENTION <= now
+        ]
+        for token in forgotten:
+            del self._entries[token]
+        return expired
+
+    async def expire(self, token: QueueToken, now: datetime) -> None:
+        entry = self._entries.get(token)
+        if entry is not None and entry.status is TicketStatus.ACTIVE:
+            self._retire(token, now)
+
+    async def admissions_per_second(self, now: datetime) -> float:
+        while self._admitted_at and self._admitted_at[0] <= now - RATE_WINDOW:
+            self._admitted_at.popleft()
+        return len(self._admitted_at) / RATE_WINDOW.total_seconds()
+
+    def _activate(self, token: QueueToken, now: datetime, policy: QueuePolicy) -> None:
+        entry = self._entries[token]
+        entry.status = TicketStatus.ACTIVE
+        entry.expires_at = now + timedelta(seconds=policy.active_seconds)
+        self._active[token] = entry.expires_at
+        self._admitted_at.append(now)
+
+    def _expire_lapsed(self, now: datetime) -> int:
+        lapsed = [token for token, expires_at in self._active.items() if expires_at <= now]
+        for token in lapsed:
+            self._retire(token, now)
+        return len(lapsed)
+
+    def _retire(self, token: QueueToken, when: datetime) -> None:
+        entry = self._entries[token]
+        entry.status = TicketStatus.EXPIRED
+        entry.expires_at = None
+        entry.expired_at = when
+        self._active.pop(token, None)
+        if self._live_by_user.get(entry.user_id) == token:
+            del self._live_by_user[entry.user_id]
+
+    def _ticket(self, token: QueueToken) -> QueueTicket:
+        entry = self._entries[token]
+        position = None
+        if entry.status is TicketStatus.WAITING:
+            rank = bisect.bisect_left(self._waiting, (entry.sequence, token), lo=self._head)
+            position = rank - self._head + 1
+        return QueueTicket(token, entry.user_id, entry.status, position, entry.expires_at)

@@ -1,0 +1,120 @@
+"""Domain errors: one base class, one subclass for every error code of the HTTP contract.
+
+Each error carries its stable snake_case ``code`` and a message meant for people. The HTTP room
+keeps the one table from error class to status; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ConcertError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidRequest(ConcertError):
+    """Input breaks a rule: a bad email, a short password, an amount out of range."""
+
+    code = "invalid_request"
+
+
+class EmailTaken(ConcertError):
+    code = "email_taken"
+
+
+class InvalidCredentials(ConcertError):
+    code = "invalid_credentials"
+
+
+class RateLimited(ConcertError):
+    code = "rate_limited"
+
+
+class Unauthorized(ConcertError):
+    """A missing, malformed, expired or tampered access token."""
+
+    code = "unauthorized"
+
+
+class QueueTokenRequired(ConcertError):
+    code = "queue_token_required"
+
+
+class QueueTokenInvalid(ConcertError):
+    """Unknown, expired, or another customer's queue token."""
+
+    code = "queue_token_invalid"
+
+
+class QueueTokenNotActive(ConcertError):
+    code = "queue_token_not_active"
+
+
+class NotFound(ConcertError):
+    """No such thing, or it belongs to someone else: the two are never told apart."""
+
+    code = "not_found"
+
+
+class SeatUnavailable(ConcertError):
+    code = "seat_unavailable"
+
+
+class HoldLimitReached(ConcertError):
+    code = "hold_limit_reached"
+
+
+class ReservationNotHeld(ConcertError):
+    """The reservation is already paid, cancelled or expired."""
+
+    code = "reservation_not_held"
+
+
+class HoldExpired(ConcertError):
+    code = "hold_expired"
+
+
+class InsufficientBalance(ConcertError):
+    code = "insufficient_balance"
+
+
+class IdempotencyKeyReused(ConcertError):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(ConcertError):
+    code = "idempotency_key_in_use"
+
+
+class StoreUnavailable(ConcertError):
+    """A store (database, Redis) could not be reached or failed; the request may be retried."""
+
+    code = "unavailable"
+
+
+def _all_subclasses(cls: type[ConcertError]) -> list[type[ConcertError]]:
+    found: list[type[ConcertError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[ConcertError]] = {
+    cls.code: cls for cls in _all_subclasses(ConcertError)
+}
+
+
+def error_from_code(code: str, message: str) -> ConcertError:
+    """Rebuild an error from its code, as an idempotency record replays a stored answer."""
+    return ERRORS_BY_CODE.get(code, ConcertError)(message)

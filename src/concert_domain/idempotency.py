@@ -1,0 +1,86 @@
+"""Idempotency keys: a retried request has at most one effect and gets the first answer again.
+
+A key is scoped to its customer. Its record is claimed before the work starts (``pending``), and
+completed with the answer in the same transaction as the work (``done``). A retry with the same
+key and the same request replays the answer; with a different request it is refused; while the
+first is still running it is told so. A pending claim whose request died is taken over after
+``PENDING_LEASE``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import attrs
+
+from concert_domain.errors import (
+    ConcertError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidRequest,
+)
+from concert_domain.ids import UserId
+
+PENDING_LEASE = timedelta(seconds=60)
+RETENTION = timedelta(hours=24)
+
+_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+JsonScalar = int | str | None
+
+
+def validate_idempotency_key(key: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def fingerprint(operation: str, **request: JsonScalar) -> str:
+    """A stable digest of one request: the operation and its parameters."""
+    canonical = json.dumps([operation, request], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+@attrs.frozen
+class StoredOutcome:
+    """The first answer to a request: a body of plain values, or an error code and message."""
+
+    body: Mapping[str, JsonScalar] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def of_error(cls, error: ConcertError) -> StoredOutcome:
+        return cls(error_code=error.code, error_message=error.message)
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    user_id: UserId
+    key: str
+    fingerprint: str
+    state: IdempotencyState
+    created_at: datetime
+    outcome: StoredOutcome | None = None
+
+    def replay(self, request_fingerprint: str) -> StoredOutcome:
+        """The stored answer for a retry, or the error that refuses it."""
+        if self.fingerprint != request_fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used for a different request"
+            )
+        if self.state is IdempotencyState.PENDING or self.outcome is None:
+            raise IdempotencyKeyInUse(
+                "the first request with this Idempotency-Key is still running"
+            )
+        return self.outcome

@@ -1,0 +1,300 @@
+"""Ports: what the core needs from the outside world, and the contract each must keep.
+
+Adapters subclass these Protocols so mypy checks them where they are defined. Every port that a
+concurrent rule depends on states which operation is atomic: the guard lives in the store, never
+in a check made by the caller before a write. Stores raise only the core's errors; an
+infrastructure failure comes out as `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
+
+from concert_domain.accounts import AccessToken, Account
+from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
+from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
+from concert_domain.ids import (
+    ConcertId,
+    DateId,
+    PaymentId,
+    QueueToken,
+    ReservationId,
+    SeatId,
+    UserId,
+)
+from concert_domain.queue import QueuePolicy, QueueTicket
+from concert_domain.reservations import Reservation
+from concert_domain.wallet import LedgerEntry, Payment
+
+
+class Clock(Protocol):
+    """The only source of time. ``now`` is timezone-aware (UTC)."""
+
+    def now(self) -> datetime: ...
+
+
+class PasswordHasher(Protocol):
+    """Password hashing that never blocks the event loop."""
+
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        """True only if ``password`` matches; a malformed hash is a mismatch, not an error."""
+        ...
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the time of one verification, so an unknown email answers as slowly as a
+        wrong password."""
+        ...
+
+
+class AccessTokens(Protocol):
+    """Signed, expiring bearer tokens that name a customer."""
+
+    def issue(self, user_id: UserId, now: datetime) -> AccessToken: ...
+
+    def verify(self, token: str, now: datetime) -> UserId:
+        """The customer a token names; raises `Unauthorized` if it is malformed, tampered,
+        signed with another key or algorithm, or expired at ``now``."""
+        ...
+
+
+class AccountRepository(Protocol):
+    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
+        """Create an account. ``email`` is already normalized. Atomic: raises `EmailTaken` if
+        the email exists, however many sign-ups race."""
+        ...
+
+    async def get_by_email(self, email: str) -> Account | None: ...
+
+
+class CatalogRepository(Protocol):
+    """Concerts, dates and seats; and the seat statuses they show at an instant."""
+
+    async def add_concert(self, title: str) -> Concert: ...
+
+    async def add_date(
+        self, concert_id: ConcertId, day: date, starts_at: datetime
+    ) -> ConcertDate: ...
+
+    async def add_seats(self, date_id: DateId, seats: Sequence[tuple[int, int]]) -> list[Seat]:
+        """Add seats given as ``(number, price)``; numbers are unique within a date."""
+        ...
+
+    async def list_concerts(self) -> list[Concert]:
+        """Every concert, by id."""
+        ...
+
+    async def get_concert(self, concert_id: ConcertId) -> Concert | None: ...
+
+    async def get_date(self, date_id: DateId) -> ConcertDate | None: ...
+
+    async def get_seat(self, seat_id: SeatId) -> Seat | None: ...
+
+    async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
+        """Dates of the concert still open at ``now`` with at least one seat available at
+        ``now``, soonest first. A seat is available unless it has a live reservation
+        (paid, or held with ``expires_at`` after ``now``)."""
+        ...
+
+    async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
+        """Every seat of the date with its status at ``now``, by number."""
+        ...
+
+
+class ReservationRepository(Protocol):
+    async def hold(
+        self,
+        user_id: UserId,
+        seat: Seat,
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> Reservation:
+        """Create a held reservation. Atomic, and decided by the store under any concurrency:
+        raises `SeatUnavailable` if the seat has a live reservation at ``now``, and
+        `HoldLimitReached` if the customer already has ``max_holds`` unexpired holds."""
+        ...
+
+    async def get(self, reservation_id: ReservationId) -> Reservation | None:
+        """The reservation as stored (a lapsed hold may still read ``held``; see
+        `Reservation.as_of`)."""
+        ...
+
+    async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
+        """Conditional write: held and ``expires_at`` after ``now`` becomes paid. Returns None,
+        changing nothing, when the condition fails."""
+        ...
+
+    async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
+        """Conditional write: held and unexpired becomes cancelled; None when not."""
+        ...
+
+    async def expire_due(self, now: datetime, limit: int) -> list[Reservation]:
+        """Mark up to ``limit`` holds whose ``expires_at`` has passed as expired and return
+        them. Any number of sweepers may run at once: each hold is returned by exactly one."""
+        ...
+
+
+class WalletRepository(Protocol):
+    """Balances with an append-only ledger. Every change writes its ledger entry in the same
+    transaction, so a balance always equals its ledger."""
+
+    async def open(self, user_id: UserId) -> None:
+        """Create the customer's empty wallet."""
+        ...
+
+    async def balance(self, user_id: UserId) -> int: ...
+
+    async def credit(
+        self, user_id: UserId, amount: int, now: datetime, max_balance: int
+    ) -> int | None:
+        """Conditional write: add ``amount`` unless the balance would pass ``max_balance``.
+        Returns the new balance, or None having changed nothing."""
+        ...
+
+    async def debit(
+        self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
+    ) -> int | None:
+        """Conditional write: take ``amount`` only if the balance covers it. Returns the new
+        balance, or None having changed nothing. A balance never goes below zero."""
+        ...
+
+    async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
+        """The customer's entries, oldest first."""
+        ...
+
+
+class PaymentRepository(Protocol):
+    async def add(
+        self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
+    ) -> Payment:
+        """Record a payment. A reservation has at most one: a second raises
+        `ReservationNotHeld`."""
+        ...
+
+    async def for_reservation(self, reservation_id: ReservationId) -> Payment | None: ...
+
+
+class IdempotencyRepository(Protocol):
+    async def claim(
+        self, user_id: UserId, key: str, fingerprint: str, now: datetime, lease: timedelta
+    ) -> IdempotencyRecord | None:
+        """Atomically claim ``(user_id, key)``: store a pending record and return None, or
+        return the record already there. A pending record older than ``lease`` belongs to a
+        request that died: it is taken over (fingerprint and time replaced) and None returned."""
+        ...
+
+    async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
+        """Store the first answer and mark the record done."""
+        ...
+
+    async def release(self, user_id: UserId, key: str) -> None:
+        """Drop a pending claim whose request failed without an answer worth keeping."""
+        ...
+
+    async def purge(self, before: datetime) -> int:
+        """Delete records created before ``before``; returns how many."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over the database-backed repositories. Leaving the ``async with``
+    block without `commit` rolls everything back."""
+
+    accounts: AccountRepository
+    catalog: CatalogRepository
+    reservations: ReservationRepository
+    wallets: WalletRepository
+    payments: PaymentRepository
+    idempotency: IdempotencyRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Hands out a fresh unit of work per request or job."""
+
+    def __call__(self) -> UnitOfWork: ...
+
+
+class QueueStore(Protocol):
+    """The waiting line and its active tokens. Every method is atomic in the store."""
+
+    async def join(
+        self, user_id: UserId, now: datetime, policy: QueuePolicy
+    ) -> tuple[QueueTicket, bool]:
+        """The customer's live ticket and False if they have one (waiting, or active and
+        unexpired); otherwise a new unguessable token and True. The new ticket is active at
+        once when fewer than ``policy.capacity`` are active and nobody waits; else it waits at
+        the back of the line."""
+        ...
+
+    async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        """The ticket as of ``now`` (with its position while waiting), or None if unknown.
+        Expired tickets stay known for a while so that their holder can be told."""
+        ...
+
+    async def admit(self, now: datetime, policy: QueuePolicy) -> int:
+        """Admit waiting tickets in join order while fewer than ``policy.capacity`` are
+        active; returns how many. Atomic: concurrent callers never admit past capacity."""
+        ...
+
+    async def expire_idle(self, now: datetime) -> int:
+        """Expire active tickets whose time has passed; returns how many."""
+        ...
+
+    async def expire(self, token: QueueToken, now: datetime) -> None:
+        """Expire one active ticket at ``now`` (its holder has paid), freeing its room."""
+        ...
+
+    async def admissions_per_second(self, now: datetime) -> float:
+        """The recent admission rate, 0.0 before any has been measured."""
+        ...
+
+
+class HoldTimers(Protocol):
+    """A fast front guard in front of the database: one owner per seat for a hold's length.
+
+    Advisory only: the database decides. A missing timer never lets a seat be sold twice, and a
+    timer left behind blocks its seat for at most the hold's length.
+    """
+
+    async def acquire(
+        self,
+        concert_id: ConcertId,
+        seat_id: SeatId,
+        owner: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        """Atomically take the seat's timer until ``expires_at``; False if another holds it."""
+        ...
+
+    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
+        """Drop the timer if, and only if, ``owner`` holds it (atomic compare-and-delete)."""
+        ...
+
+
+class LoginRateLimiter(Protocol):
+    """Failed-login counters per email, in fixed windows that start at the first failure."""
+
+    async def failures(self, email: str, now: datetime) -> int:
+        """Failures counted in the window open at ``now`` (0 when none is open)."""
+        ...
+
+    async def record_failure(self, email: str, now: datetime, window: timedelta) -> int:
+        """Count one failure, opening a window of ``window`` if none is open; returns the count."""
+        ...

@@ -1,0 +1,79 @@
+"""The waiting line: tickets, their status, and the admission rules.
+
+At most ``capacity`` tickets are active at once. A ticket is active at once when there is room and
+nobody waits; otherwise it waits in join order and the scheduler admits it when room frees. An
+active ticket lapses ``active_seconds`` after admission, and at once when its holder pays.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import datetime
+
+import attrs
+
+from concert_domain.ids import QueueToken, UserId
+
+
+class TicketStatus(enum.StrEnum):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class QueueTicket:
+    """A customer's place in line as the queue store knows it.
+
+    ``position`` is 1 for the first in line and set only while waiting; ``expires_at`` is set
+    only while active.
+    """
+
+    token: QueueToken = attrs.field(repr=False)
+    user_id: UserId
+    status: TicketStatus
+    position: int | None = None
+    expires_at: datetime | None = None
+
+    def as_of(self, now: datetime) -> QueueTicket:
+        """An active ticket reads as expired from its ``expires_at`` on."""
+        if (
+            self.status is TicketStatus.ACTIVE
+            and self.expires_at is not None
+            and now >= self.expires_at
+        ):
+            return attrs.evolve(self, status=TicketStatus.EXPIRED, expires_at=None)
+        return self
+
+
+@attrs.frozen
+class QueuePolicy:
+    capacity: int = 1000
+    active_seconds: int = 600
+
+
+@attrs.frozen
+class QueueStatus:
+    """What a customer is told about their ticket."""
+
+    token: QueueToken = attrs.field(repr=False)
+    status: TicketStatus
+    position: int | None
+    estimated_wait_seconds: int
+
+
+def estimate_wait_seconds(
+    position: int | None, admissions_per_second: float, policy: QueuePolicy
+) -> int:
+    """Seconds until a waiting customer at ``position`` is likely admitted.
+
+    From the measured admission rate when there is one; before anything has been measured, from
+    the worst case where every active customer uses their whole active time.
+    """
+    if position is None:
+        return 0
+    if admissions_per_second > 0:
+        return math.ceil(position / admissions_per_second)
+    rounds = math.ceil(position / max(policy.capacity, 1))
+    return rounds * policy.active_seconds

@@ -1,0 +1,114 @@
+"""The wallet and payment: read the balance, charge it, and pay for a held seat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from concert_domain.dependencies import Dependencies
+from concert_domain.errors import InsufficientBalance, InvalidRequest, NotFound, ReservationNotHeld
+from concert_domain.idempotency import fingerprint, validate_idempotency_key
+from concert_domain.ids import PaymentId, QueueToken, ReservationId, UserId
+from concert_domain.ports import UnitOfWork
+from concert_domain.reservations import Reservation
+from concert_domain.usecases._idempotent import Body, run_idempotently
+from concert_domain.usecases.queue import require_active_token
+from concert_domain.usecases.reservations import timer_owner
+from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
+
+
+async def get_balance(user_id: UserId, *, deps: Dependencies) -> int:
+    async with deps.uow() as uow:
+        return await uow.wallets.balance(user_id)
+
+
+async def charge_wallet(
+    user_id: UserId, amount: int, idempotency_key: str | None = None, *, deps: Dependencies
+) -> int:
+    """Add ``amount`` won; returns the new balance. Raises `InvalidRequest` (amount out of
+    range, or a balance that would pass the maximum) and the idempotency errors."""
+    validate_charge(amount)
+    key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
+
+    async def work(uow: UnitOfWork, now: datetime) -> Body:
+        balance = await uow.wallets.credit(user_id, amount, now, BALANCE_MAX)
+        if balance is None:
+            raise InvalidRequest(f"a balance may not pass {BALANCE_MAX:,} won")
+        return {"balance": balance}
+
+    body, _ = await run_idempotently(
+        deps=deps,
+        user_id=user_id,
+        key=key,
+        fingerprint=fingerprint("charge", amount=amount),
+        work=work,
+    )
+    return _int(body, "balance")
+
+
+async def pay(
+    user_id: UserId,
+    queue_token: str | None,
+    reservation_id: ReservationId,
+    idempotency_key: str | None = None,
+    *,
+    deps: Dependencies,
+) -> PaymentReceipt:
+    """Pay for a held seat in one step: the seat is sold, the balance debited, the payment
+    recorded; or nothing happens. Then the caller's queue token expires.
+
+    Raises `NotFound`, `HoldExpired`, `ReservationNotHeld`, `InsufficientBalance`, the queue
+    gate's errors and the idempotency errors. A retry with the same key replays the first
+    answer, even after the queue token has expired.
+    """
+    key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
+    admitted: list[QueueToken] = []
+    paid: list[Reservation] = []
+
+    async def admit(now: datetime) -> None:
+        admitted.append(await require_active_token(user_id, queue_token, now, deps=deps))
+
+    async def work(uow: UnitOfWork, now: datetime) -> Body:
+        reservation = await uow.reservations.get(reservation_id)
+        if reservation is None or reservation.user_id != user_id:
+            raise NotFound(f"no reservation {reservation_id}")
+        reservation.ensure_payable(now)
+        sold = await uow.reservations.mark_paid(reservation_id, now)
+        if sold is None:
+            raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
+        payment = await uow.payments.add(reservation_id, user_id, sold.price, now)
+        balance = await uow.wallets.debit(user_id, sold.price, now, payment.payment_id)
+        if balance is None:
+            raise InsufficientBalance(
+                f"the seat costs {sold.price:,} won; top up the wallet and pay again"
+            )
+        paid.append(sold)
+        return attrs.asdict(PaymentReceipt(payment.payment_id, reservation_id, sold.price, balance))
+
+    body, replayed = await run_idempotently(
+        deps=deps,
+        user_id=user_id,
+        key=key,
+        fingerprint=fingerprint("pay", reservation_id=reservation_id),
+        before=admit,
+        work=work,
+    )
+    if not replayed:
+        for token in admitted:
+            await deps.queue.expire(token, deps.clock.now())
+        for sold in paid:
+            await deps.timers.release(sold.concert_id, sold.seat_id, timer_owner(user_id))
+    return PaymentReceipt(
+        payment_id=PaymentId(_int(body, "payment_id")),
+        reservation_id=ReservationId(_int(body, "reservation_id")),
+        amount=_int(body, "amount"),
+        balance=_int(body, "balance"),
+    )
+
+
+def _int(body: Body, name: str) -> int:
+    value = body[name]
+    if not isinstance(value, int):
+        raise TypeError(f"stored answer has a non-integer {name}: {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Entrypoints: what a user starts, and the one module (`wiring`) that builds adapters."""
