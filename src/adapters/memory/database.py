@@ -7,6 +7,7 @@ writes in one step with no ``await`` between, as the real stores do in one state
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence as Seq
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -379,6 +380,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.idempotency = InMemoryIdempotencyRepository(db)
 
     async def __aenter__(self) -> Self:
+        await asyncio.sleep(0)  # let other coroutines in between transactions, as a server would
         await self._db.journal.lock.acquire()
         self._db.journal.begin()
         return self

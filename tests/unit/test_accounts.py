@@ -1,0 +1,155 @@
+import warnings
+from datetime import timedelta
+
+import jwt
+import pytest
+
+from adapters.clock import ManualClock
+from adapters.security import JwtAccessTokens
+from booking import PASSWORD
+from concert_domain import Dependencies
+from concert_domain.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRequest,
+    RateLimited,
+    Unauthorized,
+)
+from concert_domain.ids import UserId
+from concert_domain.usecases import authenticate, log_in, sign_up
+
+
+class TestSignUp:
+    async def test_creates_an_account_with_a_normalized_email_and_an_empty_wallet(
+        self, deps: Dependencies
+    ) -> None:
+        account = await sign_up("  Mina@Example.COM ", PASSWORD, deps=deps)
+        assert account.email == "mina@example.com"
+        assert account.password_hash.startswith("$argon2id$")
+        async with deps.uow() as uow:
+            assert await uow.wallets.balance(account.user_id) == 0
+
+    async def test_refuses_an_email_that_exists_in_another_case(self, deps: Dependencies) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        with pytest.raises(EmailTaken):
+            await sign_up("MINA@example.com", PASSWORD, deps=deps)
+
+    @pytest.mark.parametrize(
+        "email", ["", "mina", "mina@", "@example.com", "mina@example", "mi na@example.com"]
+    )
+    async def test_refuses_an_email_that_is_not_an_address(
+        self, deps: Dependencies, email: str
+    ) -> None:
+        with pytest.raises(InvalidRequest):
+            await sign_up(email, PASSWORD, deps=deps)
+
+    @pytest.mark.parametrize("password", ["", "short77", "x" * 257])
+    async def test_refuses_a_password_shorter_than_8_or_longer_than_256(
+        self, deps: Dependencies, password: str
+    ) -> None:
+        with pytest.raises(InvalidRequest):
+            await sign_up("mina@example.com", password, deps=deps)
+
+    async def test_accepts_passwords_of_exactly_8_and_256_characters(
+        self, deps: Dependencies
+    ) -> None:
+        await sign_up("a@example.com", "x" * 8, deps=deps)
+        await sign_up("b@example.com", "x" * 256, deps=deps)
+
+
+class TestLogIn:
+    async def test_issues_a_bearer_token_that_names_the_customer(self, deps: Dependencies) -> None:
+        account = await sign_up("mina@example.com", PASSWORD, deps=deps)
+        token = await log_in("MINA@example.com", PASSWORD, deps=deps)
+        assert token.token_type == "Bearer"
+        assert token.expires_in == 3600
+        assert authenticate(token.access_token, deps=deps) == account.user_id
+
+    async def test_gives_the_same_error_for_a_wrong_password_and_an_unknown_email(
+        self, deps: Dependencies
+    ) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        with pytest.raises(InvalidCredentials) as wrong_password:
+            await log_in("mina@example.com", "not the password", deps=deps)
+        with pytest.raises(InvalidCredentials) as unknown_email:
+            await log_in("nobody@example.com", PASSWORD, deps=deps)
+        assert wrong_password.value.message == unknown_email.value.message
+
+    async def test_refuses_an_email_after_10_failures_within_a_minute_until_it_passes(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        for _ in range(10):
+            with pytest.raises(InvalidCredentials):
+                await log_in("mina@example.com", "not the password", deps=deps)
+            clock.advance(5)
+        with pytest.raises(RateLimited):
+            await log_in("mina@example.com", PASSWORD, deps=deps)
+        clock.advance(10)
+        assert (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
+
+    async def test_counts_failures_per_email(self, deps: Dependencies) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        for _ in range(10):
+            with pytest.raises(InvalidCredentials):
+                await log_in("other@example.com", "not the password", deps=deps)
+        assert (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
+
+    async def test_nine_failures_do_not_lock_the_email(self, deps: Dependencies) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        for _ in range(9):
+            with pytest.raises(InvalidCredentials):
+                await log_in("mina@example.com", "not the password", deps=deps)
+        assert (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
+
+
+class TestAuthenticate:
+    async def test_refuses_a_missing_token(self, deps: Dependencies) -> None:
+        for missing in (None, ""):
+            with pytest.raises(Unauthorized):
+                authenticate(missing, deps=deps)
+
+    async def test_refuses_an_expired_token(self, deps: Dependencies, clock: ManualClock) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        token = await log_in("mina@example.com", PASSWORD, deps=deps)
+        clock.advance(timedelta(seconds=3599))
+        authenticate(token.access_token, deps=deps)
+        clock.advance(timedelta(seconds=1))
+        with pytest.raises(Unauthorized):
+            authenticate(token.access_token, deps=deps)
+
+    async def test_refuses_a_tampered_token(self, deps: Dependencies) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        token = (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
+        header, _payload, signature = token.split(".")
+        forged = jwt.encode({"sub": "2", "exp": 4_000_000_000}, "another key" * 4, "HS256")
+        for bad in (
+            f"{header}.{forged.split('.')[1]}.{signature}",
+            token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+            "not a token",
+        ):
+            with pytest.raises(Unauthorized):
+                authenticate(bad, deps=deps)
+
+    def test_refuses_unsigned_and_foreign_algorithm_tokens(self, clock: ManualClock) -> None:
+        tokens = JwtAccessTokens(b"s" * 32)
+        unsigned = jwt.encode({"sub": "1", "exp": 4_000_000_000}, key=None, algorithm="none")
+        with warnings.catch_warnings():  # the same key, short for HS512: the point is the pin
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            other_algorithm = jwt.encode({"sub": "1", "exp": 4_000_000_000}, b"s" * 32, "HS512")
+        for bad in (unsigned, other_algorithm):
+            with pytest.raises(Unauthorized):
+                tokens.verify(bad, clock.now())
+
+    def test_refuses_a_token_without_expiry(self, clock: ManualClock) -> None:
+        token = jwt.encode({"sub": "1"}, b"s" * 32, "HS256")
+        with pytest.raises(Unauthorized):
+            JwtAccessTokens(b"s" * 32).verify(token, clock.now())
+
+    def test_round_trips_a_customer_id(self, clock: ManualClock) -> None:
+        tokens = JwtAccessTokens(b"s" * 32, lifetime_seconds=60)
+        assert tokens.verify(tokens.issue(UserId(42), clock.now()).access_token, clock.now()) == 42
+
+    def test_refuses_a_secret_shorter_than_32_bytes(self) -> None:
+        with pytest.raises(ValueError, match="32 bytes"):
+            JwtAccessTokens(b"s" * 31)

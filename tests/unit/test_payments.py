@@ -1,0 +1,284 @@
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from adapters.clock import ManualClock
+from booking import Customer, add_venue, admitted_customer, memory_deps
+from concert_domain import BookingPolicy, Dependencies
+from concert_domain.errors import (
+    HoldExpired,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidRequest,
+    NotFound,
+    QueueTokenInvalid,
+    QueueTokenRequired,
+    ReservationNotHeld,
+)
+from concert_domain.idempotency import PENDING_LEASE, fingerprint
+from concert_domain.ids import ReservationId
+from concert_domain.reservations import Reservation
+from concert_domain.usecases import (
+    cancel_reservation,
+    charge_wallet,
+    get_balance,
+    get_reservation,
+    hold_seat,
+    pay,
+    queue_status,
+    sweep_expired_holds,
+)
+from concert_domain.wallet import ledger_balance
+
+
+async def holding(deps: Dependencies, email: str, *, balance: int) -> tuple[Customer, Reservation]:
+    venue = await add_venue(deps, seats=1)
+    customer = await admitted_customer(deps, email)
+    if balance:
+        await charge_wallet(customer.user_id, balance, deps=deps)
+    held = await hold_seat(
+        customer.user_id, customer.queue_token, venue.seats[0].seat_id, deps=deps
+    )
+    return customer, held
+
+
+async def assert_balance_matches_ledger(
+    deps: Dependencies, customer: Customer, balance: int
+) -> None:
+    assert await get_balance(customer.user_id, deps=deps) == balance
+    async with deps.uow() as uow:
+        assert ledger_balance(await uow.wallets.ledger(customer.user_id)) == balance
+
+
+class TestChargeWallet:
+    async def test_adds_to_the_balance_and_the_ledger(self, deps: Dependencies) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        assert await charge_wallet(mina.user_id, 30_000, deps=deps) == 30_000
+        assert await charge_wallet(mina.user_id, 20_000, deps=deps) == 50_000
+        assert await get_balance(mina.user_id, deps=deps) == 50_000
+        async with deps.uow() as uow:
+            entries = await uow.wallets.ledger(mina.user_id)
+        assert [(e.kind, e.amount) for e in entries] == [("charge", 30_000), ("charge", 20_000)]
+
+    @pytest.mark.parametrize("amount", [0, -1, 10_000_001, True])
+    async def test_refuses_an_amount_outside_1_to_10_million(
+        self, deps: Dependencies, amount: int
+    ) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        with pytest.raises(InvalidRequest):
+            await charge_wallet(mina.user_id, amount, deps=deps)
+        assert await get_balance(mina.user_id, deps=deps) == 0
+
+    async def test_refuses_a_charge_that_would_pass_100_million(self, deps: Dependencies) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        for _ in range(10):
+            await charge_wallet(mina.user_id, 10_000_000, deps=deps)
+        with pytest.raises(InvalidRequest):
+            await charge_wallet(mina.user_id, 1, deps=deps)
+        assert await get_balance(mina.user_id, deps=deps) == 100_000_000
+
+    async def test_forty_concurrent_charges_lose_no_update(self, deps: Dependencies) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        await asyncio.gather(*(charge_wallet(mina.user_id, 1_000, deps=deps) for _ in range(40)))
+        assert await get_balance(mina.user_id, deps=deps) == 40_000
+
+    async def test_applies_a_retried_charge_once_and_answers_the_same(
+        self, deps: Dependencies
+    ) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        first = await charge_wallet(mina.user_id, 5_000, "charge-1", deps=deps)
+        again = await charge_wallet(mina.user_id, 5_000, "charge-1", deps=deps)
+        assert first == again == 5_000
+        assert await get_balance(mina.user_id, deps=deps) == 5_000
+
+    async def test_scopes_idempotency_keys_to_the_customer(self, deps: Dependencies) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        joon = await admitted_customer(deps, "joon@example.com")
+        await charge_wallet(mina.user_id, 5_000, "same-key", deps=deps)
+        assert await charge_wallet(joon.user_id, 7_000, "same-key", deps=deps) == 7_000
+
+    @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode"])
+    async def test_refuses_a_malformed_idempotency_key(self, deps: Dependencies, key: str) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        with pytest.raises(InvalidRequest):
+            await charge_wallet(mina.user_id, 5_000, key, deps=deps)
+
+
+class TestPay:
+    async def test_sells_the_seat_debits_the_balance_and_expires_the_queue_token(
+        self, deps: Dependencies
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=80_000)
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        assert (receipt.reservation_id, receipt.amount, receipt.balance, receipt.status) == (
+            held.reservation_id,
+            50_000,
+            30_000,
+            "paid",
+        )
+        assert (
+            await get_reservation(mina.user_id, held.reservation_id, deps=deps)
+        ).status == "paid"
+        assert await get_balance(mina.user_id, deps=deps) == 30_000
+        assert (await queue_status(mina.user_id, mina.queue_token, deps=deps)).status == "expired"
+        async with deps.uow() as uow:
+            payment = await uow.payments.for_reservation(held.reservation_id)
+            entries = await uow.wallets.ledger(mina.user_id)
+        assert payment is not None and payment.payment_id == receipt.payment_id
+        assert [(e.kind, e.amount, e.payment_id) for e in entries][-1] == (
+            "payment",
+            50_000,
+            receipt.payment_id,
+        )
+
+    async def test_a_paid_seat_stays_sold_after_its_hold_time_and_a_sweep(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        clock.advance(timedelta(hours=2))
+        assert await sweep_expired_holds(deps=deps) == 0
+        assert (
+            await get_reservation(mina.user_id, held.reservation_id, deps=deps)
+        ).status == "paid"
+
+    async def test_refuses_a_balance_that_does_not_cover_the_price_and_changes_nothing(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=49_999)
+        with pytest.raises(InsufficientBalance):
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        await assert_balance_matches_ledger(deps, mina, 49_999)
+        assert (
+            await get_reservation(mina.user_id, held.reservation_id, deps=deps)
+        ).status == "held"
+        assert (await queue_status(mina.user_id, mina.queue_token, deps=deps)).status == "active"
+        async with deps.uow() as uow:
+            assert await uow.payments.for_reservation(held.reservation_id) is None
+
+    async def test_never_pays_an_expired_hold(self, deps: Dependencies, clock: ManualClock) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        clock.advance(timedelta(minutes=5))
+        with pytest.raises(HoldExpired):
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        await sweep_expired_holds(deps=deps)
+        with pytest.raises(HoldExpired):
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        await assert_balance_matches_ledger(deps, mina, 50_000)
+
+    async def test_refuses_to_pay_twice_or_pay_a_cancelled_hold(self, deps: Dependencies) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=100_000)
+        await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+        joon, other = await holding(deps, "joon@example.com", balance=100_000)
+        await cancel_reservation(joon.user_id, other.reservation_id, deps=deps)
+        with pytest.raises(ReservationNotHeld):
+            await pay(joon.user_id, joon.queue_token, other.reservation_id, deps=deps)
+        await assert_balance_matches_ledger(deps, joon, 100_000)
+
+    async def test_reports_another_customers_reservation_as_not_found(
+        self, deps: Dependencies
+    ) -> None:
+        _mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        joon = await admitted_customer(deps, "joon@example.com")
+        await charge_wallet(joon.user_id, 50_000, deps=deps)
+        for reservation_id in (held.reservation_id, ReservationId(999)):
+            with pytest.raises(NotFound):
+                await pay(joon.user_id, joon.queue_token, reservation_id, deps=deps)
+        await assert_balance_matches_ledger(deps, joon, 50_000)
+
+    async def test_needs_an_active_queue_token(self, deps: Dependencies) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        with pytest.raises(QueueTokenRequired):
+            await pay(mina.user_id, None, held.reservation_id, deps=deps)
+        await assert_balance_matches_ledger(deps, mina, 50_000)
+
+    async def test_twenty_concurrent_payments_against_a_balance_that_covers_one(
+        self, clock: ManualClock
+    ) -> None:
+        deps = memory_deps(clock, BookingPolicy(max_holds_per_user=20))
+        venue = await add_venue(deps, seats=20)
+        mina = await admitted_customer(deps, "mina@example.com")
+        await charge_wallet(mina.user_id, 50_000, deps=deps)
+        holds = [
+            await hold_seat(mina.user_id, mina.queue_token, seat.seat_id, deps=deps)
+            for seat in venue.seats
+        ]
+        results = await asyncio.gather(
+            *(pay(mina.user_id, mina.queue_token, h.reservation_id, deps=deps) for h in holds),
+            return_exceptions=True,
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        refused = [type(r) for r in results if isinstance(r, BaseException)]
+        assert set(refused) <= {InsufficientBalance, QueueTokenInvalid}, refused
+        await assert_balance_matches_ledger(deps, mina, 0)
+
+
+class TestPayIdempotently:
+    async def test_a_retry_replays_the_first_answer_after_the_queue_token_expired(
+        self, deps: Dependencies
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=120_000)
+        first = await pay(mina.user_id, mina.queue_token, held.reservation_id, "pay-1", deps=deps)
+        again = await pay(mina.user_id, mina.queue_token, held.reservation_id, "pay-1", deps=deps)
+        assert again == first
+        assert await get_balance(mina.user_id, deps=deps) == 70_000
+
+    async def test_refuses_the_same_key_for_a_different_request(self, deps: Dependencies) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=120_000)
+        await pay(mina.user_id, mina.queue_token, held.reservation_id, "key", deps=deps)
+        with pytest.raises(IdempotencyKeyReused):
+            await pay(mina.user_id, mina.queue_token, ReservationId(999), "key", deps=deps)
+        with pytest.raises(IdempotencyKeyReused):
+            await charge_wallet(mina.user_id, 1_000, "key", deps=deps)
+
+    async def test_replays_an_error_answer_too(self, deps: Dependencies) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=1_000)
+        with pytest.raises(InsufficientBalance) as first:
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+        await charge_wallet(mina.user_id, 100_000, deps=deps)
+        with pytest.raises(InsufficientBalance) as again:
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+        assert again.value.message == first.value.message
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, "k2", deps=deps)
+        assert receipt.balance == 51_000
+
+    async def test_a_closed_queue_gate_is_not_stored_as_the_answer(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        with pytest.raises(QueueTokenInvalid):
+            await pay(mina.user_id, "forged", held.reservation_id, "k", deps=deps)
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+        assert receipt.balance == 0
+
+    async def test_tells_a_retry_that_the_first_is_still_running(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        request = fingerprint("pay", reservation_id=held.reservation_id)
+        async with deps.uow() as uow:  # a first request that claimed the key and is still at work
+            await uow.idempotency.claim(mina.user_id, "k", request, clock.now(), PENDING_LEASE)
+            await uow.commit()
+        with pytest.raises(IdempotencyKeyInUse):
+            await pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+        clock.advance(PENDING_LEASE)  # the first request died: its claim is taken over
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+        assert receipt.balance == 0
+
+    async def test_concurrent_retries_with_one_key_debit_once(self, deps: Dependencies) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=200_000)
+        results = await asyncio.gather(
+            *(
+                pay(mina.user_id, mina.queue_token, held.reservation_id, "k", deps=deps)
+                for _ in range(10)
+            ),
+            return_exceptions=True,
+        )
+        receipts = {r for r in results if not isinstance(r, BaseException)}
+        assert len(receipts) == 1
+        assert all(
+            isinstance(r, IdempotencyKeyInUse) for r in results if isinstance(r, BaseException)
+        )
+        assert await get_balance(mina.user_id, deps=deps) == 150_000
