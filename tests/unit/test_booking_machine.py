@@ -1,0 +1,417 @@
+"""The whole booking flow as a Hypothesis state machine, with every invariant of DESIGN.md
+checked after every step.
+
+Several customers sign up, charge, join the line, hold, cancel and pay (with and without
+idempotency keys) while a hand-driven clock jumps around the hold and token lifetimes and the
+scheduler ticks. Each rule also checks its own answer against a small model of what must have
+happened; the invariants read the stores' state directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import attrs
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+import strategies
+from adapters.clock import ManualClock
+from adapters.memory import InMemoryDatabase
+from booking import PASSWORD, START, add_venue, memory_deps
+from concert_domain import BookingPolicy, QueuePolicy, usecases
+from concert_domain.catalog import Seat
+from concert_domain.errors import (
+    ConcertError,
+    EmailTaken,
+    HoldExpired,
+    HoldLimitReached,
+    IdempotencyKeyReused,
+    InsufficientBalance,
+    InvalidRequest,
+    NotFound,
+    QueueTokenInvalid,
+    QueueTokenNotActive,
+    QueueTokenRequired,
+    ReservationNotHeld,
+    SeatUnavailable,
+)
+from concert_domain.ids import QueueToken, ReservationId, UserId
+from concert_domain.queue import TicketStatus
+from concert_domain.reservations import Reservation, ReservationStatus
+from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, ledger_balance
+
+POLICY = BookingPolicy(
+    hold_seconds=120,
+    max_holds_per_user=2,
+    queue=QueuePolicy(capacity=2, active_seconds=300),
+)
+PRICE = 20_000
+T = TypeVar("T")
+QUEUE_GATE = (QueueTokenRequired, QueueTokenInvalid, QueueTokenNotActive)
+
+
+@attrs.define
+class Ticket:
+    token: QueueToken
+    user_id: UserId
+    joined: int
+    activated: int | None = None
+
+
+class BookingMachine(RuleBasedStateMachine):
+    customers = Bundle("customers")
+    reservations = Bundle("reservations")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = ManualClock(START)
+        self.database = InMemoryDatabase()
+        self.deps = memory_deps(self.clock, POLICY, database=self.database)
+        self.emails: dict[str, UserId] = {}
+        self.charged: dict[UserId, int] = defaultdict(int)
+        self.spent: dict[UserId, int] = defaultdict(int)
+        self.tokens: dict[UserId, QueueToken] = {}
+        self.tickets: dict[QueueToken, Ticket] = {}
+        self.joins = 0
+        self.activations = 0
+        self.paid: dict[ReservationId, Reservation] = {}
+        self.answers: dict[tuple[UserId, str], tuple[tuple[str, int], object]] = {}
+        self.seats: list[Seat] = []
+        self.keyed_payments: list[tuple[UserId, ReservationId, str]] = []
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    @initialize()
+    def add_venue(self) -> None:
+        venue = self.run(add_venue(self.deps, seats=4, price=PRICE))
+        self.seats = venue.seats
+
+    # -- rules ------------------------------------------------------------------------------
+
+    @rule(target=customers, email=strategies.emails)
+    def sign_up(self, email: str) -> object:
+        known = email.lower() in self.emails
+        try:
+            account = self.run(usecases.sign_up(email, PASSWORD, deps=self.deps))
+        except EmailTaken:
+            assert known, "a new email was refused"
+            return multiple()
+        assert not known, "an email was signed up twice"
+        self.emails[account.email] = account.user_id
+        return account.user_id
+
+    @rule(customer=customers, email=strategies.emails, right=st.booleans())
+    def log_in(self, customer: UserId, email: str, right: bool) -> None:
+        del customer  # logging in touches no customer state; any email of the pool will do
+        password = PASSWORD if right else "wrong password"
+        try:
+            token = self.run(usecases.log_in(email, password, deps=self.deps))
+        except ConcertError as error:
+            assert not (right and email.lower() in self.emails) or error.code == "rate_limited"
+            return
+        assert (
+            right
+            and usecases.authenticate(token.access_token, deps=self.deps)
+            == (self.emails[email.lower()])
+        )
+
+    @rule(customer=customers, amount=strategies.charge_amounts, key=strategies.idempotency_keys)
+    def charge(self, customer: UserId, amount: int, key: str | None) -> None:
+        request = ("charge", amount)
+        in_range = 1 <= amount <= CHARGE_MAX
+        replay = self._replay(customer, key, request) if in_range else None
+        try:
+            balance = self.run(usecases.charge_wallet(customer, amount, key, deps=self.deps))
+        except ConcertError as error:
+            self._check_replayed(replay, error)
+            if replay is None:
+                assert isinstance(error, InvalidRequest)
+                over = self.charged[customer] - self.spent[customer] + amount > BALANCE_MAX
+                assert not in_range or over
+                self._remember(customer, key, request, error, stored=in_range)
+            return
+        self._check_replayed(replay, balance)
+        if replay is None:
+            assert in_range
+            self.charged[customer] += amount
+            assert balance == self.charged[customer] - self.spent[customer]
+            self._remember(customer, key, request, balance)
+
+    @rule(customer=customers)
+    def join(self, customer: UserId) -> None:
+        status, created = self.run(usecases.join_queue(customer, deps=self.deps))
+        live = self.tokens.get(customer)
+        if live is not None and self._ticket_status(live) is not TicketStatus.EXPIRED:
+            assert not created and status.token == live, "a customer got a second live token"
+        else:
+            assert created
+            self.joins += 1
+            self.tickets[status.token] = Ticket(status.token, customer, self.joins)
+            self.tokens[customer] = status.token
+        self._observe_activations()
+
+    @rule(target=reservations, customer=customers, number=strategies.seat_numbers)
+    def hold(self, customer: UserId, number: int) -> object:
+        seat = self.seats[number - 1]
+        now = self.clock.now()
+        live_on_seat = [
+            r for r in self._all_reservations() if r.seat_id == seat.seat_id and r.is_live(now)
+        ]
+        holds = [r for r in self._all_reservations() if r.user_id == customer and r.is_held(now)]
+        try:
+            held = self.run(
+                usecases.hold_seat(
+                    customer, self.tokens.get(customer), seat.seat_id, deps=self.deps
+                )
+            )
+        except QUEUE_GATE as error:
+            event(f"hold: {error.code}")
+            self._check_gate_refusal(customer)
+            return multiple()
+        except SeatUnavailable:
+            event("hold: seat_unavailable")
+            assert live_on_seat, "a free seat was refused"
+            return multiple()
+        except HoldLimitReached:
+            event("hold: hold_limit_reached")
+            assert len(holds) >= POLICY.max_holds_per_user and not live_on_seat
+            return multiple()
+        assert not live_on_seat, "a seat with a live reservation was held again"
+        assert len(holds) < POLICY.max_holds_per_user
+        assert held.expires_at == now + POLICY.hold_duration
+        event("hold: held")
+        return held.reservation_id
+
+    @rule(customer=customers, reservation_id=reservations)
+    def cancel(self, customer: UserId, reservation_id: ReservationId) -> None:
+        before = self._stored(reservation_id)
+        try:
+            cancelled = self.run(
+                usecases.cancel_reservation(customer, reservation_id, deps=self.deps)
+            )
+        except NotFound:
+            assert before.user_id != customer, "the owner was told their reservation is not found"
+            return
+        except ReservationNotHeld:
+            assert before.user_id == customer and not before.is_held(self.clock.now())
+            return
+        assert before.user_id == customer, "someone else cancelled a reservation"
+        assert before.is_held(self.clock.now()) and cancelled.status is ReservationStatus.CANCELLED
+
+    @rule(customer=customers, reservation_id=reservations, key=strategies.idempotency_keys)
+    def pay(self, customer: UserId, reservation_id: ReservationId, key: str | None) -> None:
+        request = ("pay", reservation_id)
+        replay = self._replay(customer, key, request)
+        if key is not None:
+            self.keyed_payments.append((customer, reservation_id, key))
+        before = self._stored(reservation_id)
+        now = self.clock.now()
+        balance = self.charged[customer] - self.spent[customer]
+        token = self.tokens.get(customer)
+        try:
+            receipt = self.run(usecases.pay(customer, token, reservation_id, key, deps=self.deps))
+        except QUEUE_GATE as error:
+            event(f"pay: {error.code}")
+            self._check_replayed(replay, error)
+            if replay is None:
+                self._check_gate_refusal(customer)
+            return
+        except ConcertError as error:
+            event(f"pay: {error.code}{' (replayed)' if replay is not None else ''}")
+            self._check_replayed(replay, error)
+            if replay is None:
+                expected = (
+                    NotFound
+                    if before.user_id != customer
+                    else HoldExpired
+                    if before.as_of(now).status is ReservationStatus.EXPIRED
+                    else ReservationNotHeld
+                    if before.status is not ReservationStatus.HELD
+                    else InsufficientBalance
+                )
+                assert isinstance(error, expected), (error, expected)
+                if expected is InsufficientBalance:
+                    assert balance < before.price
+                self._remember(customer, key, request, error)
+            return
+        event(f"pay: paid{' (replayed)' if replay is not None else ''}")
+        self._check_replayed(replay, receipt)
+        if replay is None:
+            assert before.user_id == customer and before.is_held(now) and balance >= before.price
+            self.spent[customer] += receipt.amount
+            self.paid[reservation_id] = self._stored(reservation_id)
+            assert self._ticket_status(token) is TicketStatus.EXPIRED  # type: ignore[arg-type]
+            self._remember(customer, key, request, receipt)
+
+    @rule(reservation_id=reservations, key=strategies.idempotency_keys)
+    def pay_own(self, reservation_id: ReservationId, key: str | None) -> None:
+        """The owner pays: the common case, which random pairs of customer and reservation
+        seldom hit."""
+        self.pay(self._stored(reservation_id).user_id, reservation_id, key)
+
+    @precondition(lambda self: bool(self.keyed_payments))
+    @rule(data=st.data())
+    def replay_payment(self, data: st.DataObject) -> None:
+        """Send a payment made with an idempotency key again, exactly as before."""
+        customer, reservation_id, key = data.draw(st.sampled_from(self.keyed_payments))
+        self.pay(customer, reservation_id, key)
+
+    @rule(seconds=strategies.time_steps)
+    def advance_time(self, seconds: int) -> None:
+        self.clock.advance(timedelta(seconds=seconds))
+
+    @rule()
+    def scheduler_tick(self) -> None:
+        self.run(usecases.run_scheduler_tick(deps=self.deps))
+        self._observe_activations()
+
+    # -- invariants -------------------------------------------------------------------------
+
+    @invariant()
+    def one_live_reservation_per_seat(self) -> None:
+        now = self.clock.now()
+        live = [r.seat_id for r in self._all_reservations() if r.is_live(now)]
+        assert len(live) == len(set(live)), "a seat has two live reservations"
+
+    @invariant()
+    def a_paid_seat_stays_sold(self) -> None:
+        for reservation_id, paid in self.paid.items():
+            assert self._stored(reservation_id).status is ReservationStatus.PAID
+            assert self.database.seat_status(paid.seat_id, self.clock.now()) == "sold"
+
+    @invariant()
+    def an_expired_hold_blocks_nothing_and_was_never_paid(self) -> None:
+        now = self.clock.now()
+        for reservation in self._all_reservations():
+            if reservation.as_of(now).status is ReservationStatus.EXPIRED:
+                assert reservation.reservation_id not in self.database.payment_by_reservation
+                live = self.database.live_reservation(reservation.seat_id, now)
+                assert live is None or live.reservation_id != reservation.reservation_id
+        for payment in self.database.payments.values():
+            assert payment.created_at < self._stored(payment.reservation_id).expires_at
+
+    @invariant()
+    def balances_are_never_negative_and_equal_their_ledger(self) -> None:
+        for user_id in self.emails.values():
+            balance = self.database.wallets.get(user_id)
+            assert balance is not None and balance >= 0
+            entries = list(self.database.ledger.get(user_id) or ())
+            assert balance == ledger_balance(entries) == self.charged[user_id] - self.spent[user_id]
+
+    @invariant()
+    def a_reservation_is_paid_at_most_once(self) -> None:
+        payments = [p.reservation_id for p in self.database.payments.values()]
+        assert len(payments) == len(set(payments))
+        assert set(payments) == set(self.paid)
+
+    @invariant()
+    def the_queue_admits_in_order_within_capacity_one_token_each(self) -> None:
+        statuses = {token: self._ticket_status(token) for token in self.tickets}
+        active = [t for t, s in statuses.items() if s is TicketStatus.ACTIVE]
+        assert len(active) <= POLICY.queue.capacity
+        for user_id in set(self.emails.values()):
+            live = [
+                t
+                for t, s in statuses.items()
+                if self.tickets[t].user_id == user_id and s is not TicketStatus.EXPIRED
+            ]
+            assert len(live) <= 1, "a customer has two live tokens"
+        admitted = sorted(
+            (t for t in self.tickets.values() if t.activated is not None),
+            key=lambda t: t.activated or 0,
+        )
+        assert [t.joined for t in admitted] == sorted(t.joined for t in admitted)
+        for ticket in self.tickets.values():
+            if statuses[ticket.token] is TicketStatus.WAITING:
+                assert all(a.joined < ticket.joined for a in admitted), "admitted out of order"
+
+    @invariant()
+    def nobody_holds_more_than_the_limit(self) -> None:
+        now = self.clock.now()
+        per_user: dict[UserId, int] = defaultdict(int)
+        for reservation in self._all_reservations():
+            if reservation.is_held(now):
+                per_user[reservation.user_id] += 1
+        assert max(per_user.values(), default=0) <= POLICY.max_holds_per_user
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _all_reservations(self) -> list[Reservation]:
+        return list(self.database.reservations.values())
+
+    def _stored(self, reservation_id: ReservationId) -> Reservation:
+        reservation = self.database.reservations.get(reservation_id)
+        assert reservation is not None
+        return reservation
+
+    def _ticket_status(self, token: QueueToken) -> TicketStatus:
+        ticket = self.run(self.deps.queue.get(token, self.clock.now()))
+        assert ticket is not None
+        return ticket.status
+
+    def _observe_activations(self) -> None:
+        for ticket in self.tickets.values():
+            if (
+                ticket.activated is None
+                and self._ticket_status(ticket.token) is not TicketStatus.WAITING
+            ):
+                self.activations += 1
+                ticket.activated = self.activations
+
+    def _check_gate_refusal(self, customer: UserId) -> None:
+        token = self.tokens.get(customer)
+        assert token is None or self._ticket_status(token) is not TicketStatus.ACTIVE, (
+            "an active token was refused at the queue gate"
+        )
+
+    def _replay(self, customer: UserId, key: str | None, request: tuple[str, int]) -> object:
+        """None when this request runs for real; else the answer it must get back."""
+        if key is None or (customer, key) not in self.answers:
+            return None
+        first_request, answer = self.answers[(customer, key)]
+        return answer if first_request == request else IdempotencyKeyReused
+
+    def _check_replayed(self, replay: object, got: object) -> None:
+        if replay is None:
+            return
+        if isinstance(replay, type):
+            assert isinstance(got, replay), (got, replay)
+        elif isinstance(replay, ConcertError):
+            assert type(got) is type(replay) and got.message == replay.message
+        else:
+            assert got == replay, (got, replay)
+
+    def _remember(
+        self,
+        customer: UserId,
+        key: str | None,
+        request: tuple[str, int],
+        answer: object,
+        stored: bool = True,
+    ) -> None:
+        if key is not None and stored:
+            self.answers[(customer, key)] = (request, answer)
+
+
+TestBookingFlow = BookingMachine.TestCase
+# long runs: a payment needs sign-up, charge, join, hold and pay to line up
+TestBookingFlow.settings = settings(TestBookingFlow.settings, stateful_step_count=100)
