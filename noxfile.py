@@ -1,0 +1,49 @@
+"""Developer sessions. ``nox`` runs lint, typecheck and tests; ``nox -l`` lists them all.
+
+Arguments after ``--`` go to the session's tool, e.g. ``nox -s tests -- -k payments``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+PATHS = ["src", "tests", "noxfile.py"]
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    """Install the project, editable, with the given optional dependency groups."""
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", *PATHS)
+    session.run("ruff", "format", "--check", *PATHS)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the library and the tests with mypy --strict."""
+    install(session, "test", "lint")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (Hypothesis uses its ci profile when CI is set)."""
+    install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(name="format")
+def format_code(session: nox.Session) -> None:
+    """Rewrite the code in place: ruff's fixes and formatting."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", "--fix", *PATHS)
+    session.run("ruff", "format", *PATHS)
