@@ -102,6 +102,13 @@ class StoreUnavailable(ConcertError):
     code = "unavailable"
 
 
+class TransactionConflict(StoreUnavailable):
+    """The store gave up a transaction because of a concurrent one (a serialization failure,
+    a deadlock, a busy SQLite file). Safe to retry as a whole; use cases retry a few times."""
+
+    code = "conflict"
+
+
 def _all_subclasses(cls: type[ConcertError]) -> list[type[ConcertError]]:
     found: list[type[ConcertError]] = []
     for sub in cls.__subclasses__():

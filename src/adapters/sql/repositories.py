@@ -1,0 +1,500 @@
+"""The database-backed ports on SQLAlchemy Core, for PostgreSQL and SQLite alike.
+
+Every rule that must hold under concurrency is decided by one conditional statement or a
+constraint: ``INSERT ... ON CONFLICT DO NOTHING`` against the live-seat index for a hold,
+``UPDATE ... WHERE status = 'held' AND expires_at > :now`` to pay or cancel,
+``UPDATE ... WHERE balance >= :amount`` to debit, and a locked customer row for the hold limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Executable,
+    Result,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sql import rows
+from adapters.sql.errors import translate
+from adapters.sql.schema import (
+    LIVE,
+    accounts,
+    concert_dates,
+    concerts,
+    idempotency_keys,
+    ledger,
+    payments,
+    reservations,
+    seats,
+    wallets,
+)
+from concert_domain.accounts import Account
+from concert_domain.catalog import (
+    Concert,
+    ConcertDate,
+    DateAvailability,
+    Seat,
+    SeatStatus,
+    SeatView,
+)
+from concert_domain.errors import (
+    EmailTaken,
+    HoldLimitReached,
+    InvalidRequest,
+    ReservationNotHeld,
+    SeatUnavailable,
+)
+from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
+from concert_domain.ids import ConcertId, DateId, PaymentId, ReservationId, SeatId, UserId
+from concert_domain.ports import (
+    AccountRepository,
+    CatalogRepository,
+    IdempotencyRepository,
+    PaymentRepository,
+    ReservationRepository,
+    WalletRepository,
+)
+from concert_domain.reservations import Reservation
+from concert_domain.wallet import LedgerEntry, LedgerKind, Payment
+
+
+class SqlSession:
+    """One transaction's connection, with database errors translated into the core's."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect.name
+
+    async def execute(self, statement: Executable) -> Result[Any]:
+        try:
+            return await self.connection.execute(statement)
+        except DBAPIError as e:
+            translated = translate(e)
+            if translated is e:
+                raise
+            raise translated from e
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT that knows ``ON CONFLICT`` on this dialect."""
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table)
+
+
+def _live(now: datetime) -> Any:
+    """A reservation that blocks its seat at ``now``: paid, or held and unexpired."""
+    return or_(
+        reservations.c.status == "paid",
+        and_(reservations.c.status == "held", reservations.c.expires_at > now),
+    )
+
+
+class SqlAccountRepository(AccountRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
+        statement = (
+            self._db.insert(accounts)
+            .values(email=email, password_hash=password_hash, created_at=now)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(*accounts.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        if row is None:
+            raise EmailTaken(f"{email} already has an account")
+        return rows.account_from_row(row)
+
+    async def get_by_email(self, email: str) -> Account | None:
+        row = (await self._db.execute(select(accounts).where(accounts.c.email == email))).first()
+        return None if row is None else rows.account_from_row(row)
+
+
+class SqlCatalogRepository(CatalogRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def add_concert(self, title: str) -> Concert:
+        statement = concerts.insert().values(title=title).returning(*concerts.c)
+        return rows.concert_from_row((await self._db.execute(statement)).one())
+
+    async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
+        if await self.get_concert(concert_id) is None:
+            raise InvalidRequest(f"no concert {concert_id}")
+        statement = (
+            concert_dates.insert()
+            .values(concert_id=concert_id, day=day, starts_at=starts_at)
+            .returning(*concert_dates.c)
+        )
+        return rows.date_from_row((await self._db.execute(statement)).one())
+
+    async def add_seats(self, date_id: DateId, seat_list: Sequence[tuple[int, int]]) -> list[Seat]:
+        concert_date = await self.get_date(date_id)
+        if concert_date is None:
+            raise InvalidRequest(f"no date {date_id}")
+        numbers = [number for number, _ in seat_list]
+        taken = await self._db.execute(
+            select(seats.c.number).where(seats.c.date_id == date_id, seats.c.number.in_(numbers))
+        )
+        clash = sorted(set(taken.scalars()) | {n for n in numbers if numbers.count(n) > 1})
+        if clash:
+            raise InvalidRequest(f"seats {clash} already exist on date {date_id}")
+        if not seat_list:
+            return []
+        statement = (
+            seats.insert()
+            .values(
+                [
+                    {
+                        "date_id": date_id,
+                        "concert_id": concert_date.concert_id,
+                        "number": number,
+                        "price": price,
+                    }
+                    for number, price in seat_list
+                ]
+            )
+            .returning(*seats.c)
+        )
+        added = [rows.seat_from_row(row) for row in await self._db.execute(statement)]
+        return sorted(added, key=lambda seat: seat.number)
+
+    async def list_concerts(self) -> list[Concert]:
+        result = await self._db.execute(select(concerts).order_by(concerts.c.concert_id))
+        return [rows.concert_from_row(row) for row in result]
+
+    async def get_concert(self, concert_id: ConcertId) -> Concert | None:
+        statement = select(concerts).where(concerts.c.concert_id == concert_id)
+        row = (await self._db.execute(statement)).first()
+        return None if row is None else rows.concert_from_row(row)
+
+    async def get_date(self, date_id: DateId) -> ConcertDate | None:
+        statement = select(concert_dates).where(concert_dates.c.date_id == date_id)
+        row = (await self._db.execute(statement)).first()
+        return None if row is None else rows.date_from_row(row)
+
+    async def get_seat(self, seat_id: SeatId) -> Seat | None:
+        row = (await self._db.execute(select(seats).where(seats.c.seat_id == seat_id))).first()
+        return None if row is None else rows.seat_from_row(row)
+
+    async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
+        taken = exists().where(reservations.c.seat_id == seats.c.seat_id, _live(now))
+        available = func.count(seats.c.seat_id).label("available")
+        statement = (
+            select(concert_dates, available)
+            .join(seats, seats.c.date_id == concert_dates.c.date_id)
+            .where(
+                concert_dates.c.concert_id == concert_id,
+                concert_dates.c.starts_at > now,
+                ~taken,
+            )
+            .group_by(*concert_dates.c)
+            .order_by(concert_dates.c.starts_at, concert_dates.c.date_id)
+        )
+        return [
+            DateAvailability(rows.date_from_row(row), row.available)
+            for row in await self._db.execute(statement)
+        ]
+
+    async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
+        statement = (
+            select(seats, reservations.c.status.label("live_status"))
+            .outerjoin(
+                reservations,
+                and_(reservations.c.seat_id == seats.c.seat_id, _live(now)),
+            )
+            .where(seats.c.date_id == date_id)
+            .order_by(seats.c.number)
+        )
+        return [
+            SeatView(rows.seat_from_row(row), _SEAT_STATUS[row.live_status])
+            for row in await self._db.execute(statement)
+        ]
+
+
+_SEAT_STATUS = {None: SeatStatus.AVAILABLE, "held": SeatStatus.HELD, "paid": SeatStatus.SOLD}
+
+
+class SqlReservationRepository(ReservationRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def hold(
+        self,
+        user_id: UserId,
+        seat: Seat,
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> Reservation:
+        # 1. Take the customer's row lock, so that one customer's holds take turns (SQLite's
+        #    BEGIN IMMEDIATE already makes every writer wait), and mark the seat's lapsed hold
+        #    expired so that it leaves the live-seat index.
+        lock = (
+            select(accounts.c.user_id)
+            .where(accounts.c.user_id == user_id)
+            .with_for_update(of=accounts)
+        )
+        lapsed = (
+            update(reservations)
+            .where(
+                reservations.c.seat_id == seat.seat_id,
+                reservations.c.status == "held",
+                reservations.c.expires_at <= now,
+            )
+            .values(status="expired")
+        )
+        if self._db.dialect == "postgresql":
+            locked = (await self._db.execute(lock.add_cte(lapsed.cte("lapsed")))).first()
+        else:
+            await self._db.execute(lapsed)
+            locked = (await self._db.execute(lock)).first()
+        if locked is None:
+            raise InvalidRequest(f"no customer {user_id}")
+        # 2. Insert, in a new statement whose snapshot sees every hold committed before the
+        #    lock was granted: only if the customer is under the limit, and only if the seat
+        #    has no held or paid row (the partial unique index decides, whatever the race).
+        holds = (
+            select(func.count())
+            .where(
+                reservations.c.user_id == user_id,
+                reservations.c.status == "held",
+                reservations.c.expires_at > now,
+            )
+            .scalar_subquery()
+        )
+        values = {
+            "user_id": user_id,
+            "seat_id": seat.seat_id,
+            "date_id": seat.date_id,
+            "concert_id": seat.concert_id,
+            "number": seat.number,
+            "price": seat.price,
+            "status": "held",
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        row_values = select(
+            *(literal(value, reservations.c[name].type) for name, value in values.items())
+        ).where(holds < max_holds)
+        statement = (
+            self._db.insert(reservations)
+            .from_select(list(values), row_values)
+            .on_conflict_do_nothing(index_elements=["seat_id"], index_where=text(LIVE))
+            .returning(*reservations.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        if row is not None:
+            return rows.reservation_from_row(row)
+        count = (await self._db.execute(select(holds))).scalar() or 0
+        if count >= max_holds:
+            raise HoldLimitReached(f"you already hold {count} seats, the most allowed")
+        raise SeatUnavailable(f"seat {seat.number} is held or sold")
+
+    async def get(self, reservation_id: ReservationId) -> Reservation | None:
+        statement = select(reservations).where(reservations.c.reservation_id == reservation_id)
+        row = (await self._db.execute(statement)).first()
+        return None if row is None else rows.reservation_from_row(row)
+
+    async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
+        return await self._end_hold(reservation_id, now, "paid")
+
+    async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
+        return await self._end_hold(reservation_id, now, "cancelled")
+
+    async def expire_due(self, now: datetime, limit: int) -> list[Reservation]:
+        # a CTE, not IN (subquery): PostgreSQL may rescan an IN subquery and pass the LIMIT
+        due = (
+            select(reservations.c.reservation_id)
+            .where(reservations.c.status == "held", reservations.c.expires_at <= now)
+            .order_by(reservations.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        statement = (
+            update(reservations)
+            .where(
+                reservations.c.reservation_id == due.c.reservation_id,
+                reservations.c.status == "held",
+            )
+            .values(status="expired")
+            .returning(*reservations.c)
+        )
+        return [rows.reservation_from_row(row) for row in await self._db.execute(statement)]
+
+    async def _end_hold(
+        self, reservation_id: ReservationId, now: datetime, status: str
+    ) -> Reservation | None:
+        statement = (
+            update(reservations)
+            .where(
+                reservations.c.reservation_id == reservation_id,
+                reservations.c.status == "held",
+                reservations.c.expires_at > now,
+            )
+            .values(status=status)
+            .returning(*reservations.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        return None if row is None else rows.reservation_from_row(row)
+
+
+class SqlWalletRepository(WalletRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def open(self, user_id: UserId) -> None:
+        statement = (
+            self._db.insert(wallets)
+            .values(user_id=user_id, balance=0)
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        await self._db.execute(statement)
+
+    async def balance(self, user_id: UserId) -> int:
+        statement = select(wallets.c.balance).where(wallets.c.user_id == user_id)
+        return (await self._db.execute(statement)).scalar() or 0
+
+    async def credit(
+        self, user_id: UserId, amount: int, now: datetime, max_balance: int
+    ) -> int | None:
+        statement = (
+            update(wallets)
+            .where(wallets.c.user_id == user_id, wallets.c.balance + amount <= max_balance)
+            .values(balance=wallets.c.balance + amount)
+            .returning(wallets.c.balance)
+        )
+        return await self._move(statement, LedgerEntry(user_id, LedgerKind.CHARGE, amount, now))
+
+    async def debit(
+        self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
+    ) -> int | None:
+        statement = (
+            update(wallets)
+            .where(wallets.c.user_id == user_id, wallets.c.balance >= amount)
+            .values(balance=wallets.c.balance - amount)
+            .returning(wallets.c.balance)
+        )
+        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, amount, now, payment_id)
+        return await self._move(statement, entry)
+
+    async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
+        statement = select(ledger).where(ledger.c.user_id == user_id).order_by(ledger.c.entry_id)
+        return [rows.ledger_entry_from_row(row) for row in await self._db.execute(statement)]
+
+    async def _move(self, statement: Executable, entry: LedgerEntry) -> int | None:
+        balance: int | None = (await self._db.execute(statement)).scalar()
+        if balance is None:
+            return None
+        await self._db.execute(
+            ledger.insert().values(
+                user_id=entry.user_id,
+                kind=entry.kind.value,
+                amount=entry.amount,
+                payment_id=entry.payment_id,
+                created_at=entry.created_at,
+            )
+        )
+        return balance
+
+
+class SqlPaymentRepository(PaymentRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def add(
+        self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
+    ) -> Payment:
+        statement = (
+            self._db.insert(payments)
+            .values(reservation_id=reservation_id, user_id=user_id, amount=amount, created_at=now)
+            .on_conflict_do_nothing(index_elements=["reservation_id"])
+            .returning(*payments.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        if row is None:
+            raise ReservationNotHeld(f"reservation {reservation_id} is already paid")
+        return rows.payment_from_row(row)
+
+    async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:
+        statement = select(payments).where(payments.c.reservation_id == reservation_id)
+        row = (await self._db.execute(statement)).first()
+        return None if row is None else rows.payment_from_row(row)
+
+
+class SqlIdempotencyRepository(IdempotencyRepository):
+    def __init__(self, db: SqlSession) -> None:
+        self._db = db
+
+    async def claim(
+        self, user_id: UserId, key: str, fingerprint: str, now: datetime, lease: timedelta
+    ) -> IdempotencyRecord | None:
+        mine = and_(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+        for _ in range(3):  # a record deleted between our two statements: try again
+            inserted = (
+                self._db.insert(idempotency_keys)
+                .values(
+                    user_id=user_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    state=IdempotencyState.PENDING.value,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["user_id", "key"])
+                .returning(idempotency_keys.c.key)
+            )
+            if (await self._db.execute(inserted)).first() is not None:
+                return None
+            taken_over = (
+                update(idempotency_keys)
+                .where(
+                    mine,
+                    idempotency_keys.c.state == IdempotencyState.PENDING.value,
+                    idempotency_keys.c.created_at <= now - lease,
+                )
+                .values(fingerprint=fingerprint, created_at=now)
+                .returning(idempotency_keys.c.key)
+            )
+            if (await self._db.execute(taken_over)).first() is not None:
+                return None
+            row = (await self._db.execute(select(idempotency_keys).where(mine))).first()
+            if row is not None:
+                return rows.idempotency_from_row(row)
+        raise RuntimeError(f"idempotency key {key!r} kept vanishing while being claimed")
+
+    async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
+        await self._db.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+            .values(state=IdempotencyState.DONE.value, outcome=rows.outcome_to_json(outcome))
+        )
+
+    async def release(self, user_id: UserId, key: str) -> None:
+        await self._db.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.user_id == user_id,
+                idempotency_keys.c.key == key,
+                idempotency_keys.c.state == IdempotencyState.PENDING.value,
+            )
+        )
+
+    async def purge(self, before: datetime) -> int:
+        result = await self._db.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

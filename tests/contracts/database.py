@@ -1,0 +1,451 @@
+"""The contract of the database-backed ports: every `UnitOfWork` repository.
+
+A subclass provides a ``uow`` fixture (a `UnitOfWorkFactory` over an empty, migrated store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from concert_domain.catalog import Seat
+from concert_domain.errors import (
+    EmailTaken,
+    HoldLimitReached,
+    InvalidRequest,
+    ReservationNotHeld,
+    SeatUnavailable,
+)
+from concert_domain.idempotency import IdempotencyState, JsonScalar, StoredOutcome
+from concert_domain.ids import ConcertId, DateId, PaymentId, ReservationId, SeatId, UserId
+from concert_domain.ports import UnitOfWorkFactory
+from concert_domain.wallet import LedgerKind, ledger_balance
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HOLD = timedelta(minutes=5)
+LEASE = timedelta(seconds=60)
+
+
+async def add_customer(uow: UnitOfWorkFactory, email: str = "mina@example.com") -> UserId:
+    async with uow() as tx:
+        account = await tx.accounts.add(email, "hash", NOW)
+        await tx.wallets.open(account.user_id)
+        await tx.commit()
+    return account.user_id
+
+
+async def add_seats(uow: UnitOfWorkFactory, count: int = 3, price: int = 50_000) -> list[Seat]:
+    async with uow() as tx:
+        concert = await tx.catalog.add_concert("Contract Night")
+        concert_date = await tx.catalog.add_date(
+            concert.concert_id, date(2026, 12, 8), NOW + timedelta(days=7)
+        )
+        seats = await tx.catalog.add_seats(
+            concert_date.date_id, [(n, price) for n in range(1, count + 1)]
+        )
+        await tx.commit()
+    return seats
+
+
+async def hold(
+    uow: UnitOfWorkFactory, user: UserId, seat: Seat, now: datetime = NOW, limit: int = 4
+) -> ReservationId:
+    async with uow() as tx:
+        reservation = await tx.reservations.hold(user, seat, now, now + HOLD, limit)
+        await tx.commit()
+    return reservation.reservation_id
+
+
+async def credit(uow: UnitOfWorkFactory, user: UserId, amount: int) -> int | None:
+    async with uow() as tx:
+        balance = await tx.wallets.credit(user, amount, NOW, 100_000_000)
+        await tx.commit()
+    return balance
+
+
+class DatabaseContract:
+    # -- unit of work -------------------------------------------------------------------------
+
+    async def test_a_unit_of_work_left_without_commit_keeps_nothing(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        async with uow() as tx:
+            await tx.accounts.add("mina@example.com", "hash", NOW)
+        async with uow() as tx:
+            assert await tx.accounts.get_by_email("mina@example.com") is None
+
+    async def test_a_failed_unit_of_work_rolls_back_its_earlier_writes(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+
+        async def pay_twice() -> None:
+            async with uow() as tx:
+                await tx.wallets.credit(user, 1_000, NOW, 100_000_000)
+                await tx.accounts.add("mina@example.com", "hash", NOW)
+
+        with pytest.raises(EmailTaken):
+            await pay_twice()
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 0
+            assert await tx.wallets.ledger(user) == []
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    async def test_accounts_are_found_by_email(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        async with uow() as tx:
+            account = await tx.accounts.get_by_email("mina@example.com")
+        assert account is not None
+        assert (account.user_id, account.email, account.password_hash) == (
+            user,
+            "mina@example.com",
+            "hash",
+        )
+        assert account.created_at == NOW
+
+    async def test_concurrent_sign_ups_with_one_email_make_one_account(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        results = await asyncio.gather(
+            *(add_customer(uow, "same@example.com") for _ in range(8)), return_exceptions=True
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, EmailTaken) for r in results if isinstance(r, BaseException))
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    async def test_the_catalog_keeps_concerts_dates_and_seats(self, uow: UnitOfWorkFactory) -> None:
+        seats = await add_seats(uow, count=3, price=70_000)
+        async with uow() as tx:
+            [concert] = await tx.catalog.list_concerts()
+            concert_date = await tx.catalog.get_date(seats[0].date_id)
+            seat = await tx.catalog.get_seat(seats[2].seat_id)
+            missing = await tx.catalog.get_seat(SeatId(10_000))
+        assert concert.title == "Contract Night"
+        assert concert_date is not None
+        assert (concert_date.date, concert_date.starts_at) == (
+            date(2026, 12, 8),
+            NOW + timedelta(days=7),
+        )
+        assert seat == seats[2]
+        assert (seat.number, seat.price, seat.concert_id) == (3, 70_000, concert.concert_id)
+        assert missing is None
+
+    async def test_seat_numbers_are_unique_within_a_date(self, uow: UnitOfWorkFactory) -> None:
+        seats = await add_seats(uow, count=2)
+        with pytest.raises(InvalidRequest):
+            async with uow() as tx:
+                await tx.catalog.add_seats(seats[0].date_id, [(2, 1_000)])
+
+    async def test_dates_need_a_concert_and_seats_need_a_date(self, uow: UnitOfWorkFactory) -> None:
+        with pytest.raises(InvalidRequest):
+            async with uow() as tx:
+                await tx.catalog.add_date(ConcertId(10_000), date(2026, 12, 8), NOW)
+        with pytest.raises(InvalidRequest):
+            async with uow() as tx:
+                await tx.catalog.add_seats(DateId(10_000), [(1, 1_000)])
+
+    async def test_the_seat_map_shows_live_reservations_at_the_given_instant(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two, three = await add_seats(uow, count=3)
+        user = await add_customer(uow)
+        await hold(uow, user, one)
+        paid = await hold(uow, user, two, now=NOW - HOLD)  # lapses at NOW...
+        await hold(uow, user, three, now=NOW - timedelta(minutes=10))
+        async with uow() as tx:
+            # ...so it cannot be paid at NOW; paid a moment before it lapsed, it stays sold
+            assert await tx.reservations.mark_paid(paid, NOW) is None
+            assert await tx.reservations.mark_paid(paid, NOW - timedelta(seconds=1)) is not None
+            await tx.commit()
+        async with uow() as tx:
+            statuses = [v.status for v in await tx.catalog.seat_map(one.date_id, NOW)]
+            later = [v.status for v in await tx.catalog.seat_map(one.date_id, NOW + HOLD)]
+        assert statuses == ["held", "sold", "available"]
+        assert later == ["available", "sold", "available"]
+
+    async def test_open_dates_count_available_seats_and_skip_started_or_full_dates(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+        async with uow() as tx:
+            concert = await tx.catalog.add_concert("Three Nights")
+            dates = [
+                await tx.catalog.add_date(
+                    concert.concert_id, date(2026, 12, d), NOW + timedelta(days=d)
+                )
+                for d in (9, 2, 5)
+            ]
+            started = await tx.catalog.add_date(concert.concert_id, date(2026, 11, 30), NOW)
+            seats = {}
+            for d in [*dates, started]:
+                seats[d.date_id] = await tx.catalog.add_seats(d.date_id, [(1, 10), (2, 10)])
+            await tx.commit()
+        full = dates[2]
+        for seat in seats[full.date_id]:
+            await hold(uow, user, seat)
+        await hold(uow, user, seats[dates[0].date_id][0])
+        async with uow() as tx:
+            found = await tx.catalog.open_dates(concert.concert_id, NOW)
+        assert [(a.date.date_id, a.available_seats) for a in found] == [
+            (dates[1].date_id, 2),
+            (dates[0].date_id, 1),
+        ]
+
+    # -- reservations -------------------------------------------------------------------------
+
+    async def test_a_hold_records_the_seat_and_its_expiry(self, uow: UnitOfWorkFactory) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user = await add_customer(uow)
+        reservation_id = await hold(uow, user, seat)
+        async with uow() as tx:
+            reservation = await tx.reservations.get(reservation_id)
+        assert reservation is not None
+        assert (reservation.user_id, reservation.seat_id, reservation.price) == (
+            user,
+            seat.seat_id,
+            seat.price,
+        )
+        assert (reservation.status, reservation.created_at, reservation.expires_at) == (
+            "held",
+            NOW,
+            NOW + HOLD,
+        )
+
+    async def test_a_seat_with_a_live_hold_or_a_payment_cannot_be_held(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two = await add_seats(uow, count=2)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await hold(uow, user, one)
+        paid = await hold(uow, user, two)
+        async with uow() as tx:
+            await tx.reservations.mark_paid(paid, NOW)
+            await tx.commit()
+        for seat, when in (
+            (one, NOW + HOLD - timedelta(seconds=1)),
+            (two, NOW + timedelta(days=1)),
+        ):
+            with pytest.raises(SeatUnavailable):
+                await hold(uow, other, seat, now=when)
+
+    async def test_a_lapsed_hold_gives_way_to_the_next_customer(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        first = await hold(uow, user, seat)
+        second = await hold(uow, other, seat, now=NOW + HOLD)
+        async with uow() as tx:
+            old, new = await tx.reservations.get(first), await tx.reservations.get(second)
+        assert old is not None
+        assert old.as_of(NOW + HOLD).status == "expired"
+        assert new is not None
+        assert new.status == "held"
+
+    async def test_cancelled_holds_free_the_seat(self, uow: UnitOfWorkFactory) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user = await add_customer(uow)
+        first = await hold(uow, user, seat)
+        async with uow() as tx:
+            cancelled = await tx.reservations.cancel(first, NOW)
+            await tx.commit()
+        assert cancelled is not None and cancelled.status == "cancelled"
+        await hold(uow, user, seat)
+
+    async def test_the_hold_limit_counts_only_unexpired_holds(self, uow: UnitOfWorkFactory) -> None:
+        seats = await add_seats(uow, count=4)
+        user = await add_customer(uow)
+        await hold(uow, user, seats[0], now=NOW - HOLD, limit=2)  # lapsed by NOW
+        await hold(uow, user, seats[1], limit=2)
+        await hold(uow, user, seats[2], limit=2)
+        with pytest.raises(HoldLimitReached):
+            await hold(uow, user, seats[3], limit=2)
+
+    async def test_pay_and_cancel_succeed_only_on_an_unexpired_hold(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two = await add_seats(uow, count=2)
+        user = await add_customer(uow)
+        first, second = await hold(uow, user, one), await hold(uow, user, two)
+        async with uow() as tx:
+            assert await tx.reservations.mark_paid(first, NOW + HOLD) is None
+            assert await tx.reservations.cancel(first, NOW + HOLD) is None
+            paid = await tx.reservations.mark_paid(first, NOW)
+            assert paid is not None and paid.status == "paid"
+            assert await tx.reservations.mark_paid(first, NOW) is None
+            assert await tx.reservations.cancel(first, NOW) is None
+            assert await tx.reservations.cancel(second, NOW) is not None
+            assert await tx.reservations.mark_paid(second, NOW) is None
+            assert await tx.reservations.mark_paid(ReservationId(10_000), NOW) is None
+            await tx.commit()
+
+    async def test_the_sweep_expires_each_lapsed_hold_once_and_nothing_else(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=5)
+        user = await add_customer(uow)
+        lapsed = [await hold(uow, user, s, now=NOW - HOLD, limit=9) for s in seats[:3]]
+        paid = await hold(uow, user, seats[3], now=NOW - HOLD, limit=9)
+        async with uow() as tx:
+            await tx.reservations.mark_paid(paid, NOW - HOLD)
+            await tx.commit()
+        await hold(uow, user, seats[4], limit=9)
+        async with uow() as tx:
+            first = await tx.reservations.expire_due(NOW, limit=2)
+            second = await tx.reservations.expire_due(NOW, limit=2)
+            third = await tx.reservations.expire_due(NOW, limit=2)
+            await tx.commit()
+        assert [len(first), len(second), len(third)] == [2, 1, 0], (first, second, third)
+        assert sorted(r.reservation_id for r in first + second) == sorted(lapsed)
+        assert {r.status for r in first + second} == {"expired"}
+
+    async def test_concurrent_contenders_for_one_seat_get_one_hold(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        users = [await add_customer(uow, f"p{n}@example.com") for n in range(12)]
+        results = await asyncio.gather(*(hold(uow, u, seat) for u in users), return_exceptions=True)
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, SeatUnavailable) for r in results if isinstance(r, BaseException))
+
+    async def test_concurrent_holds_by_one_customer_stop_at_the_limit(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=10)
+        user = await add_customer(uow)
+        results = await asyncio.gather(
+            *(hold(uow, user, s, limit=4) for s in seats), return_exceptions=True
+        )
+        assert sum(not isinstance(r, BaseException) for r in results) == 4
+        assert all(isinstance(r, HoldLimitReached) for r in results if isinstance(r, BaseException))
+
+    # -- wallets and payments -----------------------------------------------------------------
+
+    async def test_credits_and_debits_move_the_balance_and_write_the_ledger(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+        assert await credit(uow, user, 30_000) == 30_000
+        async with uow() as tx:
+            assert await tx.wallets.debit(user, 20_000, NOW, PaymentId(7)) == 10_000
+            assert await tx.wallets.debit(user, 10_001, NOW, PaymentId(8)) is None
+            assert await tx.wallets.credit(user, 91, NOW, 10_090) is None
+            assert await tx.wallets.credit(user, 90, NOW, 10_090) == 10_090
+            await tx.commit()
+        async with uow() as tx:
+            entries = await tx.wallets.ledger(user)
+            assert await tx.wallets.balance(user) == 10_090
+        assert [(e.kind, e.amount, e.payment_id) for e in entries] == [
+            (LedgerKind.CHARGE, 30_000, None),
+            (LedgerKind.PAYMENT, 20_000, 7),
+            (LedgerKind.CHARGE, 90, None),
+        ]
+        assert ledger_balance(entries) == 10_090
+
+    async def test_opening_a_wallet_twice_keeps_its_balance(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        await credit(uow, user, 500)
+        async with uow() as tx:
+            await tx.wallets.open(user)
+            await tx.commit()
+            assert await tx.wallets.balance(user) == 500
+
+    async def test_concurrent_credits_lose_no_update(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        await asyncio.gather(*(credit(uow, user, 100) for _ in range(20)))
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 2_000
+            assert len(await tx.wallets.ledger(user)) == 20
+
+    async def test_concurrent_debits_never_go_below_zero(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        await credit(uow, user, 1_000)
+
+        async def debit(n: int) -> int | None:
+            async with uow() as tx:
+                balance = await tx.wallets.debit(user, 300, NOW, PaymentId(n))
+                await tx.commit()
+            return balance
+
+        results = await asyncio.gather(*(debit(n) for n in range(10)))
+        assert sorted(r for r in results if r is not None) == [100, 400, 700]
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 100
+
+    async def test_a_reservation_takes_one_payment(self, uow: UnitOfWorkFactory) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user = await add_customer(uow)
+        reservation_id = await hold(uow, user, seat)
+        async with uow() as tx:
+            payment = await tx.payments.add(reservation_id, user, 50_000, NOW)
+            await tx.commit()
+        with pytest.raises(ReservationNotHeld):
+            async with uow() as tx:
+                await tx.payments.add(reservation_id, user, 50_000, NOW)
+        async with uow() as tx:
+            assert await tx.payments.for_reservation(reservation_id) == payment
+        assert (payment.amount, payment.user_id, payment.created_at) == (50_000, user, NOW)
+
+    # -- idempotency --------------------------------------------------------------------------
+
+    async def test_an_idempotency_key_is_claimed_once_and_keeps_its_answer(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+        body: dict[str, JsonScalar] = {"payment_id": 4, "status": "paid", "note": None}
+        async with uow() as tx:
+            assert await tx.idempotency.claim(user, "k", "fp", NOW, LEASE) is None
+            await tx.commit()
+        async with uow() as tx:
+            pending = await tx.idempotency.claim(user, "k", "other", NOW, LEASE)
+            await tx.idempotency.complete(user, "k", StoredOutcome(body=body))
+            await tx.commit()
+        async with uow() as tx:
+            done = await tx.idempotency.claim(user, "k", "fp", NOW + timedelta(hours=1), LEASE)
+        assert pending is not None
+        assert (pending.state, pending.fingerprint) == (IdempotencyState.PENDING, "fp")
+        assert done is not None
+        assert (done.state, done.outcome) == (IdempotencyState.DONE, StoredOutcome(body=body))
+
+    async def test_an_error_answer_round_trips(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        outcome = StoredOutcome(error_code="insufficient_balance", error_message="top up")
+        async with uow() as tx:
+            await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
+            await tx.idempotency.complete(user, "k", outcome)
+            await tx.commit()
+            record = await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
+        assert record is not None and record.outcome == outcome
+
+    async def test_a_lapsed_pending_claim_is_taken_over_once(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        async with uow() as tx:
+            await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
+            await tx.commit()
+
+        async def claim() -> object:
+            async with uow() as tx:
+                record = await tx.idempotency.claim(user, "k", "fp2", NOW + LEASE, LEASE)
+                await tx.commit()
+            return record
+
+        results = await asyncio.gather(*(claim() for _ in range(5)))
+        assert results.count(None) == 1
+
+    async def test_released_claims_free_the_key_and_purges_forget_old_ones(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+        async with uow() as tx:
+            await tx.idempotency.claim(user, "a", "fp", NOW, LEASE)
+            await tx.idempotency.claim(user, "b", "fp", NOW + timedelta(hours=1), LEASE)
+            await tx.idempotency.release(user, "a")
+            assert await tx.idempotency.claim(user, "a", "fp", NOW, LEASE) is None
+            assert await tx.idempotency.purge(NOW + timedelta(minutes=30)) == 1
+            assert await tx.idempotency.claim(user, "a", "new", NOW, LEASE) is None
+            assert await tx.idempotency.claim(user, "b", "fp", NOW, LEASE) is not None
+            await tx.commit()

@@ -1,0 +1,69 @@
+"""Fixtures on real stores. Without the servers the tests skip loudly, except under CI=true,
+where a missing server fails the run instead."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+import services
+from adapters.sql import SqlDatabase
+from adapters.sql.schema import metadata
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs the integration services: {reason}", pytrace=False)
+    pytest.skip(f"INTEGRATION TESTS SKIPPED: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated private schema on a real PostgreSQL, for the whole session."""
+    try:
+        server = services.postgres_server()
+        url = server.__enter__()
+    except services.ServiceMissing as e:
+        _missing(str(e))
+    try:
+        with services.private_schema(url) as schema_url:
+            yield schema_url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres(postgres_url: str) -> str:
+    import asyncio
+
+    async def migrate() -> None:
+        database = SqlDatabase.from_url(postgres_url, pool_size=1)
+        await database.migrate()
+        await database.dispose()
+
+    asyncio.run(migrate())
+    return postgres_url
+
+
+@pytest.fixture
+async def postgres_database(_migrated_postgres: str) -> AsyncIterator[SqlDatabase]:
+    """The session's PostgreSQL schema, emptied before each test."""
+    database = SqlDatabase.from_url(_migrated_postgres, pool_size=8)
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    async with database.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    """A fresh, migrated SQLite file."""
+    database = SqlDatabase.from_url(f"sqlite:///{tmp_path / 'concert.sqlite3'}")
+    await database.migrate()
+    yield database
+    await database.dispose()

@@ -1,0 +1,118 @@
+"""Real servers for the integration tests.
+
+PostgreSQL comes from ``CONCERT_TEST_DATABASE_URL`` when it is set; otherwise a throwaway
+cluster is made from the local binaries in a temporary directory, on a free loopback port, and
+removed afterwards. Either way the tests work in a schema of their own that is dropped at the
+end, so a shared server is left as it was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+DATABASE_VARIABLE = "CONCERT_TEST_DATABASE_URL"
+
+
+class ServiceMissing(Exception):
+    """A server the integration tests need is not installed here."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def postgres_bindir() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if not candidates:
+        raise ServiceMissing(
+            "PostgreSQL server binaries not found (no initdb on PATH or in "
+            "/usr/lib/postgresql/*/bin); install postgresql or set " + DATABASE_VARIABLE
+        )
+    return Path(candidates[0]).parent
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A fresh cluster on a free port, as a ``postgresql://`` URL; stopped and removed after."""
+    bindir = postgres_bindir()
+    workdir = Path(tempfile.mkdtemp(prefix="concert-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        owner = pwd.getpwnam("postgres")
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = workdir / "data", free_port()
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True)
+
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = (
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(workdir / "log"),
+            "-w",
+            "start",
+        )
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    url = os.environ.get(DATABASE_VARIABLE)
+    if url:
+        yield url
+    else:
+        with throwaway_postgres() as url:
+            yield url
+
+
+@contextlib.contextmanager
+def private_schema(server_url: str) -> Iterator[str]:
+    """A schema of our own on the server, as a SQLAlchemy URL whose search_path points at it;
+    dropped with everything in it afterwards."""
+    name = f"concert_test_{secrets.token_hex(6)}"
+    plain = make_url(server_url).set(drivername="postgresql")
+    conninfo = plain.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield plain.set(
+            drivername="postgresql+psycopg",
+            query={**plain.query, "options": f"-csearch_path={name}"},
+        ).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{name}" CASCADE')
