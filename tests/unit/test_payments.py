@@ -1,6 +1,7 @@
 import asyncio
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from adapters.clock import ManualClock
@@ -16,9 +17,11 @@ from concert_domain.errors import (
     QueueTokenInvalid,
     QueueTokenRequired,
     ReservationNotHeld,
+    TransactionConflict,
 )
 from concert_domain.idempotency import PENDING_LEASE, fingerprint
 from concert_domain.ids import ReservationId
+from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases import (
     cancel_reservation,
@@ -282,3 +285,31 @@ class TestPayIdempotently:
             isinstance(r, IdempotencyKeyInUse) for r in results if isinstance(r, BaseException)
         )
         assert await get_balance(mina.user_id, deps=deps) == 150_000
+
+
+class TestRetriesUnderContention:
+    async def test_a_payment_the_store_gave_up_under_contention_is_retried(
+        self, deps: Dependencies
+    ) -> None:
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        failures = iter([TransactionConflict("busy"), TransactionConflict("busy")])
+        real = deps.uow
+
+        def flaky() -> UnitOfWork:
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            return real()
+
+        flaky_deps = attrs.evolve(deps, uow=flaky)
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=flaky_deps)
+        assert receipt.balance == 0
+
+    async def test_gives_up_after_three_attempts(self, deps: Dependencies) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+
+        def always_busy() -> UnitOfWork:
+            raise TransactionConflict("busy")
+
+        with pytest.raises(TransactionConflict):
+            await charge_wallet(mina.user_id, 1_000, deps=attrs.evolve(deps, uow=always_busy))

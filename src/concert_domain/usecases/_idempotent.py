@@ -17,6 +17,7 @@ from concert_domain.errors import ConcertError, StoreUnavailable, error_from_cod
 from concert_domain.idempotency import PENDING_LEASE, JsonScalar, StoredOutcome
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWork
+from concert_domain.usecases._retry import retrying
 
 Body = Mapping[str, JsonScalar]
 
@@ -38,7 +39,7 @@ async def run_idempotently(
     if key is None:
         if before is not None:
             await before(now)
-        return await _work_once(deps, work, now, None), False
+        return await retrying(lambda: _work_once(deps, work, now, None)), False
 
     async with deps.uow() as uow:
         existing = await uow.idempotency.claim(user_id, key, fingerprint, now, PENDING_LEASE)
@@ -56,7 +57,7 @@ async def run_idempotently(
         await _release(deps, user_id, key)
         raise
     try:
-        return await _work_once(deps, work, now, (user_id, key)), False
+        return await retrying(lambda: _work_once(deps, work, now, (user_id, key))), False
     except StoreUnavailable:
         await _release(deps, user_id, key)
         raise

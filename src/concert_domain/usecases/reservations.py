@@ -7,6 +7,7 @@ from concert_domain.errors import NotFound, ReservationNotHeld, SeatUnavailable
 from concert_domain.ids import ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
+from concert_domain.usecases._retry import retrying
 from concert_domain.usecases.queue import require_active_token
 
 SWEEP_BATCH = 500
@@ -41,12 +42,17 @@ async def hold_seat(
         raise SeatUnavailable(
             f"seat {seat.number} on {concert_date.date} is held by another customer"
         )
-    try:
+
+    async def insert_hold() -> Reservation:
         async with deps.uow() as uow:
             reservation = await uow.reservations.hold(
                 user_id, seat, now, expires_at, deps.policy.max_holds_per_user
             )
             await uow.commit()
+        return reservation
+
+    try:
+        reservation = await retrying(insert_hold)
     except BaseException:
         await deps.timers.release(seat.concert_id, seat.seat_id, owner)
         raise
@@ -72,8 +78,9 @@ async def cancel_reservation(
     async with deps.uow() as uow:
         reservation = await _owned(uow, user_id, reservation_id)
         cancelled = await uow.reservations.cancel(reservation_id, now)
-        if cancelled is None:
-            reservation.ensure_cancellable(now)
+        if cancelled is None:  # changed since we read it
+            latest = await uow.reservations.get(reservation_id)
+            (latest or reservation).ensure_cancellable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
         await uow.commit()
     await deps.timers.release(cancelled.concert_id, cancelled.seat_id, timer_owner(user_id))
