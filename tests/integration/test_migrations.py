@@ -35,7 +35,9 @@ class TestMigrations:
     async def test_running_them_again_changes_nothing(self, database: SqlDatabase) -> None:
         await database.migrate()
         async with database.engine.connect() as connection:
-            version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            version = (
+                await connection.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar()
         assert version == "0001"
 
 

@@ -75,7 +75,9 @@ async def pay(
             raise NotFound(f"no reservation {reservation_id}")
         reservation.ensure_payable(now)
         sold = await uow.reservations.mark_paid(reservation_id, now)
-        if sold is None:
+        if sold is None:  # changed since we read it: a sweep, a cancel or another payment won
+            latest = await uow.reservations.get(reservation_id)
+            (latest or reservation).ensure_payable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
         payment = await uow.payments.add(reservation_id, user_id, sold.price, now)
         balance = await uow.wallets.debit(user_id, sold.price, now, payment.payment_id)

@@ -1,0 +1,162 @@
+"""The SQL adapter's guards under real concurrency: many OS processes, one PostgreSQL.
+
+Each worker process has its own engine, queue and hold timers, like a server process; the
+timers cannot help across processes, so every collision is decided by the database.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import text
+
+import races
+from adapters.sql import SqlDatabase
+from contracts.database import HOLD, NOW, add_customer, add_seats, credit, hold
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+
+def url_of(database: SqlDatabase) -> str:
+    return database.engine.url.render_as_string(hide_password=False)
+
+
+async def scalar(database: SqlDatabase, sql: str) -> int:
+    async with database.engine.connect() as connection:
+        return int((await connection.execute(text(sql))).scalar() or 0)
+
+
+def chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def test_fifty_contenders_for_one_seat_in_twenty_rounds_make_one_winner_each(
+    postgres_database: SqlDatabase,
+) -> None:
+    uow = postgres_database.unit_of_work
+    seats = [s.seat_id for s in await add_seats(uow, count=20)]
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(50)]
+    per_process = races.run_in_processes(
+        races.contend_for_seats,
+        [(url_of(postgres_database), group, seats) for group in chunks(users, 5)],
+    )
+    for round_number in range(20):
+        outcomes = Counter(o for process in per_process for o in process[round_number])
+        assert outcomes["ok"] == 1, (round_number, outcomes)
+        assert set(outcomes) <= {"ok", "seat_unavailable", "hold_limit_reached"}, outcomes
+    assert await scalar(postgres_database, "SELECT count(*) FROM reservations") == 20
+
+
+async def test_twenty_payments_against_a_balance_for_one_make_one_payment(
+    postgres_database: SqlDatabase,
+) -> None:
+    uow = postgres_database.unit_of_work
+    seats = await add_seats(uow, count=20, price=50_000)
+    user = await add_customer(uow)
+    reservations = [await hold(uow, user, seat, limit=100) for seat in seats]
+    await credit(uow, user, 50_000)
+    per_process = races.run_in_processes(
+        races.pay_all, [(url_of(postgres_database), user, pair) for pair in chunks(reservations, 2)]
+    )
+    outcomes = Counter(o for process in per_process for o in process)
+    assert outcomes["ok"] == 1, outcomes
+    assert set(outcomes) <= {"ok", "insufficient_balance", "queue_token_invalid"}, outcomes
+    assert await scalar(postgres_database, "SELECT balance FROM wallets") == 0
+    assert await scalar(postgres_database, "SELECT count(*) FROM payments") == 1
+    assert (
+        await scalar(postgres_database, "SELECT count(*) FROM ledger WHERE kind = 'payment'") == 1
+    )
+
+
+async def test_forty_concurrent_charges_lose_no_update(postgres_database: SqlDatabase) -> None:
+    user = await add_customer(postgres_database.unit_of_work)
+    per_process = races.run_in_processes(
+        races.charge_many, [(url_of(postgres_database), user, 5, 1_000) for _ in range(8)]
+    )
+    assert Counter(o for process in per_process for o in process) == {"ok": 40}
+    assert await scalar(postgres_database, "SELECT balance FROM wallets") == 40_000
+    assert await scalar(postgres_database, "SELECT count(*) FROM ledger") == 40
+
+
+async def test_twenty_concurrent_holds_by_one_customer_stop_at_four(
+    postgres_database: SqlDatabase,
+) -> None:
+    uow = postgres_database.unit_of_work
+    seats = [s.seat_id for s in await add_seats(uow, count=20)]
+    user = await add_customer(uow)
+    per_process = races.run_in_processes(
+        races.hold_many, [(url_of(postgres_database), user, pair) for pair in chunks(seats, 2)]
+    )
+    assert Counter(o for process in per_process for o in process) == {
+        "ok": 4,
+        "hold_limit_reached": 16,
+    }
+
+
+async def test_payment_racing_the_sweep_ends_sold_with_one_debit_or_released_with_none(
+    postgres_database: SqlDatabase,
+) -> None:
+    uow = postgres_database.unit_of_work
+    seats = await add_seats(uow, count=200, price=10_000)
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(50)]
+    trials = []
+    for n, seat in enumerate(seats):
+        user = users[n % 50]
+        created = NOW + timedelta(seconds=n)
+        trials.append((user, await hold(uow, user, seat, now=created, limit=4), created + HOLD))
+    for user in users:
+        await credit(uow, user, 40_000)
+    url = url_of(postgres_database)
+    payer, _sweeper = races.run_in_processes(
+        races.pay_or_sweep, [(url, "payer", trials), (url, "sweeper", trials)]
+    )
+    assert set(payer) <= {"ok", "hold_expired"}, Counter(payer)
+    async with postgres_database.engine.connect() as connection:
+        states = (
+            await connection.execute(
+                text(
+                    "SELECT r.status, count(p.payment_id), count(l.entry_id) FROM reservations r "
+                    "LEFT JOIN payments p ON p.reservation_id = r.reservation_id "
+                    "LEFT JOIN ledger l ON l.payment_id = p.payment_id "
+                    "GROUP BY r.reservation_id, r.status"
+                )
+            )
+        ).all()
+    outcomes = Counter((status, payments, debits) for status, payments, debits in states)
+    assert set(outcomes) <= {("paid", 1, 1), ("expired", 0, 0)}, outcomes
+    assert sum(outcomes.values()) == 200
+    assert outcomes[("paid", 1, 1)] == Counter(payer)["ok"]
+    print(f"\npayment vs sweep, 200 trials: {dict(outcomes)}")
+    money = await scalar(
+        postgres_database, "SELECT sum(balance) + (SELECT sum(amount) FROM payments) FROM wallets"
+    )
+    assert money == 50 * 40_000
+
+
+async def test_every_snapshot_under_a_mixed_workload_balances_its_books(
+    postgres_database: SqlDatabase,
+) -> None:
+    uow = postgres_database.unit_of_work
+    seats = [s.seat_id for s in await add_seats(uow, count=30, price=20_000)]
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(6)]
+    url = url_of(postgres_database)
+    jobs: list[tuple[Any, ...]] = [(url, "reader", 0, [], [], 80)] + [
+        (url, "writer", seed, users, seats, 80) for seed in range(1, 5)
+    ]
+    reader, *writers = races.run_in_processes(races.jepsen_role, jobs)
+    assert isinstance(reader, list)
+    *violations, snapshots = reader
+    assert violations == []
+    assert int(snapshots.split("=")[1]) >= 10, snapshots
+    totals: Counter[str] = Counter()
+    for counts in writers:
+        assert isinstance(counts, dict)
+        totals.update(counts)
+    assert totals["pay ok"] > 0, totals
+    assert totals["charge ok"] > 0, totals
+    print(f"\nmixed workload: {snapshots}, outcomes {dict(totals)}")
+    assert await scalar(postgres_database, "SELECT count(*) FROM wallets WHERE balance < 0") == 0

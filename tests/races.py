@@ -1,0 +1,286 @@
+"""Workers for the races from separate OS processes (tests/integration/test_sql_races.py).
+
+Each worker process builds its own engine and its own in-process queue and timers, as a server
+process would; only the database is shared. Workers line up on a barrier before each round so
+that their attempts really collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from typing import Any, TypeVar
+
+import attrs
+
+from adapters.clock import ManualClock
+from adapters.sql import SqlDatabase
+from booking import cheap_hasher
+from concert_domain import BookingPolicy, Dependencies, QueuePolicy, usecases
+from concert_domain.errors import ConcertError
+from concert_domain.ids import QueueToken, ReservationId, SeatId, UserId
+from entrypoints.wiring import build_memory_dependencies
+
+T = TypeVar("T")
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+POLICY = BookingPolicy(max_holds_per_user=4, queue=QueuePolicy(capacity=100_000))
+
+_barrier: Any = None
+
+
+def _init(barrier: Any) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def run_in_processes(
+    worker: Callable[..., T], jobs: list[tuple[Any, ...]], *, barrier_parties: int | None = None
+) -> list[T]:
+    """Run ``worker(*job)`` for every job, one process each, all at once."""
+    context = get_context("spawn")
+    barrier = context.Barrier(barrier_parties or len(jobs))
+    with ProcessPoolExecutor(
+        len(jobs), mp_context=context, initializer=_init, initargs=(barrier,)
+    ) as pool:
+        return list(pool.map(worker, *zip(*jobs, strict=True)))
+
+
+def _line_up() -> None:
+    _barrier.wait(timeout=60)
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(main)
+
+
+def worker_deps(
+    database: SqlDatabase, clock: ManualClock, policy: BookingPolicy = POLICY
+) -> Dependencies:
+    deps = build_memory_dependencies(
+        clock=clock, policy=policy, passwords=cheap_hasher(), jwt_secret=b"r" * 32
+    )
+    return attrs.evolve(deps, uow=database.unit_of_work)
+
+
+async def _admit(deps: Dependencies, users: list[UserId]) -> list[QueueToken]:
+    return [(await usecases.join_queue(user, deps=deps))[0].token for user in users]
+
+
+async def _outcome(attempt: Awaitable[Any]) -> str:
+    try:
+        await attempt
+    except ConcertError as error:
+        return error.code
+    return "ok"
+
+
+# -- one seat, many contenders, many rounds ------------------------------------------------
+
+
+def contend_for_seats(url: str, users: list[UserId], seats: list[SeatId]) -> list[list[str]]:
+    """For each seat in turn, all of this process's customers try to hold it at once."""
+
+    async def main() -> list[list[str]]:
+        database = SqlDatabase.from_url(url, pool_size=len(users))
+        deps = worker_deps(database, ManualClock(NOW))
+        tokens = await _admit(deps, users)
+        rounds = []
+        for seat in seats:
+            _line_up()
+            rounds.append(
+                list(
+                    await asyncio.gather(
+                        *(
+                            _outcome(usecases.hold_seat(u, t, seat, deps=deps))
+                            for u, t in zip(users, tokens, strict=True)
+                        )
+                    )
+                )
+            )
+        await database.dispose()
+        return rounds
+
+    return _run(main())
+
+
+# -- payments, charges, holds by one customer ----------------------------------------------
+
+
+def pay_all(url: str, user: UserId, reservations: list[ReservationId]) -> list[str]:
+    async def main() -> list[str]:
+        database = SqlDatabase.from_url(url, pool_size=len(reservations))
+        deps = worker_deps(database, ManualClock(NOW), attrs.evolve(POLICY, max_holds_per_user=100))
+        [token] = await _admit(deps, [user])
+        _line_up()
+        results = await asyncio.gather(
+            *(_outcome(usecases.pay(user, token, r, deps=deps)) for r in reservations)
+        )
+        await database.dispose()
+        return list(results)
+
+    return _run(main())
+
+
+def charge_many(url: str, user: UserId, count: int, amount: int) -> list[str]:
+    async def main() -> list[str]:
+        database = SqlDatabase.from_url(url, pool_size=count)
+        deps = worker_deps(database, ManualClock(NOW))
+        _line_up()
+        results = await asyncio.gather(
+            *(_outcome(usecases.charge_wallet(user, amount, deps=deps)) for _ in range(count))
+        )
+        await database.dispose()
+        return list(results)
+
+    return _run(main())
+
+
+def hold_many(url: str, user: UserId, seats: list[SeatId]) -> list[str]:
+    async def main() -> list[str]:
+        database = SqlDatabase.from_url(url, pool_size=len(seats))
+        deps = worker_deps(database, ManualClock(NOW))
+        [token] = await _admit(deps, [user])
+        _line_up()
+        results = await asyncio.gather(
+            *(_outcome(usecases.hold_seat(user, token, s, deps=deps)) for s in seats)
+        )
+        await database.dispose()
+        return list(results)
+
+    return _run(main())
+
+
+# -- payment against the sweep, around expires_at -------------------------------------------
+
+
+def pay_or_sweep(
+    url: str, role: str, trials: list[tuple[UserId, ReservationId, datetime]]
+) -> list[str]:
+    """``payer``: pay each reservation just before it lapses; ``sweeper``: sweep just after."""
+
+    async def main() -> list[str]:
+        database = SqlDatabase.from_url(url, pool_size=2)
+        clock = ManualClock(NOW)
+        deps = worker_deps(database, clock)
+        results = []
+        for user, reservation_id, expires_at in trials:
+            _line_up()
+            if role == "payer":
+                clock.advance(
+                    max(expires_at - timedelta(milliseconds=1) - clock.now(), timedelta(0))
+                )
+                [token] = await _admit(deps, [user])  # a payment expires the token: join again
+                results.append(await _outcome(usecases.pay(user, token, reservation_id, deps=deps)))
+            else:
+                clock.advance(
+                    max(expires_at + timedelta(milliseconds=1) - clock.now(), timedelta(0))
+                )
+                results.append(str(await usecases.sweep_expired_holds(deps=deps)))
+        await database.dispose()
+        return results
+
+    return _run(main())
+
+
+# -- a random mixed workload, and a reader checking every snapshot --------------------------
+
+
+def mixed_workload(
+    url: str, seed: int, users: list[UserId], seats: list[SeatId], operations: int
+) -> dict[str, int]:
+    """Random charges, holds, cancels and payments by several customers; counts outcomes."""
+
+    async def main() -> dict[str, int]:
+        rng = random.Random(seed)
+        database = SqlDatabase.from_url(url, pool_size=4)
+        deps = worker_deps(database, ManualClock(NOW))
+        tokens = dict(zip(users, await _admit(deps, users), strict=True))
+        held: list[tuple[UserId, ReservationId]] = []
+        counts: dict[str, int] = {}
+        _line_up()
+
+        async def one(step: int) -> None:
+            user = rng.choice(users)
+            kind = rng.choice(["charge", "hold", "hold", "pay", "pay", "cancel"])
+            attempt: Awaitable[object]
+            if kind == "charge":
+                attempt = usecases.charge_wallet(
+                    user, rng.choice([10_000, 30_000, 60_000]), deps=deps
+                )
+            elif kind == "hold" or not held:
+                kind = "hold"
+                attempt = _hold(user)
+            else:
+                owner, reservation_id = held.pop(rng.randrange(len(held)))
+                if kind == "pay":
+                    attempt = usecases.pay(
+                        owner, tokens[owner], reservation_id, f"k{seed}-{step}", deps=deps
+                    )
+                else:
+                    attempt = usecases.cancel_reservation(owner, reservation_id, deps=deps)
+            result = await _outcome(attempt)
+            counts[f"{kind} {result}"] = counts.get(f"{kind} {result}", 0) + 1
+
+        async def _hold(user: UserId) -> None:
+            reservation = await usecases.hold_seat(user, tokens[user], rng.choice(seats), deps=deps)
+            held.append((user, reservation.reservation_id))
+
+        for start in range(0, operations, 4):
+            await asyncio.gather(*(one(step) for step in range(start, min(start + 4, operations))))
+            # a payment expires the payer's token: join again, as the customer would
+            for user in users:
+                status, _ = await usecases.join_queue(user, deps=deps)
+                tokens[user] = status.token
+        await database.dispose()
+        return counts
+
+    return _run(main())
+
+
+SNAPSHOT_CHECK = """
+SELECT w.user_id, w.balance,
+  COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id = w.user_id AND kind = 'charge'), 0),
+  COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id = w.user_id AND kind = 'payment'), 0),
+  COALESCE((SELECT sum(amount) FROM payments p WHERE p.user_id = w.user_id), 0)
+FROM wallets w
+"""
+
+
+def read_snapshots(url: str, stop_after: float) -> list[str]:
+    """Take REPEATABLE READ snapshots while the workload runs; returns every violation seen
+    (empty when all held) and, last, how many snapshots were checked."""
+    import time
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    violations: list[str] = []
+    snapshots = 0
+    _line_up()
+    deadline = time.monotonic() + stop_after
+    with psycopg.connect(conninfo) as connection:
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        while time.monotonic() < deadline:
+            with connection.transaction():
+                for user, balance, charges, paid, payments in connection.execute(SNAPSHOT_CHECK):
+                    if balance < 0 or balance != charges - paid or paid != payments:
+                        violations.append(
+                            f"user {user}: balance {balance}, charges {charges}, "
+                            f"ledger payments {paid}, payments {payments}"
+                        )
+            snapshots += 1
+    return [*violations, f"snapshots={snapshots}"]
+
+
+def jepsen_role(
+    url: str, role: str, seed: int, users: list[UserId], seats: list[SeatId], operations: int
+) -> list[str] | dict[str, int]:
+    """One process of the mixed-workload check: a ``reader`` or a ``writer``."""
+    if role == "reader":
+        return read_snapshots(url, stop_after=operations / 20)
+    return mixed_workload(url, seed, users, seats, operations)
