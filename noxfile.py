@@ -11,7 +11,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
-PATHS = ["src", "tests", "noxfile.py"]
+PATHS = ["src", "tests", "bench", "noxfile.py"]
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -39,6 +39,13 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (Hypothesis uses its ci profile when CI is set)."""
     install(session, "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(name="bench-sql")
+def bench_sql(session: nox.Session) -> None:
+    """SQL adapter hold throughput against raw psycopg, and round trips per hold and payment."""
+    install(session, "test")
+    session.run("python", "bench/sql_hold.py", *session.posargs)
 
 
 @nox.session(name="format")

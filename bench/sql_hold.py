@@ -1,0 +1,224 @@
+"""Hold throughput of the SQL adapter against raw psycopg doing the same conditional write,
+measured in one run on one throwaway PostgreSQL (or CONCERT_TEST_DATABASE_URL), plus the
+database round trips of a hold and a payment through the use cases.
+
+    python bench/sql_hold.py [--seconds 5] [--workers 8]
+
+The raw side is the floor of any implementation: one autocommit INSERT ... ON CONFLICT DO
+NOTHING against the live-seat index, without the hold limit. Figures are ratios to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+import services
+from adapters.clock import ManualClock
+from adapters.sql import SqlDatabase
+from booking import cheap_hasher
+from concert_domain import BookingPolicy, QueuePolicy, usecases
+from concert_domain.ids import SeatId, UserId
+from entrypoints.wiring import build_memory_dependencies
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HOLD = timedelta(minutes=5)
+USERS = 2_000
+SEATS_PER_DATE = 1_000
+DATES = 60
+
+RAW_HOLD = """
+INSERT INTO reservations
+    (user_id, seat_id, date_id, concert_id, number, price, status, created_at, expires_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'held', %s, %s)
+ON CONFLICT (seat_id) WHERE status IN ('held', 'paid') DO NOTHING
+RETURNING reservation_id
+"""
+
+
+async def seed(database: SqlDatabase) -> list[tuple[int, int, int, int]]:
+    """Customers, and many seats so that no hold collides: (seat, date, concert, number)."""
+    async with database.engine.begin() as connection:
+        raw = await connection.get_raw_connection()
+        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        await cursor.execute(
+            "INSERT INTO accounts (email, password_hash, created_at) "
+            "SELECT 'u' || n || '@example.com', 'x', now() FROM generate_series(1, %s) n",
+            (USERS,),
+        )
+        await cursor.execute(
+            "INSERT INTO wallets (user_id, balance) SELECT user_id, 0 FROM accounts"
+        )
+        await cursor.execute("INSERT INTO concerts (title) VALUES ('bench') RETURNING concert_id")
+        (concert,) = await cursor.fetchone()
+        await cursor.execute(
+            "INSERT INTO concert_dates (concert_id, day, starts_at) "
+            "SELECT %s, DATE '2027-01-01' + n, TIMESTAMPTZ '2027-01-01' + n * INTERVAL '1 day' "
+            "FROM generate_series(1, %s) n",
+            (concert, DATES),
+        )
+        await cursor.execute(
+            "INSERT INTO seats (date_id, concert_id, number, price) "
+            "SELECT d.date_id, d.concert_id, n, 50000 FROM concert_dates d, "
+            "generate_series(1, %s) n",
+            (SEATS_PER_DATE,),
+        )
+        await cursor.execute(
+            "SELECT seat_id, date_id, concert_id, number FROM seats ORDER BY seat_id"
+        )
+        return list(await cursor.fetchall())
+
+
+async def run_for(
+    seconds: float, workers: int, operation: Callable[[int], Awaitable[None]], budget: int
+) -> tuple[int, float]:
+    counter = itertools.count()
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            n = next(counter)
+            if n >= budget:
+                return
+            await operation(n)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return done, time.perf_counter() - start
+
+
+async def measure(url: str, seconds: float, workers: int) -> None:
+    database = SqlDatabase.from_url(url, pool_size=workers)
+    await database.migrate()
+    seats = await seed(database)
+    half = len(seats) // 2
+    raw_seats, adapter_seats = seats[:half], seats[half:]
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    raw_connections = [
+        await psycopg.AsyncConnection.connect(conninfo, autocommit=True) for _ in range(workers)
+    ]
+    free = asyncio.Queue[psycopg.AsyncConnection[Any]]()
+    for connection in raw_connections:
+        free.put_nowait(connection)
+
+    async def raw_hold(n: int) -> None:
+        seat_id, date_id, concert_id, number = raw_seats[n]
+        connection = await free.get()
+        try:
+            await connection.execute(
+                RAW_HOLD,
+                (1 + n % USERS, seat_id, date_id, concert_id, number, 50_000, NOW, NOW + HOLD),
+            )
+        finally:
+            free.put_nowait(connection)
+
+    deps = attrs.evolve(
+        build_memory_dependencies(
+            clock=ManualClock(NOW),
+            policy=BookingPolicy(max_holds_per_user=1_000_000, queue=QueuePolicy(capacity=10**6)),
+            passwords=cheap_hasher(),
+            jwt_secret=b"b" * 32,
+        ),
+        uow=database.unit_of_work,
+    )
+    tokens = {}
+
+    async def adapter_hold(n: int) -> None:
+        seat_id = adapter_seats[n][0]
+        user = UserId(1 + n % USERS)
+        if user not in tokens:
+            tokens[user] = (await usecases.join_queue(user, deps=deps))[0].token
+        await usecases.hold_seat(user, tokens[user], SeatId(seat_id), deps=deps)
+
+    budget = half // 3
+    offsets: dict[Callable[[int], Awaitable[None]], int] = {raw_hold: 0, adapter_hold: 0}
+
+    async def timed(operation: Callable[[int], Awaitable[None]], length: float, cap: int) -> float:
+        start = offsets[operation]
+
+        async def shifted(n: int) -> None:
+            await operation(n + start)
+
+        done, elapsed = await run_for(length, workers, shifted, cap)
+        offsets[operation] += done + workers
+        return done / elapsed
+
+    await timed(raw_hold, 1.0, 200)  # warm up both sides: connections, prepared statements
+    await timed(adapter_hold, 1.0, 200)
+    results = {}
+    for label, operation in (
+        ("raw", raw_hold),
+        ("adapter", adapter_hold),
+        ("raw again", raw_hold),
+        ("adapter again", adapter_hold),
+    ):
+        results[label] = await timed(operation, seconds, budget)
+        print(f"{label:>14}: {results[label]:7.0f} holds/s")
+    raw = (results["raw"] + results["raw again"]) / 2
+    adapter = (results["adapter"] + results["adapter again"]) / 2
+    print(f"adapter / raw = {adapter / raw:.2f}  ({workers} workers, {seconds:.0f} s per run)")
+
+    statements: list[str] = []
+
+    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split()[0])
+
+    for event_name in ("begin", "commit", "rollback"):
+        event.listen(
+            database.engine.sync_engine,
+            event_name,
+            lambda *_, n=event_name: statements.append(n.upper()),
+        )
+
+    user = UserId(USERS)
+    token = (await usecases.join_queue(user, deps=deps))[0].token
+    await usecases.charge_wallet(user, 100_000, deps=deps)
+    seat = SeatId(adapter_seats[-1][0])
+    statements.clear()
+    held = await usecases.hold_seat(user, token, seat, deps=deps)
+    print(f"hold: {len(statements)} round trips: {' '.join(statements)}")
+    statements.clear()
+    await usecases.pay(user, token, held.reservation_id, deps=deps)
+    print(f"pay:  {len(statements)} round trips: {' '.join(statements)}")
+    token = (await usecases.join_queue(user, deps=deps))[0].token
+    held = await usecases.hold_seat(user, token, SeatId(adapter_seats[-2][0]), deps=deps)
+    statements.clear()
+    await usecases.pay(user, token, held.reservation_id, "bench-key", deps=deps)
+    print(f"pay with an idempotency key: {len(statements)} round trips: {' '.join(statements)}")
+
+    for connection in raw_connections:
+        await connection.close()
+    await database.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each timed run")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent workers = connections")
+    args = parser.parse_args()
+    with services.postgres_server() as server, services.private_schema(server) as url:
+        asyncio.run(measure(url, args.seconds, args.workers))
+
+
+if __name__ == "__main__":
+    main()
