@@ -1,10 +1,11 @@
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.memory import InMemoryHoldTimers, InMemoryQueueStore
 from booking import Customer, add_venue, admitted_customer, memory_deps
 from concert_domain import BookingPolicy, Dependencies
 from concert_domain.errors import (
@@ -17,10 +18,11 @@ from concert_domain.errors import (
     QueueTokenInvalid,
     QueueTokenRequired,
     ReservationNotHeld,
+    StoreUnavailable,
     TransactionConflict,
 )
 from concert_domain.idempotency import PENDING_LEASE, fingerprint
-from concert_domain.ids import ReservationId
+from concert_domain.ids import ConcertId, QueueToken, ReservationId, SeatId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases import (
@@ -313,3 +315,40 @@ class TestRetriesUnderContention:
 
         with pytest.raises(TransactionConflict):
             await charge_wallet(mina.user_id, 1_000, deps=attrs.evolve(deps, uow=always_busy))
+
+
+class ExpiryFails(InMemoryQueueStore):
+    """A queue whose Redis goes away just when a paid token is to be expired."""
+
+    async def expire(self, token: QueueToken, now: datetime) -> None:
+        raise StoreUnavailable("redis is down")
+
+
+class ReleaseFails(InMemoryHoldTimers):
+    """Hold timers whose Redis goes away just when a timer is to be dropped."""
+
+    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
+        raise StoreUnavailable("redis is down")
+
+
+class TestRedisLostAfterCommit:
+    @pytest.fixture
+    def flaky(self, deps: Dependencies) -> Dependencies:
+        return attrs.evolve(deps, queue=ExpiryFails(), timers=ReleaseFails())
+
+    async def test_a_committed_payment_succeeds_though_its_token_and_timer_stay(
+        self, flaky: Dependencies
+    ) -> None:
+        mina, held = await holding(flaky, "mina@example.com", balance=50_000)
+        receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=flaky)
+        assert receipt.balance == 0
+        assert (
+            await get_reservation(mina.user_id, held.reservation_id, deps=flaky)
+        ).status == "paid"
+
+    async def test_a_committed_cancel_succeeds_though_its_timer_stays(
+        self, flaky: Dependencies
+    ) -> None:
+        mina, held = await holding(flaky, "mina@example.com", balance=0)
+        cancelled = await cancel_reservation(mina.user_id, held.reservation_id, deps=flaky)
+        assert cancelled.status == "cancelled"

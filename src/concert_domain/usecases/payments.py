@@ -13,6 +13,7 @@ from concert_domain.ids import PaymentId, QueueToken, ReservationId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases._idempotent import Body, run_idempotently
+from concert_domain.usecases._tidy import tidy
 from concert_domain.usecases.queue import require_active_token
 from concert_domain.usecases.reservations import timer_owner
 from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
@@ -98,9 +99,10 @@ async def pay(
     )
     if not replayed:
         for token in admitted:
-            await deps.queue.expire(token, deps.clock.now())
+            await tidy(deps.queue.expire(token, deps.clock.now()), "expire a paid queue token")
         for sold in paid:
-            await deps.timers.release(sold.concert_id, sold.seat_id, timer_owner(user_id))
+            owner = timer_owner(user_id)
+            await tidy(deps.timers.release(sold.concert_id, sold.seat_id, owner), "drop a timer")
     return PaymentReceipt(
         payment_id=PaymentId(_int(body, "payment_id")),
         reservation_id=ReservationId(_int(body, "reservation_id")),

@@ -8,6 +8,7 @@ from concert_domain.ids import ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases._retry import retrying
+from concert_domain.usecases._tidy import tidy
 from concert_domain.usecases.queue import require_active_token
 
 SWEEP_BATCH = 500
@@ -54,7 +55,7 @@ async def hold_seat(
     try:
         reservation = await retrying(insert_hold)
     except BaseException:
-        await deps.timers.release(seat.concert_id, seat.seat_id, owner)
+        await tidy(deps.timers.release(seat.concert_id, seat.seat_id, owner), "drop a timer")
         raise
     return reservation
 
@@ -83,7 +84,8 @@ async def cancel_reservation(
             (latest or reservation).ensure_cancellable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
         await uow.commit()
-    await deps.timers.release(cancelled.concert_id, cancelled.seat_id, timer_owner(user_id))
+    owner = timer_owner(user_id)
+    await tidy(deps.timers.release(cancelled.concert_id, cancelled.seat_id, owner), "drop a timer")
     return cancelled
 
 
@@ -96,9 +98,9 @@ async def sweep_expired_holds(*, deps: Dependencies, batch: int = SWEEP_BATCH) -
             expired = await uow.reservations.expire_due(deps.clock.now(), batch)
             await uow.commit()
         for reservation in expired:
-            await deps.timers.release(
-                reservation.concert_id, reservation.seat_id, timer_owner(reservation.user_id)
-            )
+            owner = timer_owner(reservation.user_id)
+            release = deps.timers.release(reservation.concert_id, reservation.seat_id, owner)
+            await tidy(release, "drop a lapsed hold's timer")
         swept += len(expired)
         if len(expired) < batch:
             break

@@ -1,0 +1,23 @@
+"""Tidying that follows a committed change and may fail without harm.
+
+Once the database has committed a payment or a cancellation, the answer is decided. Dropping a
+hold timer or expiring a queue token afterwards only tidies what Redis owns, which is allowed
+to be lost: a timer lapses with its hold, a token with its lifetime. A failure there must not
+turn a success into an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+
+from concert_domain.errors import StoreUnavailable
+
+log = logging.getLogger("concert_domain")
+
+
+async def tidy(step: Awaitable[None], what: str) -> None:
+    try:
+        await step
+    except StoreUnavailable:
+        log.warning("could not %s; it will lapse on its own", what)
