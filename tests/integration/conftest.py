@@ -4,13 +4,16 @@ where a missing server fails the run instead."""
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 import services
+from adapters.redis import Keys, connect
 from adapters.sql import SqlDatabase
 from adapters.sql.schema import metadata
 
@@ -58,6 +61,32 @@ async def postgres_database(_migrated_postgres: str) -> AsyncIterator[SqlDatabas
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield database
     await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the whole session."""
+    try:
+        server = services.redis_server()
+        url = server.__enter__()
+    except services.ServiceMissing as e:
+        _missing(str(e))
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+async def redis_keys(redis_url: str) -> AsyncIterator[tuple[Redis, Keys]]:
+    """A client and a key prefix of this test's own; every key under it is deleted after, so a
+    shared Redis is left as it was."""
+    client = connect(redis_url)
+    keys = Keys(prefix=f"concert-test-{secrets.token_hex(6)}")
+    yield client, keys
+    async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
 
 
 @pytest.fixture

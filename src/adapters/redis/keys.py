@@ -1,0 +1,65 @@
+"""Every Redis key name the service uses, in one place.
+
+All keys start with a configurable prefix. The waiting line's keys share one hash tag, so that
+its Lua scripts touch one Redis Cluster slot; a concert's hold timers share the concert's tag.
+Emails are hashed: no address is written into a key name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import attrs
+
+from concert_domain.ids import ConcertId, SeatId, UserId
+
+
+@attrs.frozen
+class Keys:
+    prefix: str = "concert"
+
+    @property
+    def _line(self) -> str:
+        return f"{self.prefix}:{{line}}"
+
+    @property
+    def waiting(self) -> str:
+        """Sorted set: waiting tokens scored by join sequence."""
+        return f"{self._line}:waiting"
+
+    @property
+    def active(self) -> str:
+        """Sorted set: active tokens scored by their expiry (ms since the epoch)."""
+        return f"{self._line}:active"
+
+    @property
+    def admitted(self) -> str:
+        """Sorted set: recently admitted tokens scored by admission time, for the rate."""
+        return f"{self._line}:admitted"
+
+    @property
+    def sequence(self) -> str:
+        return f"{self._line}:sequence"
+
+    @property
+    def ticket_prefix(self) -> str:
+        """Hash per token: user, seq, status, expires (ms)."""
+        return f"{self._line}:ticket:"
+
+    def ticket(self, token: str) -> str:
+        return self.ticket_prefix + token
+
+    @property
+    def user_prefix(self) -> str:
+        """String per customer: their live token."""
+        return f"{self._line}:user:"
+
+    def user(self, user_id: UserId) -> str:
+        return f"{self.user_prefix}{user_id}"
+
+    def hold(self, concert_id: ConcertId, seat_id: SeatId) -> str:
+        return f"{self.prefix}:{{concert:{concert_id}}}:hold:{seat_id}"
+
+    def login_failures(self, email: str) -> str:
+        digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+        return f"{self.prefix}:login:{digest}"

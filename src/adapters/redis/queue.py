@@ -1,0 +1,114 @@
+"""The waiting line in Redis: one sorted set in join order, active tokens with their expiry,
+every change an atomic Lua script, so concurrent servers never admit past capacity or out of
+order."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+
+from adapters.redis import scripts
+from adapters.redis.client import from_ms, to_ms, translated
+from adapters.redis.keys import Keys
+from concert_domain.ids import QueueToken, UserId
+from concert_domain.ports import QueueStore
+from concert_domain.queue import QueuePolicy, QueueTicket, TicketStatus
+
+RATE_WINDOW = timedelta(minutes=1)
+EXPIRED_RETENTION = timedelta(hours=1)
+
+
+class RedisQueueStore(QueueStore):
+    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+        self._redis = redis
+        self._keys = keys or Keys()
+        self._join = redis.register_script(scripts.JOIN)
+        self._admit = redis.register_script(scripts.ADMIT)
+        self._expire_idle = redis.register_script(scripts.EXPIRE_IDLE)
+        self._expire_one = redis.register_script(scripts.EXPIRE_ONE)
+        self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
+
+    async def join(
+        self, user_id: UserId, now: datetime, policy: QueuePolicy
+    ) -> tuple[QueueTicket, bool]:
+        k = self._keys
+        with translated():
+            token, created = await self._join(
+                keys=[k.waiting, k.active, k.admitted, k.sequence, k.user(user_id)],
+                args=[
+                    to_ms(now),
+                    policy.capacity,
+                    policy.active_seconds * 1000,
+                    secrets.token_urlsafe(24),
+                    k.ticket_prefix,
+                    k.user_prefix,
+                    self._retention,
+                    user_id,
+                ],
+            )
+        ticket = await self.get(QueueToken(token), now)
+        assert ticket is not None, "a ticket vanished right after it was joined"
+        return ticket, bool(created)
+
+    async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        with translated():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._keys.ticket(token))
+                pipe.zrank(self._keys.waiting, token)
+                fields, rank = await pipe.execute()
+        if not fields:
+            return None
+        status = TicketStatus(fields["status"])
+        expires = fields.get("expires")
+        ticket = QueueTicket(
+            token=token,
+            user_id=UserId(int(fields["user"])),
+            status=status,
+            position=None if rank is None or status is not TicketStatus.WAITING else rank + 1,
+            expires_at=None if expires is None else from_ms(expires),
+        )
+        return ticket.as_of(now)
+
+    async def admit(self, now: datetime, policy: QueuePolicy) -> int:
+        k = self._keys
+        with translated():
+            admitted = await self._admit(
+                keys=[k.waiting, k.active, k.admitted],
+                args=[
+                    to_ms(now),
+                    policy.capacity,
+                    policy.active_seconds * 1000,
+                    k.ticket_prefix,
+                    k.user_prefix,
+                    self._retention,
+                ],
+            )
+        return int(admitted)
+
+    async def expire_idle(self, now: datetime) -> int:
+        k = self._keys
+        with translated():
+            expired = await self._expire_idle(
+                keys=[k.waiting, k.active],
+                args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention],
+            )
+        return int(expired)
+
+    async def expire(self, token: QueueToken, now: datetime) -> None:
+        k = self._keys
+        with translated():
+            await self._expire_one(
+                keys=[k.waiting, k.active],
+                args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention, token],
+            )
+
+    async def admissions_per_second(self, now: datetime) -> float:
+        since = to_ms(now - RATE_WINDOW)
+        with translated():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(self._keys.admitted, "-inf", since)
+                pipe.zcount(self._keys.admitted, f"({since}", "+inf")
+                _, recent = await pipe.execute()
+        return int(recent) / RATE_WINDOW.total_seconds()

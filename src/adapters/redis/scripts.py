@@ -1,0 +1,136 @@
+"""The Lua scripts: each read-decide-write on Redis is one script, so it is atomic.
+
+Time is passed in (``now`` in ms from the Clock port), never read from Redis, so Redis agrees
+with the database and the tests move time by hand. TTLs still clean keys up in real time.
+"""
+
+# Shared by the line's scripts: retire active tokens whose time has passed.
+# KEYS: active, (ticket and user keys are built from ARGV prefixes within the line's slot)
+_EXPIRE_LAPSED = """
+local function retire(token, now, retention, ticket_prefix, user_prefix)
+  local ticket = ticket_prefix .. token
+  local user = redis.call('HGET', ticket, 'user')
+  redis.call('HSET', ticket, 'status', 'expired', 'expired_at', now)
+  redis.call('HDEL', ticket, 'expires')
+  redis.call('PEXPIRE', ticket, retention)
+  redis.call('ZREM', KEYS[2], token)
+  if user and redis.call('GET', user_prefix .. user) == token then
+    redis.call('DEL', user_prefix .. user)
+  end
+end
+
+local function expire_lapsed(now, retention, ticket_prefix, user_prefix)
+  local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  for _, token in ipairs(lapsed) do
+    retire(token, now, retention, ticket_prefix, user_prefix)
+  end
+  return #lapsed
+end
+
+local function activate(token, now, active_ms, ticket_prefix)
+  local expires = now + active_ms
+  redis.call('HSET', ticket_prefix .. token, 'status', 'active', 'expires', expires)
+  redis.call('ZADD', KEYS[2], expires, token)
+  redis.call('ZADD', KEYS[3], now, token)
+end
+"""
+
+# KEYS: waiting, active, admitted, sequence, user key
+# ARGV: now, capacity, active_ms, new token, ticket prefix, user prefix, retention, user id
+JOIN = (
+    _EXPIRE_LAPSED
+    + """
+local now, capacity, active_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ticket_prefix, user_prefix, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
+expire_lapsed(now, retention, ticket_prefix, user_prefix)
+local live = redis.call('GET', KEYS[5])
+if live then
+  local status = redis.call('HGET', ticket_prefix .. live, 'status')
+  if status == 'waiting' or status == 'active' then
+    return {live, 0}
+  end
+end
+local token = ARGV[4]
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', ticket_prefix .. token, 'user', ARGV[8], 'seq', seq, 'status', 'waiting')
+redis.call('SET', KEYS[5], token)
+if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) < capacity then
+  activate(token, now, active_ms, ticket_prefix)
+else
+  redis.call('ZADD', KEYS[1], seq, token)
+end
+return {token, 1}
+"""
+)
+
+# KEYS: waiting, active, admitted
+# ARGV: now, capacity, active_ms, ticket prefix, user prefix, retention
+ADMIT = (
+    _EXPIRE_LAPSED
+    + """
+local now, capacity, active_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ticket_prefix, user_prefix, retention = ARGV[4], ARGV[5], tonumber(ARGV[6])
+expire_lapsed(now, retention, ticket_prefix, user_prefix)
+local room = capacity - redis.call('ZCARD', KEYS[2])
+if room <= 0 then return 0 end
+local next_in_line = redis.call('ZPOPMIN', KEYS[1], room)
+for i = 1, #next_in_line, 2 do
+  activate(next_in_line[i], now, active_ms, ticket_prefix)
+end
+return #next_in_line / 2
+"""
+)
+
+# KEYS: waiting, active
+# ARGV: now, ticket prefix, user prefix, retention
+EXPIRE_IDLE = (
+    _EXPIRE_LAPSED
+    + """
+return expire_lapsed(tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2], ARGV[3])
+"""
+)
+
+# KEYS: waiting, active
+# ARGV: now, ticket prefix, user prefix, retention, token
+EXPIRE_ONE = (
+    _EXPIRE_LAPSED
+    + """
+if redis.call('HGET', ARGV[2] .. ARGV[5], 'status') == 'active' then
+  retire(ARGV[5], tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+)
+
+# KEYS: timer.  ARGV: owner, expires (ms), now (ms), ttl (ms)
+ACQUIRE_TIMER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local expires = tonumber(string.match(current, '|(%d+)$'))
+  if expires and expires > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[4])
+return 1
+"""
+
+# KEYS: timer.  ARGV: owner
+RELEASE_TIMER = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: counter.  ARGV: now (ms), window (ms)
+RECORD_FAILURE = """
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ends = tonumber(redis.call('HGET', KEYS[1], 'ends'))
+if not ends or ends <= now then
+  redis.call('HSET', KEYS[1], 'ends', now + window, 'count', 1)
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 1
+end
+return redis.call('HINCRBY', KEYS[1], 'count', 1)
+"""
