@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
 import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -33,7 +32,7 @@ from adapters.sql import SqlDatabase
 from booking import cheap_hasher
 from concert_domain import BookingPolicy, QueuePolicy, usecases
 from concert_domain.ids import SeatId, UserId
-from entrypoints.wiring import build_memory_dependencies
+from entrypoints.wiring import build_dependencies
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
@@ -129,14 +128,12 @@ async def measure(url: str, seconds: float, workers: int) -> None:
         finally:
             free.put_nowait(connection)
 
-    deps = attrs.evolve(
-        build_memory_dependencies(
-            clock=ManualClock(NOW),
-            policy=BookingPolicy(max_holds_per_user=1_000_000, queue=QueuePolicy(capacity=10**6)),
-            passwords=cheap_hasher(),
-            jwt_secret=b"b" * 32,
-        ),
-        uow=database.unit_of_work,
+    deps = build_dependencies(
+        database=database,
+        clock=ManualClock(NOW),
+        policy=BookingPolicy(max_holds_per_user=1_000_000, queue=QueuePolicy(capacity=10**6)),
+        passwords=cheap_hasher(),
+        jwt_secret=b"b" * 32,
     )
     tokens = {}
 

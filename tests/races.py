@@ -23,7 +23,7 @@ from booking import cheap_hasher
 from concert_domain import BookingPolicy, Dependencies, QueuePolicy, usecases
 from concert_domain.errors import ConcertError
 from concert_domain.ids import QueueToken, ReservationId, SeatId, UserId
-from entrypoints.wiring import build_memory_dependencies
+from entrypoints.wiring import build_dependencies
 
 T = TypeVar("T")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -60,10 +60,13 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
 def worker_deps(
     database: SqlDatabase, clock: ManualClock, policy: BookingPolicy = POLICY
 ) -> Dependencies:
-    deps = build_memory_dependencies(
-        clock=clock, policy=policy, passwords=cheap_hasher(), jwt_secret=b"r" * 32
+    return build_dependencies(
+        database=database,
+        clock=clock,
+        policy=policy,
+        passwords=cheap_hasher(),
+        jwt_secret=b"r" * 32,
     )
-    return attrs.evolve(deps, uow=database.unit_of_work)
 
 
 async def _admit(deps: Dependencies, users: list[UserId]) -> list[QueueToken]:
@@ -284,3 +287,39 @@ def jepsen_role(
     if role == "reader":
         return read_snapshots(url, stop_after=operations / 20)
     return mixed_workload(url, seed, users, seats, operations)
+
+
+# -- many schedulers at once ---------------------------------------------------------------
+
+
+def scheduler_ticks(
+    url: str, redis_url: str, prefix: str, now: datetime, capacity: int
+) -> list[tuple[int, int, int]]:
+    """Tick until a tick finds nothing to do; returns (holds, expired tokens, admitted) per
+    tick. Bounded: at most 100 ticks."""
+    from adapters.redis import Keys, connect
+
+    async def main() -> list[tuple[int, int, int]]:
+        database = SqlDatabase.from_url(url, pool_size=2)
+        redis = connect(redis_url)
+        deps = build_dependencies(
+            database=database,
+            redis=redis,
+            redis_keys=Keys(prefix),
+            clock=ManualClock(now),
+            policy=attrs.evolve(POLICY, queue=QueuePolicy(capacity=capacity)),
+            passwords=cheap_hasher(),
+            jwt_secret=b"r" * 32,
+        )
+        ticks = []
+        _line_up()
+        for _ in range(100):
+            report = await usecases.run_scheduler_tick(deps=deps)
+            ticks.append((report.expired_holds, report.expired_tokens, report.admitted_tokens))
+            if ticks[-1] == (0, 0, 0):
+                break
+        await redis.aclose()
+        await database.dispose()
+        return ticks
+
+    return _run(main())

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -29,6 +30,15 @@ DATABASE_VARIABLE = "CONCERT_TEST_DATABASE_URL"
 
 class ServiceMissing(Exception):
     """A server the integration tests need is not installed here."""
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip loudly for want of a server; under CI=true, fail instead."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs the integration services: {reason}", pytrace=False)
+    pytest.skip(f"INTEGRATION TESTS SKIPPED: {reason}")
 
 
 def free_port() -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import secrets
 
+from redis.asyncio import Redis
+
 from adapters.clock import SystemClock
 from adapters.memory import (
     InMemoryDatabase,
@@ -14,9 +16,55 @@ from adapters.memory import (
     InMemoryLoginRateLimiter,
     InMemoryQueueStore,
 )
+from adapters.redis import Keys, RedisHoldTimers, RedisLoginRateLimiter, RedisQueueStore
 from adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from adapters.sql import SqlDatabase
 from concert_domain import BookingPolicy, Dependencies
-from concert_domain.ports import Clock, PasswordHasher
+from concert_domain.ports import (
+    Clock,
+    HoldTimers,
+    LoginRateLimiter,
+    PasswordHasher,
+    QueueStore,
+)
+
+
+def build_dependencies(
+    *,
+    database: SqlDatabase | InMemoryDatabase,
+    redis: Redis | None = None,
+    redis_keys: Keys | None = None,
+    clock: Clock | None = None,
+    policy: BookingPolicy | None = None,
+    passwords: PasswordHasher | None = None,
+    jwt_secret: bytes | None = None,
+    access_token_seconds: int = 3600,
+) -> Dependencies:
+    """Every port: the database for what must not be lost; Redis, when given, for the line,
+    hold timers and login counters (shared by every process), else process memory."""
+    queue: QueueStore
+    timers: HoldTimers
+    limiter: LoginRateLimiter
+    if redis is None:
+        queue, timers, limiter = (
+            InMemoryQueueStore(),
+            InMemoryHoldTimers(),
+            InMemoryLoginRateLimiter(),
+        )
+    else:
+        queue = RedisQueueStore(redis, redis_keys)
+        timers = RedisHoldTimers(redis, redis_keys)
+        limiter = RedisLoginRateLimiter(redis, redis_keys)
+    return Dependencies(
+        uow=database.unit_of_work,
+        clock=clock or SystemClock(),
+        passwords=passwords or Argon2PasswordHasher(),
+        tokens=JwtAccessTokens(jwt_secret or secrets.token_bytes(32), access_token_seconds),
+        queue=queue,
+        timers=timers,
+        login_limiter=limiter,
+        policy=policy or BookingPolicy(),
+    )
 
 
 def build_memory_dependencies(
@@ -29,13 +77,11 @@ def build_memory_dependencies(
     database: InMemoryDatabase | None = None,
 ) -> Dependencies:
     """Every port on in-memory adapters: no servers, one process, nothing kept on exit."""
-    return Dependencies(
-        uow=(database or InMemoryDatabase()).unit_of_work,
-        clock=clock or SystemClock(),
-        passwords=passwords or Argon2PasswordHasher(),
-        tokens=JwtAccessTokens(jwt_secret or secrets.token_bytes(32), access_token_seconds),
-        queue=InMemoryQueueStore(),
-        timers=InMemoryHoldTimers(),
-        login_limiter=InMemoryLoginRateLimiter(),
-        policy=policy or BookingPolicy(),
+    return build_dependencies(
+        database=database or InMemoryDatabase(),
+        clock=clock,
+        policy=policy,
+        passwords=passwords,
+        jwt_secret=jwt_secret,
+        access_token_seconds=access_token_seconds,
     )

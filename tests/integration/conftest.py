@@ -3,7 +3,6 @@ where a missing server fails the run instead."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,12 +17,6 @@ from adapters.sql import SqlDatabase
 from adapters.sql.schema import metadata
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI needs the integration services: {reason}", pytrace=False)
-    pytest.skip(f"INTEGRATION TESTS SKIPPED: {reason}")
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A migrated private schema on a real PostgreSQL, for the whole session."""
@@ -31,7 +24,7 @@ def postgres_url() -> Iterator[str]:
         server = services.postgres_server()
         url = server.__enter__()
     except services.ServiceMissing as e:
-        _missing(str(e))
+        services.missing(str(e))
     try:
         with services.private_schema(url) as schema_url:
             yield schema_url
@@ -70,7 +63,7 @@ def redis_url() -> Iterator[str]:
         server = services.redis_server()
         url = server.__enter__()
     except services.ServiceMissing as e:
-        _missing(str(e))
+        services.missing(str(e))
     try:
         yield url
     finally:

@@ -365,8 +365,8 @@ class BookingMachine(RuleBasedStateMachine):
 
     def _ticket_status(self, token: QueueToken) -> TicketStatus:
         ticket = self.run(self.deps.queue.get(token, self.clock.now()))
-        assert ticket is not None
-        return ticket.status
+        # expired tickets are known for a while, then forgotten: forgotten means expired
+        return TicketStatus.EXPIRED if ticket is None else ticket.status
 
     def _observe_activations(self) -> None:
         for ticket in self.tickets.values():
