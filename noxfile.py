@@ -48,6 +48,13 @@ def bench_sql(session: nox.Session) -> None:
     session.run("python", "bench/sql_hold.py", *session.posargs)
 
 
+@nox.session(name="bench-queue")
+def bench_queue(session: nox.Session) -> None:
+    """100,000 customers join one Redis line: joins/s, admission step, position, memory."""
+    install(session, "test")
+    session.run("python", "bench/queue_scale.py", *session.posargs)
+
+
 @nox.session(name="format")
 def format_code(session: nox.Session) -> None:
     """Rewrite the code in place: ruff's fixes and formatting."""
