@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.engine import create_engine
 from adapters.sql.errors import translate
-from adapters.sql.migrations import upgrade
+from adapters.sql.migrations import is_current, upgrade
 from adapters.sql.repositories import (
     SqlAccountRepository,
     SqlCatalogRepository,
@@ -45,6 +45,14 @@ class SqlDatabase:
         try:
             async with self.engine.begin() as connection:
                 await connection.run_sync(upgrade)
+        except DBAPIError as e:
+            raise _translated(e) from e
+
+    async def schema_is_current(self) -> bool:
+        """True if `migrate` has nothing left to do."""
+        try:
+            async with self.engine.connect() as connection:
+                return await connection.run_sync(is_current)
         except DBAPIError as e:
             raise _translated(e) from e
 

@@ -21,3 +21,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Upgrade the schema on ``connection`` (a sync connection, e.g. from ``run_sync``)."""
     command.upgrade(alembic_config(connection), revision)
+
+
+def is_current(connection: Connection) -> bool:
+    """True if the schema on ``connection`` is at the newest revision."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return MigrationContext.configure(connection).get_current_revision() == head

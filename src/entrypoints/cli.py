@@ -1,0 +1,184 @@
+"""The ``concert`` command: serve, scheduler, migrate, seed-demo.
+
+Settings come from the environment (see `entrypoints.settings`). A bad setting, or a database or
+Redis that cannot be reached at start, stops the command with one line naming the variable and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from adapters.redis import connect
+from adapters.sql import SqlDatabase
+from concert_domain import usecases
+from concert_domain.errors import StoreUnavailable
+from entrypoints.http.app import SCHEDULER_VARIABLE, ping_redis
+from entrypoints.scheduler import run_scheduler
+from entrypoints.settings import Settings, SettingsError, load_settings
+from entrypoints.wiring import build_dependencies
+
+log = logging.getLogger("concert")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="concert", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = commands.add_parser("serve", help="run the HTTP service (and the scheduler)")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve_parser.add_argument(
+        "--no-scheduler", action="store_true", help="do not run the scheduler loop in-process"
+    )
+    commands.add_parser("scheduler", help="run only the scheduler loop")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser("seed-demo", help="add, once, a demo concert with 3 dates of 50 seats")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    actions: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "serve": serve,
+        "scheduler": scheduler,
+        "migrate": migrate,
+        "seed-demo": seed_demo,
+    }
+    try:
+        return actions[args.command](load_settings(), args)
+    except SettingsError as e:
+        print(f"concert: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise SettingsError("--workers", "must be at least 1")
+    if args.workers > 1 and settings.redis_url is None:
+        raise SettingsError(
+            "CONCERT_REDIS_URL", "--workers above 1 needs Redis: the waiting line must be shared"
+        )
+    asyncio.run(prepare_database(settings))
+    os.environ[SCHEDULER_VARIABLE] = "0" if args.no_scheduler else "1"
+    uvicorn.run(
+        "entrypoints.http.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.redis_url is None:
+        log.warning(
+            "CONCERT_REDIS_URL is unset: this scheduler releases lapsed holds, but the waiting "
+            "line lives inside `concert serve`, whose own scheduler admits it"
+        )
+
+    async def loop() -> None:
+        await prepare_database(settings, migrate_sqlite=False)
+        database = SqlDatabase.from_url(settings.database_url, pool_size=2)
+        redis = connect(settings.redis_url) if settings.redis_url else None
+        deps = build_dependencies(
+            database=database, redis=redis, policy=settings.policy, jwt_secret=settings.jwt_secret
+        )
+        stop = asyncio.Event()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        log.info("scheduler ticking every %s s", settings.scheduler_interval_seconds)
+        try:
+            await run_scheduler(deps, settings.scheduler_interval_seconds, stop)
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await database.dispose()
+
+    asyncio.run(loop())
+    return 0
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> None:
+        database = await reachable_database(settings)
+        try:
+            await database.migrate()
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+    print("the database schema is up to date")
+    return 0
+
+
+def seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> usecases.DemoCatalog:
+        await prepare_database(settings)
+        database = SqlDatabase.from_url(settings.database_url, pool_size=1)
+        try:
+            deps = build_dependencies(database=database, jwt_secret=settings.jwt_secret)
+            return await usecases.seed_demo_catalog(deps=deps)
+        finally:
+            await database.dispose()
+
+    demo = asyncio.run(run())
+    if demo.created:
+        days = ", ".join(d.date.isoformat() for d in demo.dates)
+        print(f"added concert {demo.concert.concert_id} ({demo.concert.title!r}) on {days}")
+    else:
+        print(f"the demo concert is already there (concert {demo.concert.concert_id})")
+    return 0
+
+
+async def reachable_database(settings: Settings) -> SqlDatabase:
+    database = SqlDatabase.from_url(settings.database_url, pool_size=1)
+    try:
+        await database.ping()
+    except StoreUnavailable as e:
+        await database.dispose()
+        raise SettingsError("CONCERT_DATABASE_URL", "the database cannot be reached") from e
+    return database
+
+
+async def prepare_database(settings: Settings, *, migrate_sqlite: bool = True) -> None:
+    """Check that the database and Redis answer. The embedded SQLite file is migrated on the
+    spot; PostgreSQL must have been migrated by `concert migrate`."""
+    database = await reachable_database(settings)
+    try:
+        if settings.is_sqlite and migrate_sqlite:
+            await database.migrate()
+        elif not await database.schema_is_current():
+            raise SettingsError(
+                "CONCERT_DATABASE_URL", "the schema is not up to date: run `concert migrate`"
+            )
+    finally:
+        await database.dispose()
+    if settings.redis_url is not None:
+        redis = connect(settings.redis_url)
+        try:
+            await ping_redis(redis)
+        except StoreUnavailable as e:
+            raise SettingsError("CONCERT_REDIS_URL", "Redis cannot be reached") from e
+        finally:
+            await redis.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The endpoints of API.md: each reads the request, calls one use case, writes plain JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from concert_domain import Dependencies, usecases
+from concert_domain.catalog import DateAvailability, SeatView
+from concert_domain.errors import StoreUnavailable
+from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
+from concert_domain.queue import QueueStatus
+from concert_domain.reservations import Reservation
+from entrypoints.http.openapi import openapi_document
+from entrypoints.http.requests import (
+    caller,
+    idempotency_key,
+    identifier_field,
+    integer_field,
+    json_object,
+    path_id,
+    queue_token,
+    string_field,
+)
+
+
+def deps_of(request: Request) -> Dependencies:
+    deps: Dependencies = request.app.state.deps
+    return deps
+
+
+def queue_status_json(status: QueueStatus) -> dict[str, Any]:
+    return {
+        "token": status.token,
+        "status": status.status.value,
+        "position": status.position,
+        "estimated_wait_seconds": status.estimated_wait_seconds,
+    }
+
+
+def reservation_json(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation.reservation_id,
+        "seat_id": reservation.seat_id,
+        "date_id": reservation.date_id,
+        "concert_id": reservation.concert_id,
+        "number": reservation.number,
+        "price": reservation.price,
+        "status": reservation.status.value,
+        "expires_at": reservation.expires_at.isoformat(),
+    }
+
+
+def date_json(item: DateAvailability) -> dict[str, Any]:
+    return {
+        "date_id": item.date.date_id,
+        "date": item.date.date.isoformat(),
+        "starts_at": item.date.starts_at.isoformat(),
+        "available_seats": item.available_seats,
+    }
+
+
+def seat_json(view: SeatView) -> dict[str, Any]:
+    seat = view.seat
+    return {
+        "seat_id": seat.seat_id,
+        "number": seat.number,
+        "price": seat.price,
+        "status": view.status.value,
+    }
+
+
+async def signup(request: Request) -> JSONResponse:
+    body = await json_object(request)
+    account = await usecases.sign_up(
+        string_field(body, "email"), string_field(body, "password"), deps=deps_of(request)
+    )
+    return JSONResponse({"user_id": account.user_id, "email": account.email}, status_code=201)
+
+
+async def login(request: Request) -> JSONResponse:
+    body = await json_object(request)
+    token = await usecases.log_in(
+        string_field(body, "email"), string_field(body, "password"), deps=deps_of(request)
+    )
+    return JSONResponse(
+        {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "expires_in": token.expires_in,
+        }
+    )
+
+
+async def join_queue(request: Request) -> JSONResponse:
+    status, created = await usecases.join_queue(caller(request), deps=deps_of(request))
+    return JSONResponse(queue_status_json(status), status_code=201 if created else 200)
+
+
+async def queue_status(request: Request) -> JSONResponse:
+    user = caller(request)
+    status = await usecases.queue_status(user, queue_token(request), deps=deps_of(request))
+    return JSONResponse(queue_status_json(status))
+
+
+async def list_concerts(request: Request) -> JSONResponse:
+    concerts = await usecases.list_concerts(deps=deps_of(request))
+    return JSONResponse(
+        {"concerts": [{"concert_id": c.concert_id, "title": c.title} for c in concerts]}
+    )
+
+
+async def list_dates(request: Request) -> JSONResponse:
+    user = caller(request)
+    concert_id = ConcertId(path_id(request, "concert_id"))
+    dates = await usecases.list_open_dates(
+        user, queue_token(request), concert_id, deps=deps_of(request)
+    )
+    return JSONResponse({"dates": [date_json(d) for d in dates]})
+
+
+async def list_seats(request: Request) -> JSONResponse:
+    user = caller(request)
+    concert_id = ConcertId(path_id(request, "concert_id"))
+    date_id = DateId(path_id(request, "date_id"))
+    seats = await usecases.seat_map(
+        user, queue_token(request), concert_id, date_id, deps=deps_of(request)
+    )
+    return JSONResponse({"seats": [seat_json(s) for s in seats]})
+
+
+async def hold_seat(request: Request) -> JSONResponse:
+    user = caller(request)
+    body = await json_object(request)
+    seat_id = SeatId(identifier_field(body, "seat_id"))
+    held = await usecases.hold_seat(user, queue_token(request), seat_id, deps=deps_of(request))
+    return JSONResponse(reservation_json(held), status_code=201)
+
+
+async def get_reservation(request: Request) -> JSONResponse:
+    user = caller(request)
+    reservation_id = ReservationId(path_id(request, "reservation_id"))
+    found = await usecases.get_reservation(user, reservation_id, deps=deps_of(request))
+    return JSONResponse(reservation_json(found))
+
+
+async def cancel_reservation(request: Request) -> JSONResponse:
+    user = caller(request)
+    reservation_id = ReservationId(path_id(request, "reservation_id"))
+    cancelled = await usecases.cancel_reservation(user, reservation_id, deps=deps_of(request))
+    return JSONResponse(reservation_json(cancelled))
+
+
+async def get_wallet(request: Request) -> JSONResponse:
+    balance = await usecases.get_balance(caller(request), deps=deps_of(request))
+    return JSONResponse({"balance": balance})
+
+
+async def charge_wallet(request: Request) -> JSONResponse:
+    user = caller(request)
+    body = await json_object(request)
+    amount = integer_field(body, "amount")
+    balance = await usecases.charge_wallet(
+        user, amount, idempotency_key(request), deps=deps_of(request)
+    )
+    return JSONResponse({"balance": balance})
+
+
+async def pay(request: Request) -> JSONResponse:
+    user = caller(request)
+    body = await json_object(request)
+    reservation_id = ReservationId(identifier_field(body, "reservation_id"))
+    receipt = await usecases.pay(
+        user, queue_token(request), reservation_id, idempotency_key(request), deps=deps_of(request)
+    )
+    return JSONResponse(
+        {
+            "payment_id": receipt.payment_id,
+            "reservation_id": receipt.reservation_id,
+            "amount": receipt.amount,
+            "balance": receipt.balance,
+            "status": receipt.status,
+        },
+        status_code=201,
+    )
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    parts: dict[str, str] = {}
+    for name, check in request.app.state.readiness.items():
+        try:
+            await check()
+            parts[name] = "ok"
+        except StoreUnavailable as e:
+            parts[name] = f"unavailable: {e.message}"
+    ready = all(state == "ok" for state in parts.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", **parts}, status_code=200 if ready else 503
+    )
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())
+
+
+ROUTES = [
+    Route("/auth/signup", signup, methods=["POST"]),
+    Route("/auth/login", login, methods=["POST"]),
+    Route("/queue/tokens", join_queue, methods=["POST"]),
+    Route("/queue/status", queue_status, methods=["GET"]),
+    Route("/concerts", list_concerts, methods=["GET"]),
+    Route("/concerts/{concert_id}/dates", list_dates, methods=["GET"]),
+    Route("/concerts/{concert_id}/dates/{date_id}/seats", list_seats, methods=["GET"]),
+    Route("/reservations", hold_seat, methods=["POST"]),
+    Route("/reservations/{reservation_id}", get_reservation, methods=["GET"]),
+    Route("/reservations/{reservation_id}", cancel_reservation, methods=["DELETE"]),
+    Route("/wallet", get_wallet, methods=["GET"]),
+    Route("/wallet/charges", charge_wallet, methods=["POST"]),
+    Route("/payments", pay, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

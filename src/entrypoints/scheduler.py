@@ -1,0 +1,31 @@
+"""The scheduler loop: a tick every interval until told to stop. Any number may run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from concert_domain import Dependencies, usecases
+from concert_domain.errors import StoreUnavailable
+
+log = logging.getLogger("concert.scheduler")
+
+
+async def run_scheduler(deps: Dependencies, interval: float, stop: asyncio.Event) -> None:
+    """Tick until ``stop`` is set; a store that is down is logged and tried again next tick."""
+    while not stop.is_set():
+        try:
+            report = await usecases.run_scheduler_tick(deps=deps)
+        except StoreUnavailable as e:
+            log.warning("scheduler tick skipped: %s", e.message)
+        else:
+            if report.expired_holds or report.expired_tokens or report.admitted_tokens:
+                log.info(
+                    "released %d lapsed holds, expired %d idle tokens, admitted %d",
+                    report.expired_holds,
+                    report.expired_tokens,
+                    report.admitted_tokens,
+                )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -1,0 +1,138 @@
+"""Configuration, read once from the environment into a frozen object.
+
+A bad value stops the command with one line naming the variable (`SettingsError`, exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from concert_domain import BookingPolicy, QueuePolicy
+
+log = logging.getLogger("concert")
+
+DEFAULT_DATABASE = "concert.sqlite3"
+SECRET_FILE = ".concert-secret"
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@attrs.frozen
+class Settings:
+    database_url: str
+    redis_url: str | None
+    jwt_secret: bytes = attrs.field(repr=False)
+    access_token_seconds: int = 3600
+    hold_seconds: int = 300
+    max_holds_per_user: int = 4
+    queue_capacity: int = 1000
+    queue_active_seconds: int = 600
+    scheduler_interval_seconds: float = 1.0
+
+    @property
+    def policy(self) -> BookingPolicy:
+        return BookingPolicy(
+            hold_seconds=self.hold_seconds,
+            max_holds_per_user=self.max_holds_per_user,
+            queue=QueuePolicy(self.queue_capacity, self.queue_active_seconds),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    here = cwd or Path.cwd()
+    database_url = _database_url(env, here)
+    redis_url = env.get("CONCERT_REDIS_URL") or None
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("CONCERT_REDIS_URL", f"not a redis:// URL: {redis_url!r}")
+    numbers = {
+        "access_token_seconds": _positive(env, "CONCERT_ACCESS_TOKEN_SECONDS", 3600),
+        "hold_seconds": _positive(env, "CONCERT_HOLD_SECONDS", 300),
+        "max_holds_per_user": _positive(env, "CONCERT_MAX_HOLDS_PER_USER", 4),
+        "queue_capacity": _positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
+        "queue_active_seconds": _positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),
+    }
+    interval = _positive_float(env, "CONCERT_SCHEDULER_INTERVAL_SECONDS", 1.0)
+    return Settings(  # the secret last: it may write a file, and only once all else is valid
+        database_url=database_url,
+        redis_url=redis_url,
+        scheduler_interval_seconds=interval,
+        jwt_secret=_jwt_secret(env, database_url, here),
+        **numbers,
+    )
+
+
+def _database_url(env: Mapping[str, str], here: Path) -> str:
+    url = env.get("CONCERT_DATABASE_URL") or f"sqlite:///{here / DEFAULT_DATABASE}"
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as e:
+        raise SettingsError("CONCERT_DATABASE_URL", f"not a database URL: {url!r}") from e
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError("CONCERT_DATABASE_URL", f"use postgresql or sqlite, not {backend!r}")
+    return url
+
+
+def _jwt_secret(env: Mapping[str, str], database_url: str, here: Path) -> bytes:
+    given = env.get("CONCERT_JWT_SECRET")
+    if given:
+        secret = given.encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise SettingsError("CONCERT_JWT_SECRET", f"must be at least {MIN_SECRET_BYTES} bytes")
+        return secret
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        raise SettingsError("CONCERT_JWT_SECRET", "is required with PostgreSQL")
+    folder = Path(url.database).parent if url.database else here
+    path = (here / folder / SECRET_FILE).resolve()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+        log.warning("CONCERT_JWT_SECRET is unset: made a random one and kept it in %s", path)
+    return path.read_text().strip().encode()
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"not a whole number: {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(name, f"must be positive, not {value}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"not a number: {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(name, f"must be a positive number of seconds, not {raw}")
+    return value

@@ -1,0 +1,505 @@
+"""Every row of shared/API.md over HTTP: its success and each of its named errors, on the
+Starlette app over in-memory services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import attrs
+import httpx
+import pytest
+
+from adapters.clock import ManualClock
+from booking import add_venue, memory_deps
+from concert_domain import BookingPolicy, Dependencies, QueuePolicy
+from concert_domain.errors import StoreUnavailable
+from entrypoints.http import create_app
+from entrypoints.http.openapi import openapi_document
+from entrypoints.http.routes import ROUTES
+from http_support import PASSWORD, Caller, admitted, error_code, sign_up_and_log_in
+
+
+@pytest.fixture
+def deps(clock: ManualClock) -> Dependencies:
+    return memory_deps(clock, BookingPolicy(max_holds_per_user=2, queue=QueuePolicy(capacity=3)))
+
+
+@pytest.fixture
+async def client(deps: Dependencies) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(deps))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def seats(deps: Dependencies) -> list[int]:
+    venue = await add_venue(deps, seats=4, price=50_000)
+    return [seat.seat_id for seat in venue.seats]
+
+
+@pytest.fixture
+async def mina(client: httpx.AsyncClient) -> Caller:
+    return await admitted(client, "mina@example.com")
+
+
+async def hold(caller: Caller, seat_id: int) -> dict[str, object]:
+    response = await caller.post("/reservations", {"seat_id": seat_id})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+class TestSignup:
+    async def test_creates_an_account(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/auth/signup", json={"email": "Mina@Example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 201
+        assert response.json() == {"user_id": 1, "email": "mina@example.com"}
+
+    async def test_refuses_a_taken_email_with_409(self, client: httpx.AsyncClient) -> None:
+        await sign_up_and_log_in(client, "mina@example.com")
+        response = await client.post(
+            "/auth/signup", json={"email": "MINA@example.com", "password": PASSWORD}
+        )
+        assert error_code(response) == (409, "email_taken")
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"email": "not-an-address", "password": PASSWORD},
+            {"email": "a@example.com", "password": "short"},
+            {"email": "a@example.com", "password": "x" * 257},
+            {"email": "a@example.com"},
+            {"email": 5, "password": PASSWORD},
+            ["a@example.com", PASSWORD],
+        ],
+    )
+    async def test_refuses_bad_input_with_422(
+        self, client: httpx.AsyncClient, body: object
+    ) -> None:
+        assert error_code(await client.post("/auth/signup", json=body)) == (422, "invalid_request")
+
+    async def test_refuses_malformed_json_with_400(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/auth/signup", content=b'{"email": ')
+        assert error_code(response) == (400, "invalid_request")
+
+    async def test_refuses_an_oversized_body_with_413(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/auth/signup", content=b"x" * (64 * 1024 + 1))
+        assert error_code(response) == (413, "invalid_request")
+
+
+class TestLogin:
+    async def test_answers_a_bearer_token(self, client: httpx.AsyncClient) -> None:
+        await sign_up_and_log_in(client, "mina@example.com")
+        response = await client.post(
+            "/auth/login", json={"email": "mina@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert (body["token_type"], body["expires_in"]) == ("Bearer", 3600)
+
+    async def test_answers_the_same_401_for_an_unknown_email_and_a_wrong_password(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await sign_up_and_log_in(client, "mina@example.com")
+        wrong = await client.post(
+            "/auth/login", json={"email": "mina@example.com", "password": "wrong password"}
+        )
+        unknown = await client.post(
+            "/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+        )
+        assert error_code(wrong) == error_code(unknown) == (401, "invalid_credentials")
+        assert wrong.json() == unknown.json()
+
+    async def test_answers_429_after_ten_failures_in_a_minute(
+        self, client: httpx.AsyncClient, clock: ManualClock
+    ) -> None:
+        await sign_up_and_log_in(client, "mina@example.com")
+        bad = {"email": "mina@example.com", "password": "wrong password"}
+        for _ in range(10):
+            assert (await client.post("/auth/login", json=bad)).status_code == 401
+        good = {"email": "mina@example.com", "password": PASSWORD}
+        assert error_code(await client.post("/auth/login", json=good)) == (429, "rate_limited")
+        clock.advance(60)
+        assert (await client.post("/auth/login", json=good)).status_code == 200
+
+
+class TestBearerAuth:
+    @pytest.mark.parametrize(
+        "header", [None, "", "Bearer", "Token abc", "Bearer not.a.token", "bearer x.y.z"]
+    )
+    async def test_refuses_missing_malformed_and_tampered_tokens(
+        self, client: httpx.AsyncClient, header: str | None
+    ) -> None:
+        headers = {} if header is None else {"Authorization": header}
+        response = await client.get("/wallet", headers=headers)
+        assert error_code(response) == (401, "unauthorized")
+
+    async def test_refuses_an_expired_token(
+        self, client: httpx.AsyncClient, mina: Caller, clock: ManualClock
+    ) -> None:
+        clock.advance(timedelta(hours=1))
+        assert error_code(await client.get("/wallet", headers=mina.auth)) == (401, "unauthorized")
+
+
+class TestQueue:
+    async def test_joining_answers_201_then_200_with_the_same_token(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        caller = await sign_up_and_log_in(client, "mina@example.com")
+        first = await client.post("/queue/tokens", headers=caller.auth)
+        again = await client.post("/queue/tokens", headers=caller.auth)
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert first.json() == again.json()
+        assert first.json()["status"] == "active"
+        assert set(first.json()) == {"token", "status", "position", "estimated_wait_seconds"}
+
+    async def test_past_capacity_a_token_waits_with_its_position(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for n in range(3):
+            await admitted(client, f"p{n}@example.com")
+        late = await sign_up_and_log_in(client, "late@example.com")
+        body = (await client.post("/queue/tokens", headers=late.auth)).json()
+        assert (body["status"], body["position"]) == ("waiting", 1)
+        assert body["estimated_wait_seconds"] > 0
+        status = await client.get(
+            "/queue/status", headers={**late.auth, "X-Queue-Token": body["token"]}
+        )
+        assert status.json() == body
+
+    async def test_status_needs_a_token_and_refuses_another_customers(
+        self, client: httpx.AsyncClient, mina: Caller
+    ) -> None:
+        joon = await admitted(client, "joon@example.com")
+        missing = await client.get("/queue/status", headers=mina.auth)
+        foreign = await client.get(
+            "/queue/status", headers={**mina.auth, "X-Queue-Token": str(joon.queue_token)}
+        )
+        assert error_code(missing) == (401, "queue_token_required")
+        assert error_code(foreign) == (403, "queue_token_invalid")
+
+    async def test_status_tells_the_holder_their_token_expired(
+        self, mina: Caller, clock: ManualClock
+    ) -> None:
+        clock.advance(600)
+        response = await mina.get("/queue/status")
+        assert response.status_code == 200
+        assert response.json()["status"] == "expired"
+        assert (response.json()["position"], response.json()["estimated_wait_seconds"]) == (None, 0)
+
+    async def test_queue_paths_refuse_missing_foreign_and_waiting_tokens(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await admitted(client, "p1@example.com")
+        await admitted(client, "p2@example.com")
+        late = await sign_up_and_log_in(client, "late@example.com")
+        waiting = (await client.post("/queue/tokens", headers=late.auth)).json()["token"]
+        path = "/concerts/1/dates"
+        assert error_code(await client.get(path, headers=mina.auth)) == (
+            401,
+            "queue_token_required",
+        )
+        foreign = {**mina.auth, "X-Queue-Token": waiting}
+        assert error_code(await client.get(path, headers=foreign)) == (403, "queue_token_invalid")
+        queued = {**late.auth, "X-Queue-Token": waiting}
+        assert error_code(await client.get(path, headers=queued)) == (403, "queue_token_not_active")
+
+
+class TestCatalog:
+    async def test_lists_concerts_without_authentication(
+        self, client: httpx.AsyncClient, seats: list[int]
+    ) -> None:
+        response = await client.get("/concerts")
+        assert response.json() == {"concerts": [{"concert_id": 1, "title": "Test Concert"}]}
+
+    async def test_lists_open_dates_with_available_seats(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        await hold(mina, seats[0])
+        response = await mina.get("/concerts/1/dates")
+        assert response.status_code == 200
+        [date] = response.json()["dates"]
+        assert (date["date_id"], date["available_seats"]) == (1, 3)
+        assert date["starts_at"].endswith("+00:00")
+        assert len(date["date"]) == 10
+
+    async def test_shows_the_seat_map_by_number(self, mina: Caller, seats: list[int]) -> None:
+        await hold(mina, seats[1])
+        response = await mina.get("/concerts/1/dates/1/seats")
+        assert [(s["number"], s["status"]) for s in response.json()["seats"]] == [
+            (1, "available"),
+            (2, "held"),
+            (3, "available"),
+            (4, "available"),
+        ]
+        assert set(response.json()["seats"][0]) == {"seat_id", "number", "price", "status"}
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/concerts/9/dates",
+            "/concerts/abc/dates",
+            "/concerts/1/dates/9/seats",
+            "/concerts/9/dates/1/seats",
+            "/concerts/1/dates/-1/seats",
+            "/concerts/99999999999999999999/dates",
+        ],
+    )
+    async def test_answers_404_for_unknown_ids(
+        self, mina: Caller, seats: list[int], path: str
+    ) -> None:
+        assert error_code(await mina.get(path)) == (404, "not_found")
+
+
+class TestReservations:
+    async def test_holds_a_seat(self, mina: Caller, seats: list[int], clock: ManualClock) -> None:
+        body = await hold(mina, seats[0])
+        assert body == {
+            "reservation_id": 1,
+            "seat_id": seats[0],
+            "date_id": 1,
+            "concert_id": 1,
+            "number": 1,
+            "price": 50_000,
+            "status": "held",
+            "expires_at": (clock.now() + timedelta(minutes=5)).isoformat(),
+        }
+
+    async def test_refuses_a_held_seat_and_a_fourth_hold_with_409(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        joon = await admitted(client, "joon@example.com")
+        await hold(mina, seats[0])
+        taken = await joon.post("/reservations", {"seat_id": seats[0]})
+        assert error_code(taken) == (409, "seat_unavailable")
+        await hold(mina, seats[1])
+        over = await mina.post("/reservations", {"seat_id": seats[2]})
+        assert error_code(over) == (409, "hold_limit_reached")
+
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            ({"seat_id": 999}, (404, "not_found")),
+            ({"seat_id": 0}, (404, "not_found")),
+            ({"seat_id": "1"}, (422, "invalid_request")),
+            ({"seat_id": True}, (422, "invalid_request")),
+            ({}, (422, "invalid_request")),
+        ],
+    )
+    async def test_refuses_unknown_and_malformed_seats(
+        self, mina: Caller, seats: list[int], body: object, expected: tuple[int, str]
+    ) -> None:
+        assert error_code(await mina.post("/reservations", body)) == expected
+
+    async def test_shows_a_reservation_to_its_owner_only(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int], clock: ManualClock
+    ) -> None:
+        held = await hold(mina, seats[0])
+        mine = await client.get("/reservations/1", headers=mina.auth)
+        assert mine.json() == held
+        joon = await admitted(client, "joon@example.com")
+        for path in ("/reservations/1", "/reservations/2", "/reservations/x"):
+            response = await client.get(path, headers=joon.auth)
+            assert error_code(response) == (404, "not_found")
+        clock.advance(300)
+        lapsed = await client.get("/reservations/1", headers=mina.auth)
+        assert lapsed.json()["status"] == "expired"
+
+    async def test_cancels_a_hold_once_and_frees_the_seat(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await hold(mina, seats[0])
+        joon = await admitted(client, "joon@example.com")
+        assert error_code(await client.delete("/reservations/1", headers=joon.auth)) == (
+            404,
+            "not_found",
+        )
+        cancelled = await client.delete("/reservations/1", headers=mina.auth)
+        assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+        again = await client.delete("/reservations/1", headers=mina.auth)
+        assert error_code(again) == (409, "reservation_not_held")
+        await hold(joon, seats[0])
+
+
+class TestWallet:
+    async def test_shows_and_charges_the_balance(
+        self, client: httpx.AsyncClient, mina: Caller
+    ) -> None:
+        assert (await client.get("/wallet", headers=mina.auth)).json() == {"balance": 0}
+        response = await client.post("/wallet/charges", json={"amount": 70_000}, headers=mina.auth)
+        assert (response.status_code, response.json()) == (200, {"balance": 70_000})
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"amount": 0},
+            {"amount": -5},
+            {"amount": 10_000_001},
+            {"amount": "100"},
+            {"amount": 1.5},
+            {},
+        ],
+    )
+    async def test_refuses_amounts_out_of_range_with_422(
+        self, client: httpx.AsyncClient, mina: Caller, body: object
+    ) -> None:
+        response = await client.post("/wallet/charges", json=body, headers=mina.auth)
+        assert error_code(response) == (422, "invalid_request")
+
+    async def test_refuses_a_balance_past_100_million(
+        self, client: httpx.AsyncClient, mina: Caller
+    ) -> None:
+        for _ in range(10):
+            await client.post("/wallet/charges", json={"amount": 10_000_000}, headers=mina.auth)
+        response = await client.post("/wallet/charges", json={"amount": 1}, headers=mina.auth)
+        assert error_code(response) == (422, "invalid_request")
+
+    async def test_applies_a_retried_charge_once(
+        self, client: httpx.AsyncClient, mina: Caller
+    ) -> None:
+        headers = {**mina.auth, "Idempotency-Key": "top-up-1"}
+        first = await client.post("/wallet/charges", json={"amount": 5_000}, headers=headers)
+        again = await client.post("/wallet/charges", json={"amount": 5_000}, headers=headers)
+        assert first.json() == again.json() == {"balance": 5_000}
+
+
+class TestPayments:
+    async def pay(self, caller: Caller, reservation_id: object, **headers: str) -> httpx.Response:
+        return await caller.post("/payments", {"reservation_id": reservation_id}, **headers)
+
+    async def test_pays_sells_debits_and_expires_the_queue_token(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await client.post("/wallet/charges", json={"amount": 80_000}, headers=mina.auth)
+        await hold(mina, seats[0])
+        response = await self.pay(mina, 1)
+        assert response.status_code == 201
+        assert response.json() == {
+            "payment_id": 1,
+            "reservation_id": 1,
+            "amount": 50_000,
+            "balance": 30_000,
+            "status": "paid",
+        }
+        assert (await client.get("/reservations/1", headers=mina.auth)).json()["status"] == "paid"
+        assert (await mina.get("/queue/status")).json()["status"] == "expired"
+
+    async def test_refuses_a_balance_that_does_not_cover_the_price_with_402(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        await hold(mina, seats[0])
+        assert error_code(await self.pay(mina, 1)) == (402, "insufficient_balance")
+
+    async def test_refuses_an_expired_hold_and_a_paid_one_with_409(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int], clock: ManualClock
+    ) -> None:
+        await client.post("/wallet/charges", json={"amount": 200_000}, headers=mina.auth)
+        await hold(mina, seats[0])
+        await hold(mina, seats[1])
+        assert (await self.pay(mina, 2)).status_code == 201
+        mina = await admitted_again(client, mina)
+        assert error_code(await self.pay(mina, 2)) == (409, "reservation_not_held")
+        clock.advance(300)
+        assert error_code(await self.pay(mina, 1)) == (409, "hold_expired")
+
+    async def test_reports_another_customers_reservation_as_404(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await hold(mina, seats[0])
+        joon = await admitted(client, "joon@example.com")
+        assert error_code(await self.pay(joon, 1)) == (404, "not_found")
+        assert error_code(await self.pay(joon, 77)) == (404, "not_found")
+        assert error_code(await self.pay(joon, "1")) == (422, "invalid_request")
+
+    async def test_a_retry_with_one_key_gets_the_first_answer_and_pays_once(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await client.post("/wallet/charges", json={"amount": 100_000}, headers=mina.auth)
+        await hold(mina, seats[0])
+        first = await self.pay(mina, 1, **{"Idempotency-Key": "order-1"})
+        again = await self.pay(mina, 1, **{"Idempotency-Key": "order-1"})
+        assert (first.status_code, first.json()) == (again.status_code, again.json())
+        assert (await client.get("/wallet", headers=mina.auth)).json() == {"balance": 50_000}
+        other = await self.pay(mina, 2, **{"Idempotency-Key": "order-1"})
+        assert error_code(other) == (422, "idempotency_key_reused")
+
+    async def test_an_error_answer_is_replayed_with_its_status(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        await hold(mina, seats[0])
+        first = await self.pay(mina, 1, **{"Idempotency-Key": "k"})
+        again = await self.pay(mina, 1, **{"Idempotency-Key": "k"})
+        assert error_code(first) == error_code(again) == (402, "insufficient_balance")
+        assert first.json() == again.json()
+
+    async def test_a_key_still_in_use_gets_409(
+        self, deps: Dependencies, mina: Caller, seats: list[int], clock: ManualClock
+    ) -> None:
+        from concert_domain.idempotency import PENDING_LEASE, fingerprint
+        from concert_domain.ids import UserId
+
+        await hold(mina, seats[0])
+        async with deps.uow() as uow:
+            request = fingerprint("pay", reservation_id=1)
+            await uow.idempotency.claim(UserId(1), "busy", request, clock.now(), PENDING_LEASE)
+            await uow.commit()
+        response = await self.pay(mina, 1, **{"Idempotency-Key": "busy"})
+        assert error_code(response) == (409, "idempotency_key_in_use")
+
+    async def test_refuses_a_malformed_idempotency_key(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        response = await self.pay(mina, 1, **{"Idempotency-Key": "k" * 256})
+        assert error_code(response) == (422, "invalid_request")
+
+
+class TestOperations:
+    async def test_health_and_readiness(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/readyz")).status_code == 200
+
+    async def test_readiness_names_the_failing_part(self, deps: Dependencies) -> None:
+        async def database_down() -> None:
+            raise StoreUnavailable("the database does not answer")
+
+        async def fine() -> None:
+            return None
+
+        app = create_app(deps, readiness={"database": database_down, "redis": fine})
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            response = await c.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["database"].startswith("unavailable")
+        assert response.json()["redis"] == "ok"
+
+    async def test_openapi_describes_every_path_and_method(self, client: httpx.AsyncClient) -> None:
+        document = (await client.get("/openapi.json")).json()
+        assert document == openapi_document()
+        served = {
+            (route.path, method.lower())
+            for route in ROUTES
+            for method in (route.methods or set()) - {"HEAD"}
+        }
+        described = {
+            (path, method)
+            for path, operations in document["paths"].items()
+            for method in operations
+        }
+        assert described == served
+
+    async def test_unknown_paths_and_methods_get_the_error_body(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        assert error_code(await client.get("/nowhere")) == (404, "not_found")
+        assert error_code(await client.delete("/concerts")) == (405, "invalid_request")
+
+
+async def admitted_again(client: httpx.AsyncClient, caller: Caller) -> Caller:
+    response = await client.post("/queue/tokens", headers=caller.auth)
+    return attrs.evolve(caller, queue_token=response.json()["token"])

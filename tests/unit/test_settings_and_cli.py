@@ -1,0 +1,116 @@
+"""Configuration from the environment, and the command's answer to bad settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entrypoints.settings import SettingsError, load_settings
+
+
+class TestLoadSettings:
+    def test_defaults_to_a_sqlite_file_here_and_a_secret_kept_beside_it(
+        self, tmp_path: Path
+    ) -> None:
+        settings = load_settings({}, tmp_path)
+        assert settings.database_url == f"sqlite:///{tmp_path / 'concert.sqlite3'}"
+        assert settings.redis_url is None
+        assert (tmp_path / ".concert-secret").read_text().encode() == settings.jwt_secret
+        assert load_settings({}, tmp_path).jwt_secret == settings.jwt_secret
+        assert (settings.hold_seconds, settings.max_holds_per_user) == (300, 4)
+        assert (settings.queue_capacity, settings.queue_active_seconds) == (1000, 600)
+        assert (settings.access_token_seconds, settings.scheduler_interval_seconds) == (3600, 1.0)
+
+    def test_reads_every_variable(self, tmp_path: Path) -> None:
+        settings = load_settings(
+            {
+                "CONCERT_DATABASE_URL": "postgresql://app@db/concert",
+                "CONCERT_REDIS_URL": "redis://cache:6379/0",
+                "CONCERT_JWT_SECRET": "s" * 32,
+                "CONCERT_ACCESS_TOKEN_SECONDS": "60",
+                "CONCERT_HOLD_SECONDS": "2",
+                "CONCERT_MAX_HOLDS_PER_USER": "1",
+                "CONCERT_QUEUE_CAPACITY": "5",
+                "CONCERT_QUEUE_ACTIVE_SECONDS": "30",
+                "CONCERT_SCHEDULER_INTERVAL_SECONDS": "0.2",
+            },
+            tmp_path,
+        )
+        assert settings.policy.hold_seconds == 2
+        assert settings.policy.queue.capacity == 5
+        assert settings.scheduler_interval_seconds == 0.2
+        assert not (tmp_path / ".concert-secret").exists()
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("CONCERT_HOLD_SECONDS", "five"),
+            ("CONCERT_HOLD_SECONDS", "-1"),
+            ("CONCERT_QUEUE_CAPACITY", "0"),
+            ("CONCERT_SCHEDULER_INTERVAL_SECONDS", "nan"),
+            ("CONCERT_DATABASE_URL", "mysql://x/y"),
+            ("CONCERT_DATABASE_URL", "::::"),
+            ("CONCERT_REDIS_URL", "http://cache"),
+            ("CONCERT_JWT_SECRET", "too short"),
+        ],
+    )
+    def test_names_the_variable_of_a_bad_value(
+        self, tmp_path: Path, variable: str, value: str
+    ) -> None:
+        with pytest.raises(SettingsError) as error:
+            load_settings({variable: value}, tmp_path)
+        assert error.value.variable == variable
+        assert str(error.value).startswith(f"{variable}: ")
+
+    def test_requires_a_secret_with_postgresql(self, tmp_path: Path) -> None:
+        with pytest.raises(SettingsError, match="CONCERT_JWT_SECRET"):
+            load_settings({"CONCERT_DATABASE_URL": "postgresql://app@db/concert"}, tmp_path)
+
+
+def concert(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", *args],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class TestCommand:
+    def test_a_bad_setting_stops_with_one_line_and_status_2(self, tmp_path: Path) -> None:
+        result = concert(tmp_path, "migrate", CONCERT_HOLD_SECONDS="soon")
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "concert: CONCERT_HOLD_SECONDS: not a whole number: 'soon'"
+        ]
+
+    def test_an_unreachable_database_stops_with_status_2(self, tmp_path: Path) -> None:
+        result = concert(
+            tmp_path,
+            "migrate",
+            CONCERT_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+            CONCERT_JWT_SECRET="s" * 32,
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            "concert: CONCERT_DATABASE_URL: the database cannot be reached"
+        )
+        assert "Traceback" not in result.stderr
+
+    def test_several_workers_need_redis(self, tmp_path: Path) -> None:
+        result = concert(tmp_path, "serve", "--workers", "2")
+        assert result.returncode == 2
+        assert "CONCERT_REDIS_URL" in result.stderr
+
+    def test_seed_demo_on_the_embedded_default_adds_the_catalog_once(self, tmp_path: Path) -> None:
+        first = concert(tmp_path, "seed-demo")
+        again = concert(tmp_path, "seed-demo")
+        assert first.returncode == again.returncode == 0, first.stderr
+        assert first.stdout.startswith("added concert 1")
+        assert again.stdout.startswith("the demo concert is already there")
+        assert (tmp_path / "concert.sqlite3").exists()
