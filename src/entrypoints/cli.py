@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from adapters.redis import connect
+from adapters.redis import Keys, connect
 from adapters.sql import SqlDatabase
 from concert_domain import usecases
 from concert_domain.errors import StoreUnavailable
@@ -98,7 +98,11 @@ def scheduler(settings: Settings, args: argparse.Namespace) -> int:
         database = SqlDatabase.from_url(settings.database_url, pool_size=2)
         redis = connect(settings.redis_url) if settings.redis_url else None
         deps = build_dependencies(
-            database=database, redis=redis, policy=settings.policy, jwt_secret=settings.jwt_secret
+            database=database,
+            redis=redis,
+            redis_keys=Keys(settings.redis_prefix),
+            policy=settings.policy,
+            jwt_secret=settings.jwt_secret,
         )
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):

@@ -37,6 +37,7 @@ class Settings:
     database_url: str
     redis_url: str | None
     jwt_secret: bytes = attrs.field(repr=False)
+    redis_prefix: str = "concert"
     access_token_seconds: int = 3600
     hold_seconds: int = 300
     max_holds_per_user: int = 4
@@ -75,10 +76,18 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     return Settings(  # the secret last: it may write a file, and only once all else is valid
         database_url=database_url,
         redis_url=redis_url,
+        redis_prefix=_redis_prefix(env),
         scheduler_interval_seconds=interval,
         jwt_secret=_jwt_secret(env, database_url, here),
         **numbers,
     )
+
+
+def _redis_prefix(env: Mapping[str, str]) -> str:
+    prefix = env.get("CONCERT_REDIS_PREFIX") or "concert"
+    if not prefix.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError("CONCERT_REDIS_PREFIX", "letters, digits, - and _ only")
+    return prefix
 
 
 def _database_url(env: Mapping[str, str], here: Path) -> str:

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from adapters.redis import connect
+from adapters.redis import Keys, connect
 from adapters.sql import SqlDatabase
 from concert_domain import Dependencies
 from concert_domain.errors import ConcertError, StoreUnavailable
@@ -62,6 +62,7 @@ def create_app_from_settings(settings: Settings, *, scheduler: bool = True) -> S
         app.state.deps = deps = build_dependencies(
             database=database,
             redis=redis,
+            redis_keys=Keys(settings.redis_prefix),
             policy=settings.policy,
             jwt_secret=settings.jwt_secret,
             access_token_seconds=settings.access_token_seconds,

@@ -1,0 +1,200 @@
+"""The service as an operator runs it: a real ``concert serve`` process over a socket, once on
+the embedded default (SQLite, in-process line) and once on PostgreSQL + Redis with two workers.
+Real time: holds last two seconds here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+import services
+from http_support import PASSWORD, Caller, admitted, error_code
+
+pytestmark = pytest.mark.integration
+
+HOLD_SECONDS = 2
+
+
+def concert(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module", params=["embedded", "postgresql+redis"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A running ``concert serve``; its base URL."""
+    workdir = tmp_path_factory.mktemp("serve")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CONCERT_HOLD_SECONDS": str(HOLD_SECONDS),
+        "CONCERT_SCHEDULER_INTERVAL_SECONDS": "0.2",
+    }
+    workers = "1"
+    cleanups = []
+    if request.param == "postgresql+redis":
+        pg_url = request.getfixturevalue("postgres_url")  # a migrated-on-demand private schema
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = f"e2e-{secrets.token_hex(4)}"
+        env |= {
+            "CONCERT_DATABASE_URL": pg_url,
+            "CONCERT_REDIS_URL": redis_url,
+            "CONCERT_REDIS_PREFIX": prefix,
+            "CONCERT_JWT_SECRET": secrets.token_urlsafe(32),
+        }
+        workers = "2"
+        concert(env, workdir, "migrate")
+
+        def forget_keys() -> None:
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
+            client.close()
+
+        cleanups.append(forget_keys)
+    concert(env, workdir, "seed-demo")
+    port = services.free_port()
+    log_path = workdir / "serve.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "entrypoints.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            workers,
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"concert serve did not become ready:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        for cleanup in cleanups:
+            cleanup()
+
+
+@pytest.fixture
+async def client(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=service, timeout=30, limits=limits) as http:
+        yield http
+
+
+async def admitted_existing(client: httpx.AsyncClient, email: str) -> Caller:
+    """Log in as an existing customer (emails compare case-insensitively) and queue."""
+    login = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    caller = Caller(client, login.json()["access_token"])
+    joined = await client.post("/queue/tokens", headers=caller.auth)
+    return Caller(client, caller.token, joined.json()["token"])
+
+
+async def customer(client: httpx.AsyncClient) -> Caller:
+    return await admitted(client, f"{secrets.token_hex(6)}@example.com")
+
+
+async def free_seat(caller: Caller) -> int:
+    dates = (await caller.get("/concerts/1/dates")).json()["dates"]
+    for date in dates:
+        seats = (await caller.get(f"/concerts/1/dates/{date['date_id']}/seats")).json()["seats"]
+        for seat in seats:
+            if seat["status"] == "available":
+                return int(seat["seat_id"])
+    raise AssertionError("no seat left in the demo catalog")
+
+
+async def test_thirty_customers_racing_for_one_seat_get_one_hold(client: httpx.AsyncClient) -> None:
+    people = await asyncio.gather(*(customer(client) for _ in range(30)))
+    seat = await free_seat(people[0])
+    answers = await asyncio.gather(*(p.post("/reservations", {"seat_id": seat}) for p in people))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [409] * 29
+    assert {error_code(a) for a in answers if a.status_code == 409} == {(409, "seat_unavailable")}
+
+
+async def test_a_hold_lapses_after_its_seconds_and_frees_the_seat(
+    client: httpx.AsyncClient,
+) -> None:
+    mina, joon = await customer(client), await customer(client)
+    await client.post("/wallet/charges", json={"amount": 50_000}, headers=mina.auth)
+    seat = await free_seat(mina)
+    held = (await mina.post("/reservations", {"seat_id": seat})).json()
+    await asyncio.sleep(HOLD_SECONDS + 0.3)
+    reservation = await client.get(f"/reservations/{held['reservation_id']}", headers=mina.auth)
+    assert reservation.json()["status"] == "expired"
+    paying = await mina.post("/payments", {"reservation_id": held["reservation_id"]})
+    assert error_code(paying) == (409, "hold_expired")
+    taken = await joon.post("/reservations", {"seat_id": seat})
+    assert taken.status_code == 201, taken.text
+
+
+async def test_payments_retried_with_one_key_debit_once(client: httpx.AsyncClient) -> None:
+    mina = await customer(client)
+    await client.post("/wallet/charges", json={"amount": 120_000}, headers=mina.auth)
+    seat = await free_seat(mina)
+    held = (await mina.post("/reservations", {"seat_id": seat})).json()
+    body = {"reservation_id": held["reservation_id"]}
+    key = {"Idempotency-Key": f"order-{secrets.token_hex(4)}"}
+    first = await mina.post("/payments", body, **key)
+    assert first.status_code == 201, first.text
+    retries = await asyncio.gather(*(mina.post("/payments", body, **key) for _ in range(5)))
+    assert all((r.status_code, r.json()) == (201, first.json()) for r in retries)
+    assert (await client.get("/wallet", headers=mina.auth)).json() == {"balance": 70_000}
+    assert (await mina.get("/queue/status")).json()["status"] == "expired"
+
+
+async def test_the_whole_flow_from_sign_up_to_a_sold_seat(client: httpx.AsyncClient) -> None:
+    email = f"{secrets.token_hex(6)}@example.com"
+    signup = await client.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    assert signup.status_code == 201
+    mina = await admitted_existing(client, email.upper())
+    assert (await client.get("/readyz")).status_code == 200
+    assert (await client.get("/openapi.json")).json()["openapi"].startswith("3.")
+    await client.post("/wallet/charges", json={"amount": 50_000}, headers=mina.auth)
+    seat = await free_seat(mina)
+    held = (await mina.post("/reservations", {"seat_id": seat})).json()
+    paid = await mina.post("/payments", {"reservation_id": held["reservation_id"]})
+    assert (paid.status_code, paid.json()["balance"]) == (201, 0)
+    joon = await customer(client)
+    date = held["date_id"]
+    seats = (await joon.get(f"/concerts/1/dates/{date}/seats")).json()["seats"]
+    assert next(s["status"] for s in seats if s["seat_id"] == seat) == "sold"
