@@ -201,3 +201,39 @@ def redis_server() -> Iterator[str]:
         yield server.url
     finally:
         server.remove()
+
+
+@contextlib.contextmanager
+def concert_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``concert serve`` on a free loopback port, its output in ``cwd/serve.log``; yields its
+    base URL once ``/readyz`` answers 200, and stops it afterwards."""
+    import sys
+
+    import httpx
+
+    port = free_port()
+    log_path = cwd / "serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port), *args],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"concert serve did not become ready:\n{log_path.read_text()}"
+                    )
+                time.sleep(0.1)
+            yield base
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

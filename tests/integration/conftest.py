@@ -18,18 +18,24 @@ from adapters.sql.schema import metadata
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A migrated private schema on a real PostgreSQL, for the whole session."""
+def postgres_server_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (use a private schema on it)."""
     try:
         server = services.postgres_server()
         url = server.__enter__()
     except services.ServiceMissing as e:
         services.missing(str(e))
     try:
-        with services.private_schema(url) as schema_url:
-            yield schema_url
+        yield url
     finally:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A private schema on the server, for the whole session."""
+    with services.private_schema(postgres_server_url) as schema_url:
+        yield schema_url
 
 
 @pytest.fixture(scope="session")

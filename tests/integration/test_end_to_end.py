@@ -9,8 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -50,9 +49,11 @@ def service(
         "CONCERT_SCHEDULER_INTERVAL_SECONDS": "0.2",
     }
     workers = "1"
-    cleanups = []
+    cleanups: list[Callable[[], object]] = []
     if request.param == "postgresql+redis":
-        pg_url = request.getfixturevalue("postgres_url")  # a migrated-on-demand private schema
+        schema = services.private_schema(request.getfixturevalue("postgres_server_url"))
+        pg_url = schema.__enter__()  # a schema of its own, dropped after
+        cleanups.append(lambda: schema.__exit__(None, None, None))
         redis_url = request.getfixturevalue("redis_url")
         prefix = f"e2e-{secrets.token_hex(4)}"
         env |= {
@@ -72,42 +73,10 @@ def service(
 
         cleanups.append(forget_keys)
     concert(env, workdir, "seed-demo")
-    port = services.free_port()
-    log_path = workdir / "serve.log"
-    log = log_path.open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "entrypoints.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            workers,
-        ],
-        env=env,
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"concert serve did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield base
+        with services.concert_serve(workdir, env, "--workers", workers) as base:
+            yield base
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
         for cleanup in cleanups:
             cleanup()
 
@@ -133,9 +102,10 @@ async def customer(client: httpx.AsyncClient) -> Caller:
 
 
 async def free_seat(caller: Caller) -> int:
-    dates = (await caller.get("/concerts/1/dates")).json()["dates"]
-    for date in dates:
-        seats = (await caller.get(f"/concerts/1/dates/{date['date_id']}/seats")).json()["seats"]
+    [concert] = (await caller.client.get("/concerts")).json()["concerts"]
+    base = f"/concerts/{concert['concert_id']}/dates"
+    for date in (await caller.get(base)).json()["dates"]:
+        seats = (await caller.get(f"{base}/{date['date_id']}/seats")).json()["seats"]
         for seat in seats:
             if seat["status"] == "available":
                 return int(seat["seat_id"])
@@ -195,6 +165,6 @@ async def test_the_whole_flow_from_sign_up_to_a_sold_seat(client: httpx.AsyncCli
     paid = await mina.post("/payments", {"reservation_id": held["reservation_id"]})
     assert (paid.status_code, paid.json()["balance"]) == (201, 0)
     joon = await customer(client)
-    date = held["date_id"]
-    seats = (await joon.get(f"/concerts/1/dates/{date}/seats")).json()["seats"]
+    path = f"/concerts/{held['concert_id']}/dates/{held['date_id']}/seats"
+    seats = (await joon.get(path)).json()["seats"]
     assert next(s["status"] for s in seats if s["seat_id"] == seat) == "sold"

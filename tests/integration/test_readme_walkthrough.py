@@ -7,10 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 import services
@@ -28,35 +26,18 @@ def test_the_readme_walkthrough_sells_a_seat(tmp_path: Path) -> None:
     assert walkthrough is not None, "the README lost its walkthrough"
     assert "concert seed-demo && .venv/bin/concert serve" in start.group(1)
 
-    port = services.free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     cli = [sys.executable, "-m", "entrypoints.cli"]
     subprocess.run([*cli, "seed-demo"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [*cli, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=log
+    with services.concert_serve(tmp_path, env) as base:
+        script = walkthrough.group(1).replace("http://127.0.0.1:8000", base)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            script = walkthrough.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-            result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", script],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith(
         '{"payment_id":1,"reservation_id":1,"amount":50000,"balance":30000,"status":"paid"}'
