@@ -225,9 +225,10 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    """Hands out a fresh unit of work per request or job."""
+    """Hands out a fresh unit of work per request or job. ``read_only`` promises that the
+    work only reads, so a store may run it without taking its write lock."""
 
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
 
 
 class QueueStore(Protocol):

@@ -297,11 +297,11 @@ class TestRetriesUnderContention:
         failures = iter([TransactionConflict("busy"), TransactionConflict("busy")])
         real = deps.uow
 
-        def flaky() -> UnitOfWork:
+        def flaky(*, read_only: bool = False) -> UnitOfWork:
             failure = next(failures, None)
             if failure is not None:
                 raise failure
-            return real()
+            return real(read_only=read_only)
 
         flaky_deps = attrs.evolve(deps, uow=flaky)
         receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=flaky_deps)
@@ -310,7 +310,7 @@ class TestRetriesUnderContention:
     async def test_gives_up_after_three_attempts(self, deps: Dependencies) -> None:
         mina = await admitted_customer(deps, "mina@example.com")
 
-        def always_busy() -> UnitOfWork:
+        def always_busy(*, read_only: bool = False) -> UnitOfWork:
             raise TransactionConflict("busy")
 
         with pytest.raises(TransactionConflict):

@@ -81,8 +81,8 @@ class InMemoryDatabase:
         self.next_reservation = Sequence()
         self.next_payment = Sequence()
 
-    def unit_of_work(self) -> InMemoryUnitOfWork:
-        """A `UnitOfWorkFactory`: pass the bound method."""
+    def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
+        """A `UnitOfWorkFactory`: pass the bound method. Reads take turns too: it is cheap."""
         return InMemoryUnitOfWork(self)
 
     def live_reservation(self, seat_id: SeatId, now: datetime) -> Reservation | None:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.sql.engine import create_engine
+from adapters.sql.engine import READ_ONLY, create_engine
 from adapters.sql.errors import translate
 from adapters.sql.migrations import is_current, upgrade
 from adapters.sql.repositories import (
@@ -36,9 +36,9 @@ class SqlDatabase:
     def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
         return cls(create_engine(url, pool_size=pool_size))
 
-    def unit_of_work(self) -> SqlUnitOfWork:
+    def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, read_only=read_only)
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
@@ -71,13 +71,16 @@ class SqlDatabase:
 class SqlUnitOfWork(UnitOfWork):
     """One transaction on one pooled connection; rolled back unless committed."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._connection: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
         try:
             self._connection = await self._engine.connect()
+            if self._read_only:
+                await self._connection.execution_options(**{READ_ONLY: True})
             await self._connection.begin()
         except (DBAPIError, OSError) as e:
             if self._connection is not None:

@@ -1,8 +1,9 @@
 """Async engines for PostgreSQL (psycopg 3) and SQLite (aiosqlite), set up for this service.
 
-SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+SQLite runs in WAL mode with foreign keys on, and every transaction that may write starts with
 ``BEGIN IMMEDIATE``: writers take turns from their first statement, so a rule read and then
-written inside one transaction cannot be skewed by another process.
+written inside one transaction cannot be skewed by another process. Read-only transactions
+start with a plain ``BEGIN`` and read a snapshot without waiting for writers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_SECONDS = 30
+READ_ONLY = "concert_read_only"  # execution option: this transaction only reads
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -37,9 +39,9 @@ def create_engine(url: str | URL, *, pool_size: int = 8, **options: Any) -> Asyn
         )
         _serialize_sqlite_writers(engine)
         return engine
-    return create_async_engine(
-        parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, **options
-    )
+    # no pre-ping: it would cost a round trip per transaction; a dead connection fails its
+    # statement instead, which becomes StoreUnavailable, and the pool replaces it
+    return create_async_engine(parsed, pool_size=pool_size, max_overflow=0, **options)
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
@@ -55,4 +57,6 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # readers see a snapshot in WAL mode and need no lock; writers take turns
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -37,7 +37,7 @@ async def log_in(email: str, password: str, *, deps: Dependencies) -> AccessToke
     now = deps.clock.now()
     if await deps.login_limiter.failures(normalized, now) >= LOGIN_FAILURE_LIMIT:
         raise RateLimited("too many failed logins for this email; try again within a minute")
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         account = await uow.accounts.get_by_email(normalized)
     if account is None:
         await deps.passwords.verify_dummy(password)

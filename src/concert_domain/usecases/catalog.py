@@ -22,7 +22,7 @@ DEMO_START = time(19, 0)
 
 
 async def list_concerts(*, deps: Dependencies) -> list[Concert]:
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         return await uow.catalog.list_concerts()
 
 
@@ -33,7 +33,7 @@ async def list_open_dates(
     and the queue gate's errors."""
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         if await uow.catalog.get_concert(concert_id) is None:
             raise NotFound(f"no concert {concert_id}")
         return await uow.catalog.open_dates(concert_id, now)
@@ -51,7 +51,7 @@ async def seat_map(
     gate's errors."""
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         concert_date = await uow.catalog.get_date(date_id)
         if concert_date is None or concert_date.concert_id != concert_id:
             raise NotFound(f"no date {date_id} for concert {concert_id}")

@@ -20,7 +20,7 @@ from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
 
 
 async def get_balance(user_id: UserId, *, deps: Dependencies) -> int:
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         return await uow.wallets.balance(user_id)
 
 

@@ -30,7 +30,7 @@ async def hold_seat(
     """
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         seat = await uow.catalog.get_seat(seat_id)
         concert_date = None if seat is None else await uow.catalog.get_date(seat.date_id)
     if seat is None or concert_date is None:
@@ -65,7 +65,7 @@ async def get_reservation(
 ) -> Reservation:
     """The caller's reservation as of now. Raises `NotFound`, also for another's."""
     now = deps.clock.now()
-    async with deps.uow() as uow:
+    async with deps.uow(read_only=True) as uow:
         reservation = await _owned(uow, user_id, reservation_id)
     return reservation.as_of(now)
 
