@@ -130,3 +130,13 @@ class TestSeedDemo:
             )
             assert [s.seat.number for s in seats] == list(range(1, 51))
             assert {s.seat.price for s in seats} == {50_000}
+
+
+class TestSeatMapOfAnEmptyDate:
+    async def test_is_empty_for_a_date_without_seats(self, deps: Dependencies) -> None:
+        venue = await add_venue(deps, seats=0)
+        mina = await admitted_customer(deps, "mina@example.com")
+        seats = await seat_map(
+            mina.user_id, mina.queue_token, venue.concert_id, venue.dates[0].date_id, deps=deps
+        )
+        assert seats == []

@@ -52,10 +52,13 @@ async def seat_map(
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
     async with deps.uow(read_only=True) as uow:
+        seats = await uow.catalog.seat_map(date_id, now)
+        if seats and seats[0].seat.concert_id == concert_id:
+            return seats  # the common case, in one statement: seats carry their concert
         concert_date = await uow.catalog.get_date(date_id)
         if concert_date is None or concert_date.concert_id != concert_id:
             raise NotFound(f"no date {date_id} for concert {concert_id}")
-        return await uow.catalog.seat_map(date_id, now)
+        return seats
 
 
 @attrs.frozen
