@@ -41,6 +41,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The on-sale rush: every scenario on PostgreSQL + Redis and on the embedded default,
+    against reference endpoints measured in the same run. Prints one markdown table."""
+    install(session, "test")
+    session.run("python", "bench/run.py", *session.posargs)
+
+
 @nox.session(name="bench-sql")
 def bench_sql(session: nox.Session) -> None:
     """SQL adapter hold throughput against raw psycopg, and round trips per hold and payment."""

@@ -34,7 +34,11 @@ class Connection:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         payload = b"" if body is None else json.dumps(body).encode()
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(payload)}"]
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}",
+            f"Content-Length: {len(payload)}",
+        ]
         if payload:
             lines.append("Content-Type: application/json")
         lines.extend(f"{name}: {value}" for name, value in (headers or {}).items())

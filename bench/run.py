@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import jwt
@@ -37,13 +36,20 @@ sys.path.insert(0, str(HERE))
 
 import loadgen  # noqa: E402
 import reference_app  # noqa: E402
+
 import services  # noqa: E402
 
 SECRET = secrets.token_urlsafe(32)
 BALANCE = 1_000_000
-GROUPS = {"reads": range(1, 65), "rush": range(101, 1101), "mixed": range(1101, 1165)}
+GROUPS = {
+    "reads": range(1, 65),
+    "rush": range(101, 1101),
+    "mixed": range(1101, 1165),
+    "pay": range(12001, 13001),
+}
 LINE = range(2001, 12001)
-CUSTOMERS = 12_000
+CUSTOMERS = 13_000
+PAY_SEATS = 1_000
 
 
 @attrs.frozen
@@ -61,7 +67,9 @@ class Row:
         verdict = ""
         if ratio is not None and self.target is not None:
             verdict = "met" if ratio >= self.target and self.tally.p99 < 50 else "short"
-        errors = sum(n for label, n in self.tally.statuses.items() if label.startswith(("5", "transport")))
+        errors = sum(
+            n for label, n in self.tally.statuses.items() if label.startswith(("5", "transport"))
+        )
         return (
             f"| {self.config} | {self.scenario} | {self.tally.throughput:,.0f} | "
             f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | "
@@ -86,7 +94,11 @@ SEED_SQL = [
     "INSERT INTO accounts (user_id, email, password_hash, created_at) "
     "SELECT n, 'bench' || n || '@example.com', 'unusable', {now} FROM {series}",
     f"INSERT INTO wallets (user_id, balance) SELECT n, {BALANCE} FROM {{series}}",
-    f"INSERT INTO ledger (user_id, kind, amount, created_at) SELECT n, 'charge', {BALANCE}, {{now}} FROM {{series}}",
+    "INSERT INTO ledger (user_id, kind, amount, created_at) "
+    f"SELECT n, 'charge', {BALANCE}, {{now}} FROM {{series}}",
+    "INSERT INTO concert_dates (concert_id, day, starts_at) VALUES (1, '2027-06-01', {later})",
+    "INSERT INTO seats (date_id, concert_id, number, price) "
+    "SELECT (SELECT max(date_id) FROM concert_dates), 1, n, 50000 FROM {seats}",
 ]
 
 
@@ -94,15 +106,36 @@ def seed_postgres(url: str) -> None:
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as connection:
         for sql in SEED_SQL:
-            connection.execute(sql.format(now="now()", series=f"generate_series(1, {CUSTOMERS}) n"))
+            connection.execute(
+                sql.format(
+                    now="now()",
+                    later="TIMESTAMPTZ '2027-06-01 19:00+09'",
+                    series=f"generate_series(1, {CUSTOMERS}) n",
+                    seats=f"generate_series(1, {PAY_SEATS}) n",
+                )
+            )
         connection.execute("SELECT setval('accounts_user_id_seq', %s)", (CUSTOMERS,))
 
 
 def seed_sqlite(path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
-        series = f"(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {CUSTOMERS}) SELECT n FROM s)"
         for sql in SEED_SQL:
-            connection.execute(sql.format(now="'2026-01-01 00:00:00'", series=series))
+            connection.execute(
+                sql.format(
+                    now="'2026-01-01 00:00:00'",
+                    later="'2027-06-01 10:00:00.000000'",
+                    series=numbers(CUSTOMERS),
+                    seats=numbers(PAY_SEATS),
+                )
+            )
+
+
+def numbers(count: int) -> str:
+    """1 to ``count`` as a SQLite row source with a column ``n``."""
+    return (
+        "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
+        f"WHERE n < {count}) SELECT n FROM s)"
+    )
 
 
 @contextlib.contextmanager
@@ -111,17 +144,35 @@ def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[in
     env = {**os.environ, "BENCH_PSYCOPG": conninfo, "BENCH_REDIS": redis_url}
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "reference_app:create", "--factory",
-            "--app-dir", str(HERE), "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "reference_app:create",
+            "--factory",
+            "--app-dir",
+            str(HERE),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError), contextlib.closing(
-                __import__("socket").create_connection(("127.0.0.1", port), 0.2)
+            with (
+                contextlib.suppress(OSError),
+                contextlib.closing(
+                    __import__("socket").create_connection(("127.0.0.1", port), 0.2)
+                ),
             ):
                 break
             if time.monotonic() > deadline:
@@ -143,7 +194,11 @@ async def references(port: int, connections: int, seconds: float) -> dict[str, l
         return step
 
     found = {}
-    for name, path, method in (("bare", "/bare", "GET"), ("redis", "/redis", "GET"), ("psycopg", "/psycopg", "POST")):
+    for name, path, method in (
+        ("bare", "/bare", "GET"),
+        ("redis", "/redis", "GET"),
+        ("psycopg", "/psycopg", "POST"),
+    ):
         await loadgen.drive("127.0.0.1", port, connections, await get(path, method), seconds=1)
         found[name] = await loadgen.drive(
             "127.0.0.1", port, connections, await get(path, method), seconds=seconds
@@ -165,13 +220,22 @@ async def scenarios(
     setup = loadgen.Connection(host, port)
     [concert] = (await setup.request("GET", "/concerts"))[1]["concerts"]
     tokens = {user: await join(setup, user) for group in GROUPS.values() for user in group}
-    dates = (await setup.request("GET", f"/concerts/{concert['concert_id']}/dates", headers=headers(1, tokens[1])))[1]["dates"]
+    assert len(tokens) <= 5_000, "more customers admitted than CONCERT_QUEUE_CAPACITY"
+    dates = (
+        await setup.request(
+            "GET", f"/concerts/{concert['concert_id']}/dates", headers=headers(1, tokens[1])
+        )
+    )[1]["dates"]
     base = f"/concerts/{concert['concert_id']}/dates"
     seat_ids = {}
     for date in dates:
-        seats = (await setup.request("GET", f"{base}/{date['date_id']}/seats", headers=headers(1, tokens[1])))[1]["seats"]
+        seats = (
+            await setup.request(
+                "GET", f"{base}/{date['date_id']}/seats", headers=headers(1, tokens[1])
+            )
+        )[1]["seats"]
         seat_ids[date["date_id"]] = [s["seat_id"] for s in seats]
-    read_date, rush_date, mixed_date = (d["date_id"] for d in dates[:3])
+    read_date, rush_date, mixed_date, pay_date = (d["date_id"] for d in dates[:4])
     await setup.close()
     rows = []
 
@@ -180,7 +244,9 @@ async def scenarios(
 
     async def read(connection: loadgen.Connection, n: int) -> str:
         user = readers[n % len(readers)]
-        status, _ = await connection.request("GET", f"{base}/{read_date}/seats", headers=headers(user, tokens[user]))
+        status, _ = await connection.request(
+            "GET", f"{base}/{read_date}/seats", headers=headers(user, tokens[user])
+        )
         return str(status)
 
     tally = await loadgen.drive(host, port, connections, read, seconds=seconds)
@@ -198,7 +264,9 @@ async def scenarios(
                 return "no seat left"
             seat = random.choice(open_seats)
             started = time.perf_counter()
-            status, body = await connection.request("POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user]))
+            status, body = await connection.request(
+                "POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user])
+            )
             holds.record(started, str(status))
             if status == 409:
                 with contextlib.suppress(ValueError):
@@ -207,7 +275,12 @@ async def scenarios(
             if status != 201:
                 return f"hold {status}"
             started = time.perf_counter()
-            status, _ = await connection.request("POST", "/payments", {"reservation_id": body["reservation_id"]}, headers(user, tokens[user]))
+            status, _ = await connection.request(
+                "POST",
+                "/payments",
+                {"reservation_id": body["reservation_id"]},
+                headers(user, tokens[user]),
+            )
             pays.record(started, str(status))
             with contextlib.suppress(ValueError):
                 open_seats.remove(seat)
@@ -217,8 +290,10 @@ async def scenarios(
     started = time.perf_counter()
     await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
     holds.elapsed = pays.elapsed = time.perf_counter() - started
-    rows.append(Row(config, "(b) rush: hold requests", holds, "psycopg", refs["psycopg"].throughput, 0.7))
-    rows.append(Row(config, "(b) rush: payments", pays, "psycopg", refs["psycopg"].throughput, 0.5))
+    rows.append(
+        Row(config, "(b) rush: hold requests", holds, "psycopg", refs["psycopg"].throughput, 0.7)
+    )
+    rows.append(Row(config, f"(b) rush: the {len(pays.latencies)} payments", pays))
 
     # (c) 10,000 customers join the line and poll their status
     line = list(LINE)
@@ -230,7 +305,9 @@ async def scenarios(
         status, body = await connection.request("POST", "/queue/tokens", headers=headers(user))
         joins.record(started, str(status))
         started = time.perf_counter()
-        status, _ = await connection.request("GET", "/queue/status", headers=headers(user, body["token"]))
+        status, _ = await connection.request(
+            "GET", "/queue/status", headers=headers(user, body["token"])
+        )
         polls.record(started, str(status))
         return str(status)
 
@@ -238,7 +315,9 @@ async def scenarios(
     await loadgen.drive(host, port, connections, queue, seconds=seconds * 6, limit=len(line))
     joins.elapsed = polls.elapsed = time.perf_counter() - started
     rows.append(Row(config, "(c) queue joins", joins, "redis", refs["redis"].throughput, 0.8))
-    rows.append(Row(config, "(c) queue status polls", polls, "redis", refs["redis"].throughput, 0.8))
+    rows.append(
+        Row(config, "(c) queue status polls", polls, "redis", refs["redis"].throughput, 0.8)
+    )
 
     # (d) a mixed steady load
     mixed = list(GROUPS["mixed"])
@@ -252,15 +331,21 @@ async def scenarios(
         if roll < 0.6:
             status, _ = await connection.request("GET", f"{base}/{mixed_date}/seats", headers=auth)
         elif roll < 0.7:
-            status, body = await connection.request("POST", "/reservations", {"seat_id": random.choice(mixed_seats)}, auth)
+            status, body = await connection.request(
+                "POST", "/reservations", {"seat_id": random.choice(mixed_seats)}, auth
+            )
             if status == 201:
                 held[user].append(body["reservation_id"])
         elif roll < 0.75 and held[user]:
-            status, _ = await connection.request("DELETE", f"/reservations/{held[user].pop()}", headers=auth)
+            status, _ = await connection.request(
+                "DELETE", f"/reservations/{held[user].pop()}", headers=auth
+            )
         elif roll < 0.85:
             status, _ = await connection.request("POST", "/wallet/charges", {"amount": 1_000}, auth)
         elif roll < 0.95 and held[user]:
-            status, _ = await connection.request("POST", "/payments", {"reservation_id": held[user].pop()}, auth)
+            status, _ = await connection.request(
+                "POST", "/payments", {"reservation_id": held[user].pop()}, auth
+            )
             if status == 201:
                 tokens[user] = await join(connection, user)
         else:
@@ -269,16 +354,48 @@ async def scenarios(
 
     tally = await loadgen.drive(host, port, connections, mix, seconds=seconds)
     rows.append(Row(config, "(d) mixed steady load", tally, "bare", refs["bare"].throughput))
+
+    # (e) 1,000 customers hold distinct free seats, then all pay: each at its own throughput
+    payers = list(GROUPS["pay"])
+    free = seat_ids[pay_date]
+    reservations: dict[int, int] = {}
+
+    async def hold_free(connection: loadgen.Connection, n: int) -> str:
+        user = payers[n]
+        status, body = await connection.request(
+            "POST", "/reservations", {"seat_id": free[n]}, headers(user, tokens[user])
+        )
+        if status == 201:
+            reservations[n] = body["reservation_id"]
+        return str(status)
+
+    async def pay_held(connection: loadgen.Connection, n: int) -> str:
+        user = payers[n]
+        status, _ = await connection.request(
+            "POST", "/payments", {"reservation_id": reservations[n]}, headers(user, tokens[user])
+        )
+        return str(status)
+
+    tally = await loadgen.drive(host, port, connections, hold_free, seconds=60, limit=len(payers))
+    rows.append(
+        Row(config, "(e) holds on free seats", tally, "psycopg", refs["psycopg"].throughput, 0.7)
+    )
+    count = len(reservations)
+    tally = await loadgen.drive(host, port, connections, pay_held, seconds=60, limit=count)
+    rows.append(Row(config, "(e) payments", tally, "psycopg", refs["psycopg"].throughput, 0.5))
     return rows
 
 
 def check_books(config: str, url: str | None, sqlite_path: Path | None) -> str:
     sql = [
-        "SELECT count(*) FROM (SELECT seat_id FROM reservations WHERE status = 'paid' GROUP BY seat_id HAVING count(*) > 1) t",
-        "SELECT count(*) FROM reservations r JOIN seats s USING (seat_id) WHERE r.status = 'paid' AND s.date_id = "
+        "SELECT count(*) FROM (SELECT seat_id FROM reservations WHERE status = 'paid' "
+        "GROUP BY seat_id HAVING count(*) > 1) t",
+        "SELECT count(*) FROM reservations r JOIN seats s USING (seat_id) "
+        "WHERE r.status = 'paid' AND s.date_id = "
         "(SELECT date_id FROM concert_dates ORDER BY starts_at LIMIT 1 OFFSET 1)",
-        "SELECT (SELECT coalesce(sum(balance), 0) FROM wallets) + (SELECT coalesce(sum(amount), 0) FROM payments)"
-        " - (SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge')",
+        "SELECT (SELECT coalesce(sum(balance), 0) FROM wallets) "
+        "+ (SELECT coalesce(sum(amount), 0) FROM payments) "
+        "- (SELECT coalesce(sum(amount), 0) FROM ledger WHERE kind = 'charge')",
         "SELECT count(*) FROM wallets WHERE balance < 0",
     ]
     if url is not None:
@@ -297,7 +414,9 @@ def check_books(config: str, url: str | None, sqlite_path: Path | None) -> str:
     )
 
 
-def measure_config(config: str, pg_server: str, redis_url: str, connections: int, seconds: float) -> tuple[list[Row], str]:
+def measure_config(
+    config: str, pg_server: str, redis_url: str, connections: int, seconds: float
+) -> tuple[list[Row], str]:
     workdir = Path(tempfile.mkdtemp(prefix="concert-bench-"))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -309,45 +428,70 @@ def measure_config(config: str, pg_server: str, redis_url: str, connections: int
         service_url = None
         if config == "postgresql+redis":
             service_url = stack.enter_context(services.private_schema(pg_server))
-            env |= {"CONCERT_DATABASE_URL": service_url, "CONCERT_REDIS_URL": redis_url, "CONCERT_REDIS_PREFIX": f"bench-{secrets.token_hex(3)}"}
+            env |= {
+                "CONCERT_DATABASE_URL": service_url,
+                "CONCERT_REDIS_URL": redis_url,
+                "CONCERT_REDIS_PREFIX": f"bench-{secrets.token_hex(3)}",
+            }
             workers = 2
-            subprocess.run([sys.executable, "-m", "entrypoints.cli", "migrate"], env=env, cwd=workdir, check=True, capture_output=True)
-        subprocess.run([sys.executable, "-m", "entrypoints.cli", "seed-demo"], env=env, cwd=workdir, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "entrypoints.cli", "migrate"],
+                env=env,
+                cwd=workdir,
+                check=True,
+                capture_output=True,
+            )
+        subprocess.run(
+            [sys.executable, "-m", "entrypoints.cli", "seed-demo"],
+            env=env,
+            cwd=workdir,
+            check=True,
+            capture_output=True,
+        )
         if service_url is not None:
             seed_postgres(service_url)
         else:
             seed_sqlite(workdir / "concert.sqlite3")
         reference_url = stack.enter_context(services.private_schema(pg_server))
-        reference_conninfo = make_url(reference_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        reference_conninfo = (
+            make_url(reference_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
         asyncio.run(reference_app.prepare(reference_conninfo))
         with reference_server(workers, reference_conninfo, redis_url) as ref_port:
             refs = uvloop.run(references(ref_port, connections, seconds))
         base = stack.enter_context(services.concert_serve(workdir, env, "--workers", str(workers)))
         port = int(base.rsplit(":", 1)[1])
         rows = uvloop.run(scenarios(config, port, connections, seconds, refs))
-        reference_rows = [
-            Row(config, f"reference: {name}", tally) for name, tally in refs.items()
-        ]
-        check = check_books(config, service_url, None if service_url else workdir / "concert.sqlite3")
+        reference_rows = [Row(config, f"reference: {name}", tally) for name, tally in refs.items()]
+        check = check_books(
+            config, service_url, None if service_url else workdir / "concert.sqlite3"
+        )
     return reference_rows + rows, check
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", choices=["embedded", "postgresql+redis"])
     args = parser.parse_args()
     ceiling = uvloop.run(loadgen.ceiling(args.connections, 3))
-    print(f"load driver ceiling (one process, against a server that does nothing): {ceiling:,.0f} req/s")
+    print(f"load driver ceiling (one process, against a do-nothing server): {ceiling:,.0f} req/s")
     configs = [args.only] if args.only else ["postgresql+redis", "embedded"]
     table = [
-        "| configuration | scenario | req/s | p50 ms | p99 ms | errors | ratio | target | correctness |",
+        "| configuration | scenario | req/s | p50 ms | p99 ms | errors | ratio | target "
+        "| correctness |",
         "|---|---|---:|---:|---:|---:|---|---|---|",
     ]
     with services.postgres_server() as pg_server, services.redis_server() as redis_url:
         for config in configs:
-            rows, check = measure_config(config, pg_server, redis_url, args.connections, args.seconds)
+            rows, check = measure_config(
+                config, pg_server, redis_url, args.connections, args.seconds
+            )
             table.extend(row.markdown() for row in rows)
             table.append(f"| {config} | books after the run | | | | | | | {check} |")
             print(f"{config} done", file=sys.stderr)
