@@ -8,12 +8,13 @@ from typing import Self
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import READ_ONLY, create_engine
+from adapters.sql.engine import create_engine
 from adapters.sql.errors import translate
 from adapters.sql.migrations import is_current, upgrade
 from adapters.sql.repositories import (
+    CatalogCache,
     SqlAccountRepository,
     SqlCatalogRepository,
     SqlIdempotencyRepository,
@@ -31,6 +32,7 @@ class SqlDatabase:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.catalog = CatalogCache()
 
     @classmethod
     def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
@@ -38,7 +40,7 @@ class SqlDatabase:
 
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
-        return SqlUnitOfWork(self.engine, read_only=read_only)
+        return SqlUnitOfWork(self.engine, self.catalog, read_only=read_only)
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
@@ -69,30 +71,21 @@ class SqlDatabase:
 
 
 class SqlUnitOfWork(UnitOfWork):
-    """One transaction on one pooled connection; rolled back unless committed."""
+    """One transaction on one pooled connection, taken at the first statement; rolled back
+    unless committed."""
 
-    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
-        self._engine = engine
-        self._read_only = read_only
-        self._connection: AsyncConnection | None = None
+    def __init__(
+        self, engine: AsyncEngine, catalog: CatalogCache, *, read_only: bool = False
+    ) -> None:
+        self._session = SqlSession(engine, read_only=read_only, catalog=catalog)
+        self.accounts = SqlAccountRepository(self._session)
+        self.catalog = SqlCatalogRepository(self._session)
+        self.reservations = SqlReservationRepository(self._session)
+        self.wallets = SqlWalletRepository(self._session)
+        self.payments = SqlPaymentRepository(self._session)
+        self.idempotency = SqlIdempotencyRepository(self._session)
 
     async def __aenter__(self) -> Self:
-        try:
-            self._connection = await self._engine.connect()
-            if self._read_only:
-                await self._connection.execution_options(**{READ_ONLY: True})
-            await self._connection.begin()
-        except (DBAPIError, OSError) as e:
-            if self._connection is not None:
-                await self._connection.close()
-            raise StoreUnavailable("the database cannot be reached") from e
-        session = SqlSession(self._connection)
-        self.accounts = SqlAccountRepository(session)
-        self.catalog = SqlCatalogRepository(session)
-        self.reservations = SqlReservationRepository(session)
-        self.wallets = SqlWalletRepository(session)
-        self.payments = SqlPaymentRepository(session)
-        self.idempotency = SqlIdempotencyRepository(session)
         return self
 
     async def __aexit__(
@@ -101,19 +94,23 @@ class SqlUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection, self._connection = self._connection, None
+        connection, self._session.connection = self._session.connection, None
         if connection is None:
             return
         try:
             if connection.in_transaction():
                 await connection.rollback()
+        except DBAPIError:
+            pass  # a broken connection rolls back by itself; the pool discards it
         finally:
             await connection.close()
 
     async def commit(self) -> None:
-        assert self._connection is not None, "commit outside the unit of work"
+        connection = self._session.connection
+        if connection is None:
+            return  # nothing was sent: nothing to commit
         try:
-            await self._connection.commit()
+            await connection.commit()
         except DBAPIError as e:
             raise _translated(e) from e
 

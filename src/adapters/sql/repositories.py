@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import attrs
 from sqlalchemy import (
     Executable,
     Result,
@@ -27,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql import rows
+from adapters.sql.engine import READ_ONLY
 from adapters.sql.errors import translate
 from adapters.sql.schema import (
     LIVE,
@@ -58,6 +60,7 @@ from concert_domain.errors import (
     InvalidRequest,
     ReservationNotHeld,
     SeatUnavailable,
+    StoreUnavailable,
 )
 from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, PaymentId, ReservationId, SeatId, UserId
@@ -74,25 +77,67 @@ from concert_domain.wallet import LedgerEntry, LedgerKind, Payment
 
 
 class SqlSession:
-    """One transaction's connection, with database errors translated into the core's."""
+    """One transaction, begun on a pooled connection at its first statement (a unit of work
+    answered from the catalog cache costs no round trip), with database errors translated
+    into the core's."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
-        self.dialect = connection.dialect.name
+    def __init__(self, engine: AsyncEngine, *, read_only: bool, catalog: CatalogCache) -> None:
+        self._engine = engine
+        self.read_only = read_only
+        self.catalog = catalog
+        self.connection: AsyncConnection | None = None
+        self.dialect = engine.dialect.name
 
     async def execute(self, statement: Executable) -> Result[Any]:
+        connection = self.connection or await self._begin()
         try:
-            return await self.connection.execute(statement)
+            return await connection.execute(statement)
         except DBAPIError as e:
             translated = translate(e)
             if translated is e:
                 raise
             raise translated from e
 
+    async def _begin(self) -> AsyncConnection:
+        connection = None
+        try:
+            connection = await self._engine.connect()
+            if self.read_only:
+                await connection.execution_options(**{READ_ONLY: True})
+            await connection.begin()
+        except (DBAPIError, OSError) as e:
+            if connection is not None:
+                await connection.close()
+            raise StoreUnavailable("the database cannot be reached") from e
+        self.connection = connection
+        return connection
+
     def insert(self, table: Any) -> Any:
         """An INSERT that knows ``ON CONFLICT`` on this dialect."""
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         return dialect.insert(table)
+
+
+@attrs.define
+class CatalogCache:
+    """Seats and dates of this process, kept once read: nothing changes them once created, so
+    the cache cannot go stale. Bounded: emptied when it passes ``limit`` entries."""
+
+    limit: int = 200_000
+    seats: dict[SeatId, Seat] = attrs.Factory(dict)
+    dates: dict[DateId, ConcertDate] = attrs.Factory(dict)
+
+    def keep_seat(self, seat: Seat) -> Seat:
+        if len(self.seats) >= self.limit:
+            self.seats.clear()
+        self.seats[seat.seat_id] = seat
+        return seat
+
+    def keep_date(self, concert_date: ConcertDate) -> ConcertDate:
+        if len(self.dates) >= self.limit:
+            self.dates.clear()
+        self.dates[concert_date.date_id] = concert_date
+        return concert_date
 
 
 def _live(now: datetime) -> Any:
@@ -183,13 +228,26 @@ class SqlCatalogRepository(CatalogRepository):
         return None if row is None else rows.concert_from_row(row)
 
     async def get_date(self, date_id: DateId) -> ConcertDate | None:
+        cached = self._db.catalog.dates.get(date_id)
+        if cached is not None:
+            return cached
         statement = select(concert_dates).where(concert_dates.c.date_id == date_id)
         row = (await self._db.execute(statement)).first()
-        return None if row is None else rows.date_from_row(row)
+        if row is None:
+            return None
+        found = rows.date_from_row(row)
+        # only what is committed is cached: a read-only session reads nothing else
+        return self._db.catalog.keep_date(found) if self._db.read_only else found
 
     async def get_seat(self, seat_id: SeatId) -> Seat | None:
+        cached = self._db.catalog.seats.get(seat_id)
+        if cached is not None:
+            return cached
         row = (await self._db.execute(select(seats).where(seats.c.seat_id == seat_id))).first()
-        return None if row is None else rows.seat_from_row(row)
+        if row is None:
+            return None
+        found = rows.seat_from_row(row)
+        return self._db.catalog.keep_seat(found) if self._db.read_only else found
 
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         taken = exists().where(reservations.c.seat_id == seats.c.seat_id, _live(now))
