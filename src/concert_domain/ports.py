@@ -240,12 +240,13 @@ class QueueStore(Protocol):
         """The customer's live ticket and False if they have one (waiting, or active and
         unexpired); otherwise a new unguessable token and True. The new ticket is active at
         once when fewer than ``policy.capacity`` are active and nobody waits; else it waits at
-        the back of the line."""
+        the back of the line. A waiting ticket carries its position and the admission rate."""
         ...
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
-        """The ticket as of ``now`` (with its position while waiting), or None if unknown.
-        Expired tickets stay known for a while so that their holder can be told."""
+        """The ticket as of ``now`` (with its position and the admission rate while waiting),
+        or None if unknown. Expired tickets stay known for a while so that their holder can be
+        told."""
         ...
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:

@@ -27,7 +27,8 @@ class QueueTicket:
     """A customer's place in line as the queue store knows it.
 
     ``position`` is 1 for the first in line and set only while waiting; ``expires_at`` is set
-    only while active.
+    only while active. ``admissions_per_second`` is the line's recent admission rate, read with
+    the ticket while it waits (so that a status answer takes one look at the store), else 0.
     """
 
     token: QueueToken = attrs.field(repr=False)
@@ -35,6 +36,7 @@ class QueueTicket:
     status: TicketStatus
     position: int | None = None
     expires_at: datetime | None = None
+    admissions_per_second: float = 0.0
 
     def as_of(self, now: datetime) -> QueueTicket:
         """An active ticket reads as expired from its ``expires_at`` on."""

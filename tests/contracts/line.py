@@ -110,6 +110,20 @@ class QueueStoreContract:
         assert await queue.admissions_per_second(NOW) == 2 / 60
         assert await queue.admissions_per_second(NOW + timedelta(seconds=61)) == 0.0
 
+    async def test_a_waiting_ticket_carries_the_admission_rate(self, queue: QueueStore) -> None:
+        tokens = await join_all(queue, range(1, 4))
+        waiting, created = await queue.join(UserId(4), NOW, POLICY)
+        looked_up = await queue.get(tokens[2], NOW)
+        active = await queue.get(tokens[0], NOW)
+        assert created
+        assert (waiting.position, waiting.admissions_per_second) == (2, 2 / 60)
+        assert looked_up is not None and looked_up.position == 1
+        assert looked_up.admissions_per_second == 2 / 60
+        assert active is not None and active.admissions_per_second == 0.0
+        again, created = await queue.join(UserId(3), NOW + timedelta(seconds=61), POLICY)
+        assert not created
+        assert (again.token, again.position, again.admissions_per_second) == (tokens[2], 1, 0.0)
+
 
 class HoldTimersContract:
     async def test_one_owner_at_a_time_until_the_timer_lapses(self, timers: HoldTimers) -> None:

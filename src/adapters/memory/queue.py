@@ -47,7 +47,7 @@ class InMemoryQueueStore(QueueStore):
         self._expire_lapsed(now)
         live = self._live_by_user.get(user_id)
         if live is not None:
-            return self._ticket(live), False
+            return self._ticket(live, now), False
         token = QueueToken(secrets.token_urlsafe(24))
         sequence = next(self._sequence)
         self._entries[token] = _Entry(user_id, sequence, TicketStatus.WAITING)
@@ -56,12 +56,12 @@ class InMemoryQueueStore(QueueStore):
             self._activate(token, now, policy)
         else:
             self._waiting.append((sequence, token))
-        return self._ticket(token), True
+        return self._ticket(token, now), True
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
         if token not in self._entries:
             return None
-        return self._ticket(token).as_of(now)
+        return self._ticket(token, now).as_of(now)
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
         self._expire_lapsed(now)
@@ -93,6 +93,9 @@ class InMemoryQueueStore(QueueStore):
             self._retire(token, now)
 
     async def admissions_per_second(self, now: datetime) -> float:
+        return self._rate(now)
+
+    def _rate(self, now: datetime) -> float:
         while self._admitted_at and self._admitted_at[0] <= now - RATE_WINDOW:
             self._admitted_at.popleft()
         return len(self._admitted_at) / RATE_WINDOW.total_seconds()
@@ -119,10 +122,12 @@ class InMemoryQueueStore(QueueStore):
         if self._live_by_user.get(entry.user_id) == token:
             del self._live_by_user[entry.user_id]
 
-    def _ticket(self, token: QueueToken) -> QueueTicket:
+    def _ticket(self, token: QueueToken, now: datetime) -> QueueTicket:
         entry = self._entries[token]
-        position = None
-        if entry.status is TicketStatus.WAITING:
-            rank = bisect.bisect_left(self._waiting, (entry.sequence, token), lo=self._head)
-            position = rank - self._head + 1
-        return QueueTicket(token, entry.user_id, entry.status, position, entry.expires_at)
+        if entry.status is not TicketStatus.WAITING:
+            return QueueTicket(token, entry.user_id, entry.status, None, entry.expires_at)
+        rank = bisect.bisect_left(self._waiting, (entry.sequence, token), lo=self._head)
+        position = rank - self._head + 1
+        return QueueTicket(
+            token, entry.user_id, entry.status, position, admissions_per_second=self._rate(now)
+        )

@@ -28,14 +28,16 @@ class RedisQueueStore(QueueStore):
         self._admit = redis.register_script(scripts.ADMIT)
         self._expire_idle = redis.register_script(scripts.EXPIRE_IDLE)
         self._expire_one = redis.register_script(scripts.EXPIRE_ONE)
+        self._describe = redis.register_script(scripts.TICKET)
         self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
+        self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
     async def join(
         self, user_id: UserId, now: datetime, policy: QueuePolicy
     ) -> tuple[QueueTicket, bool]:
         k = self._keys
         with translated():
-            token, created = await self._join(
+            created, described = await self._join(
                 keys=[k.waiting, k.active, k.admitted, k.sequence, k.user(user_id)],
                 args=[
                     to_ms(now),
@@ -46,30 +48,19 @@ class RedisQueueStore(QueueStore):
                     k.user_prefix,
                     self._retention,
                     user_id,
+                    self._rate_window,
                 ],
             )
-        ticket = await self.get(QueueToken(token), now)
-        assert ticket is not None, "a ticket vanished right after it was joined"
-        return ticket, bool(created)
+        return _ticket(described), bool(created)
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        k = self._keys
         with translated():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._keys.ticket(token))
-                pipe.zrank(self._keys.waiting, token)
-                fields, rank = await pipe.execute()
-        if not fields:
-            return None
-        status = TicketStatus(fields["status"])
-        expires = fields.get("expires")
-        ticket = QueueTicket(
-            token=token,
-            user_id=UserId(int(fields["user"])),
-            status=status,
-            position=None if rank is None or status is not TicketStatus.WAITING else rank + 1,
-            expires_at=None if expires is None else from_ms(expires),
-        )
-        return ticket.as_of(now)
+            described = await self._describe(
+                keys=[k.ticket(token), k.waiting, k.admitted],
+                args=[token, to_ms(now), self._rate_window],
+            )
+        return None if described is None else _ticket(described).as_of(now)
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
         k = self._keys
@@ -112,3 +103,17 @@ class RedisQueueStore(QueueStore):
                 pipe.zcount(self._keys.admitted, f"({since}", "+inf")
                 _, recent = await pipe.execute()
         return int(recent) / RATE_WINDOW.total_seconds()
+
+
+def _ticket(described: list[str | int]) -> QueueTicket:
+    """A ticket from the reply of the TICKET script (also the tail of JOIN's)."""
+    token, user, status, expires, rank, recent = described
+    waiting = status == TicketStatus.WAITING
+    return QueueTicket(
+        token=QueueToken(str(token)),
+        user_id=UserId(int(user)),
+        status=TicketStatus(str(status)),
+        position=int(rank) + 1 if waiting and int(rank) >= 0 else None,
+        expires_at=from_ms(expires) if expires else None,
+        admissions_per_second=int(recent) / RATE_WINDOW.total_seconds(),
+    )

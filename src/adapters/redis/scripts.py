@@ -35,19 +35,48 @@ local function activate(token, now, active_ms, ticket_prefix)
 end
 """
 
+# Shared by JOIN and TICKET: a ticket as one reply, so that a join or a status read is one
+# round trip. Nil cannot sit inside a Lua table reply, so absent values are '' and -1.
+_DESCRIBE = """
+local function describe(token, ticket_key, waiting_key, admitted_key, now, window_ms)
+  local fields = redis.call('HMGET', ticket_key, 'user', 'status', 'expires')
+  if not fields[1] then return false end
+  local rank, recent = -1, 0
+  if fields[2] == 'waiting' then
+    rank = redis.call('ZRANK', waiting_key, token) or -1
+    redis.call('ZREMRANGEBYSCORE', admitted_key, '-inf', now - window_ms)
+    recent = redis.call('ZCARD', admitted_key)
+  end
+  return {token, fields[1], fields[2], fields[3] or '', rank, recent}
+end
+"""
+
+# KEYS: ticket, waiting, admitted
+# ARGV: token, now, rate window (ms)
+TICKET = (
+    _DESCRIBE
+    + """
+return describe(ARGV[1], KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
 # KEYS: waiting, active, admitted, sequence, user key
-# ARGV: now, capacity, active_ms, new token, ticket prefix, user prefix, retention, user id
+# ARGV: now, capacity, active_ms, new token, ticket prefix, user prefix, retention, user id,
+#       rate window (ms)
+# Returns {created (0 or 1), the ticket as `describe` gives it}
 JOIN = (
     _EXPIRE_LAPSED
+    + _DESCRIBE
     + """
 local now, capacity, active_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ticket_prefix, user_prefix, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local window_ms = tonumber(ARGV[9])
 expire_lapsed(now, retention, ticket_prefix, user_prefix)
 local live = redis.call('GET', KEYS[5])
 if live then
   local status = redis.call('HGET', ticket_prefix .. live, 'status')
   if status == 'waiting' or status == 'active' then
-    return {live, 0}
+    return {0, describe(live, ticket_prefix .. live, KEYS[1], KEYS[3], now, window_ms)}
   end
 end
 local token = ARGV[4]
@@ -59,7 +88,7 @@ if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) < capacity
 else
   redis.call('ZADD', KEYS[1], seq, token)
 end
-return {token, 1}
+return {1, describe(token, ticket_prefix .. token, KEYS[1], KEYS[3], now, window_ms)}
 """
 )
 

@@ -66,7 +66,7 @@ async def _status_of(ticket: QueueTicket, now: datetime, deps: Dependencies) -> 
     ticket = ticket.as_of(now)
     waiting = ticket.status is TicketStatus.WAITING
     position = ticket.position if waiting else None
-    rate = await deps.queue.admissions_per_second(now) if waiting else 0.0
+    rate = ticket.admissions_per_second if waiting else 0.0
     return QueueStatus(
         token=ticket.token,
         status=ticket.status,
