@@ -49,10 +49,12 @@ class SeatStatus(enum.StrEnum):
 
 @attrs.frozen
 class SeatView:
-    """A seat as the seat map shows it at one instant."""
+    """A seat as the seat map shows it at one instant. A held seat says until when: from then
+    on the same view would be wrong, the seat being available again."""
 
     seat: Seat
     status: SeatStatus
+    held_until: datetime | None = None
 
 
 @attrs.frozen

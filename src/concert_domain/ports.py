@@ -267,6 +267,26 @@ class QueueStore(Protocol):
         ...
 
 
+class SeatMapStamps(Protocol):
+    """A stamp per concert date that changes whenever a committed change alters who holds or
+    owns its seats, so that a process may serve a seat map it read again while the stamp stays
+    the same (`concert_domain.seatmaps`).
+
+    The order makes it exact: a reader takes the stamp before it reads the database, and a
+    writer renews the stamp after it commits and before it answers. Whoever asks after a
+    change has been answered sees a new stamp. Stamps must be shared by every process that
+    writes (Redis); the in-process adapter is right only when one process serves.
+    """
+
+    async def current(self, date_id: DateId) -> str:
+        """The date's stamp, made now if it has none (never changed, or forgotten)."""
+        ...
+
+    async def renew(self, date_id: DateId) -> None:
+        """Give the date a stamp it has never had."""
+        ...
+
+
 class HoldTimers(Protocol):
     """A fast front guard in front of the database: one owner per seat for a hold's length.
 

@@ -15,8 +15,15 @@ from adapters.memory import (
     InMemoryHoldTimers,
     InMemoryLoginRateLimiter,
     InMemoryQueueStore,
+    InMemorySeatMapStamps,
 )
-from adapters.redis import Keys, RedisHoldTimers, RedisLoginRateLimiter, RedisQueueStore
+from adapters.redis import (
+    Keys,
+    RedisHoldTimers,
+    RedisLoginRateLimiter,
+    RedisQueueStore,
+    RedisSeatMapStamps,
+)
 from adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from adapters.sql import SqlDatabase
 from concert_domain import BookingPolicy, Dependencies
@@ -26,6 +33,7 @@ from concert_domain.ports import (
     LoginRateLimiter,
     PasswordHasher,
     QueueStore,
+    SeatMapStamps,
 )
 
 
@@ -41,20 +49,24 @@ def build_dependencies(
     access_token_seconds: int = 3600,
 ) -> Dependencies:
     """Every port: the database for what must not be lost; Redis, when given, for the line,
-    hold timers and login counters (shared by every process), else process memory."""
+    hold timers, login counters and seat-map stamps (shared by every process), else process
+    memory (one process only)."""
     queue: QueueStore
     timers: HoldTimers
     limiter: LoginRateLimiter
+    stamps: SeatMapStamps
     if redis is None:
-        queue, timers, limiter = (
+        queue, timers, limiter, stamps = (
             InMemoryQueueStore(),
             InMemoryHoldTimers(),
             InMemoryLoginRateLimiter(),
+            InMemorySeatMapStamps(),
         )
     else:
         queue = RedisQueueStore(redis, redis_keys)
         timers = RedisHoldTimers(redis, redis_keys)
         limiter = RedisLoginRateLimiter(redis, redis_keys)
+        stamps = RedisSeatMapStamps(redis, redis_keys)
     return Dependencies(
         uow=database.unit_of_work,
         clock=clock or SystemClock(),
@@ -63,6 +75,7 @@ def build_dependencies(
         queue=queue,
         timers=timers,
         login_limiter=limiter,
+        stamps=stamps,
         policy=policy or BookingPolicy(),
     )
 

@@ -166,6 +166,9 @@ class DatabaseContract:
             later = [v.status for v in await tx.catalog.seat_map(one.date_id, NOW + HOLD)]
         assert statuses == ["held", "sold", "available"]
         assert later == ["available", "sold", "available"]
+        async with uow() as tx:
+            until = [v.held_until for v in await tx.catalog.seat_map(one.date_id, NOW)]
+        assert until == [NOW + HOLD, None, None]  # a held seat says when it frees
 
     async def test_open_dates_count_available_seats_and_skip_started_or_full_dates(
         self, uow: UnitOfWorkFactory

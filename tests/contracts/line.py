@@ -1,6 +1,8 @@
-"""The contract of the ports Redis backs: the waiting line, hold timers, login counters.
+"""The contract of the ports Redis backs: the waiting line, hold timers, login counters and
+seat-map stamps.
 
-A subclass provides ``queue``, ``timers`` and ``limiter`` fixtures over empty stores.
+A subclass provides ``queue``, ``timers``, ``limiter`` and ``stamps`` fixtures over empty
+stores.
 """
 
 from __future__ import annotations
@@ -8,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from concert_domain.ids import ConcertId, QueueToken, SeatId, UserId
-from concert_domain.ports import HoldTimers, LoginRateLimiter, QueueStore
+from concert_domain.ids import ConcertId, DateId, QueueToken, SeatId, UserId
+from concert_domain.ports import HoldTimers, LoginRateLimiter, QueueStore, SeatMapStamps
 from concert_domain.queue import QueuePolicy, TicketStatus
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -173,3 +175,27 @@ class LoginRateLimiterContract:
             await limiter.record_failure("a@example.com", NOW + timedelta(seconds=61), window) == 1
         )
         assert await limiter.failures("b@example.com", NOW) == 0
+
+
+class SeatMapStampsContract:
+    async def test_a_stamp_stays_until_renewed_and_is_never_given_again(
+        self, stamps: SeatMapStamps
+    ) -> None:
+        first = await stamps.current(DateId(1))
+        assert await stamps.current(DateId(1)) == first
+        seen = {first}
+        for _ in range(5):
+            await stamps.renew(DateId(1))
+            stamp = await stamps.current(DateId(1))
+            assert stamp not in seen
+            assert await stamps.current(DateId(1)) == stamp
+            seen.add(stamp)
+
+    async def test_dates_have_their_own_stamps(self, stamps: SeatMapStamps) -> None:
+        other = await stamps.current(DateId(2))
+        await stamps.renew(DateId(1))
+        assert await stamps.current(DateId(2)) == other
+
+    async def test_readers_of_a_new_date_agree_on_its_stamp(self, stamps: SeatMapStamps) -> None:
+        found = await asyncio.gather(*(stamps.current(DateId(3)) for _ in range(10)))
+        assert len(set(found)) == 1

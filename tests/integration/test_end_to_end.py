@@ -168,3 +168,29 @@ async def test_the_whole_flow_from_sign_up_to_a_sold_seat(client: httpx.AsyncCli
     path = f"/concerts/{held['concert_id']}/dates/{held['date_id']}/seats"
     seats = (await joon.get(path)).json()["seats"]
     assert next(s["status"] for s in seats if s["seat_id"] == seat) == "sold"
+
+
+async def test_every_worker_shows_a_hold_and_its_cancellation_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    mina, joon = await customer(client), await customer(client)
+    seat = await free_seat(mina)
+
+    async def statuses_seen(path: str) -> set[str]:
+        """The seat's status on eight seat maps, each read on a new connection, so on
+        whichever worker the kernel picks."""
+        seen = set()
+        for _ in range(8):
+            answer = await joon.get(path, Connection="close")
+            seen |= {s["status"] for s in answer.json()["seats"] if s["seat_id"] == seat}
+        return seen
+
+    for _ in range(3):
+        held = (await mina.post("/reservations", {"seat_id": seat})).json()
+        path = f"/concerts/{held['concert_id']}/dates/{held['date_id']}/seats"
+        assert await statuses_seen(path) == {"held"}
+        cancelled = await client.delete(
+            f"/reservations/{held['reservation_id']}", headers=mina.auth
+        )
+        assert cancelled.status_code == 200
+        assert await statuses_seen(path) == {"available"}

@@ -3,8 +3,20 @@
 import pytest
 from redis.asyncio import Redis
 
-from adapters.redis import Keys, RedisHoldTimers, RedisLoginRateLimiter, RedisQueueStore
-from contracts.line import HoldTimersContract, LoginRateLimiterContract, QueueStoreContract
+from adapters.redis import (
+    Keys,
+    RedisHoldTimers,
+    RedisLoginRateLimiter,
+    RedisQueueStore,
+    RedisSeatMapStamps,
+)
+from concert_domain.ids import DateId
+from contracts.line import (
+    HoldTimersContract,
+    LoginRateLimiterContract,
+    QueueStoreContract,
+    SeatMapStampsContract,
+)
 
 
 class TestRedisQueueStore(QueueStoreContract):
@@ -23,3 +35,20 @@ class TestRedisLoginRateLimiter(LoginRateLimiterContract):
     @pytest.fixture
     def limiter(self, redis_keys: tuple[Redis, Keys]) -> RedisLoginRateLimiter:
         return RedisLoginRateLimiter(*redis_keys)
+
+
+class TestRedisSeatMapStamps(SeatMapStampsContract):
+    @pytest.fixture
+    def stamps(self, redis_keys: tuple[Redis, Keys]) -> RedisSeatMapStamps:
+        return RedisSeatMapStamps(*redis_keys)
+
+    async def test_a_forgotten_stamp_is_made_again_anew(
+        self, stamps: RedisSeatMapStamps, redis_keys: tuple[Redis, Keys]
+    ) -> None:
+        redis, keys = redis_keys
+        before = await stamps.current(DateId(1))
+        await redis.delete(keys.seat_map_stamp(DateId(1)))  # Redis restarted empty, say
+        again = await stamps.current(DateId(1))
+        assert again != before
+        assert await stamps.current(DateId(1)) == again
+        assert 0 < await redis.pttl(keys.seat_map_stamp(DateId(1))) <= 86_400_000

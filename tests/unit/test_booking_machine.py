@@ -1,10 +1,10 @@
 """The whole booking flow as a Hypothesis state machine, with every invariant of DESIGN.md
 checked after every step.
 
-Several customers sign up, charge, join the line, hold, cancel and pay (with and without
-idempotency keys) while a hand-driven clock jumps around the hold and token lifetimes and the
-scheduler ticks. Each rule also checks its own answer against a small model of what must have
-happened; the invariants read the stores' state directly.
+Several customers sign up, charge, join the line, hold, cancel, pay (with and without
+idempotency keys) and look at the seat map while a hand-driven clock jumps around the hold and
+token lifetimes and the scheduler ticks. Each rule also checks its own answer against a small
+model of what must have happened; the invariants read the stores' state directly.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from concert_domain.errors import (
 from concert_domain.ids import QueueToken, ReservationId, UserId
 from concert_domain.queue import TicketStatus
 from concert_domain.reservations import Reservation, ReservationStatus
+from concert_domain.seatmaps import SeatMapCache
 from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, ledger_balance
 
 POLICY = BookingPolicy(
@@ -81,7 +82,11 @@ class BookingMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(START)
         self.database = InMemoryDatabase()
-        self.deps = memory_deps(self.clock, POLICY, database=self.database)
+        # kept seat maps never age out here: only stamps and lapsing holds keep them exact
+        self.deps = attrs.evolve(
+            memory_deps(self.clock, POLICY, database=self.database),
+            seat_maps=SeatMapCache(max_age=timedelta(days=365)),
+        )
         self.emails: dict[str, UserId] = {}
         self.charged: dict[UserId, int] = defaultdict(int)
         self.spent: dict[UserId, int] = defaultdict(int)
@@ -201,6 +206,26 @@ class BookingMachine(RuleBasedStateMachine):
         event("hold: held")
         return held.reservation_id
 
+    @rule(customer=customers)
+    def look_at_seat_map(self, customer: UserId) -> None:
+        first = self.seats[0]
+        try:
+            shown = self.run(
+                usecases.seat_map(
+                    customer,
+                    self.tokens.get(customer),
+                    first.concert_id,
+                    first.date_id,
+                    deps=self.deps,
+                )
+            )
+        except QUEUE_GATE:
+            self._check_gate_refusal(customer)
+            return
+        now = self.clock.now()
+        truth = [self.database.seat_view(seat, now).status for seat in self.seats]
+        assert [view.status for view in shown] == truth, "the seat map is late"
+
     @rule(customer=customers, reservation_id=reservations)
     def cancel(self, customer: UserId, reservation_id: ReservationId) -> None:
         before = self._stored(reservation_id)
@@ -296,7 +321,9 @@ class BookingMachine(RuleBasedStateMachine):
     def a_paid_seat_stays_sold(self) -> None:
         for reservation_id, paid in self.paid.items():
             assert self._stored(reservation_id).status is ReservationStatus.PAID
-            assert self.database.seat_status(paid.seat_id, self.clock.now()) == "sold"
+            seat = self.database.seats.get(paid.seat_id)
+            assert seat is not None
+            assert self.database.seat_view(seat, self.clock.now()).status == "sold"
 
     @invariant()
     def an_expired_hold_blocks_nothing_and_was_never_paid(self) -> None:

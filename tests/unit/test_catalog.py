@@ -139,4 +139,4 @@ class TestSeatMapOfAnEmptyDate:
         seats = await seat_map(
             mina.user_id, mina.queue_token, venue.concert_id, venue.dates[0].date_id, deps=deps
         )
-        assert seats == []
+        assert seats == ()

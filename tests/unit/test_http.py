@@ -238,6 +238,24 @@ class TestCatalog:
         ]
         assert set(response.json()["seats"][0]) == {"seat_id", "number", "price", "status"}
 
+    async def test_the_seat_map_shows_others_holds_and_cancellations_at_once(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        joon = await admitted(client, "joon@example.com")
+
+        async def statuses() -> tuple[list[str], str]:
+            response = await mina.get("/concerts/1/dates/1/seats")
+            assert response.headers["content-type"] == "application/json"
+            return [seat["status"] for seat in response.json()["seats"]], response.text
+
+        before, first_body = await statuses()
+        assert (before, first_body) == await statuses()  # served again, byte for byte
+        held = await hold(joon, seats[0])
+        assert (await statuses())[0] == ["held", "available", "available", "available"]
+        response = await client.delete(f"/reservations/{held['reservation_id']}", headers=joon.auth)
+        assert response.status_code == 200
+        assert (await statuses())[0] == before
+
     @pytest.mark.parametrize(
         "path",
         [

@@ -1,9 +1,20 @@
-"""The in-memory line, timers and login counters against the contracts Redis also passes."""
+"""The in-memory line, timers, login counters and seat-map stamps against the contracts Redis
+also passes."""
 
 import pytest
 
-from adapters.memory import InMemoryHoldTimers, InMemoryLoginRateLimiter, InMemoryQueueStore
-from contracts.line import HoldTimersContract, LoginRateLimiterContract, QueueStoreContract
+from adapters.memory import (
+    InMemoryHoldTimers,
+    InMemoryLoginRateLimiter,
+    InMemoryQueueStore,
+    InMemorySeatMapStamps,
+)
+from contracts.line import (
+    HoldTimersContract,
+    LoginRateLimiterContract,
+    QueueStoreContract,
+    SeatMapStampsContract,
+)
 
 
 class TestInMemoryQueueStore(QueueStoreContract):
@@ -22,3 +33,9 @@ class TestInMemoryLoginRateLimiter(LoginRateLimiterContract):
     @pytest.fixture
     def limiter(self) -> InMemoryLoginRateLimiter:
         return InMemoryLoginRateLimiter()
+
+
+class TestInMemorySeatMapStamps(SeatMapStampsContract):
+    @pytest.fixture
+    def stamps(self) -> InMemorySeatMapStamps:
+        return InMemorySeatMapStamps()

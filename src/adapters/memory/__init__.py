@@ -4,6 +4,7 @@ the real stores, within one process."""
 
 from adapters.memory.database import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.queue import InMemoryQueueStore
+from adapters.memory.stamps import InMemorySeatMapStamps
 from adapters.memory.timers import InMemoryHoldTimers, InMemoryLoginRateLimiter
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "InMemoryHoldTimers",
     "InMemoryLoginRateLimiter",
     "InMemoryQueueStore",
+    "InMemorySeatMapStamps",
     "InMemoryUnitOfWork",
 ]

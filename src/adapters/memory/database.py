@@ -92,11 +92,13 @@ class InMemoryDatabase:
                 return reservation
         return None
 
-    def seat_status(self, seat_id: SeatId, now: datetime) -> SeatStatus:
-        live = self.live_reservation(seat_id, now)
+    def seat_view(self, seat: Seat, now: datetime) -> SeatView:
+        live = self.live_reservation(seat.seat_id, now)
         if live is None:
-            return SeatStatus.AVAILABLE
-        return SeatStatus.SOLD if live.status is ReservationStatus.PAID else SeatStatus.HELD
+            return SeatView(seat, SeatStatus.AVAILABLE)
+        if live.status is ReservationStatus.PAID:
+            return SeatView(seat, SeatStatus.SOLD)
+        return SeatView(seat, SeatStatus.HELD, live.expires_at)
 
     def save_reservation(self, reservation: Reservation) -> None:
         self.reservations.put(reservation.reservation_id, reservation)
@@ -196,8 +198,7 @@ class InMemoryCatalogRepository(CatalogRepository):
     async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
         seats = [self._seat(seat_id) for seat_id in self._db.seats_by_date.get(date_id) or ()]
         return [
-            SeatView(seat, self._db.seat_status(seat.seat_id, now))
-            for seat in sorted(seats, key=lambda seat: seat.number)
+            self._db.seat_view(seat, now) for seat in sorted(seats, key=lambda seat: seat.number)
         ]
 
     def _seat(self, seat_id: SeatId) -> Seat:

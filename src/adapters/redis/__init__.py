@@ -1,10 +1,18 @@
-"""The Redis adapter: the waiting line, hold timers and login rate counters, shared by every
-server process. What it holds may be lost without harm: a lost line costs places, never seats
-or money, for the database decides every sale."""
+"""The Redis adapter: the waiting line, hold timers, login rate counters and seat-map stamps,
+shared by every server process. What it holds may be lost without harm: a lost line costs
+places, never seats or money, for the database decides every sale."""
 
 from adapters.redis.client import connect
 from adapters.redis.keys import Keys
 from adapters.redis.queue import RedisQueueStore
+from adapters.redis.stamps import RedisSeatMapStamps
 from adapters.redis.timers import RedisHoldTimers, RedisLoginRateLimiter
 
-__all__ = ["Keys", "RedisHoldTimers", "RedisLoginRateLimiter", "RedisQueueStore", "connect"]
+__all__ = [
+    "Keys",
+    "RedisHoldTimers",
+    "RedisLoginRateLimiter",
+    "RedisQueueStore",
+    "RedisSeatMapStamps",
+    "connect",
+]

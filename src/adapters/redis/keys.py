@@ -11,7 +11,7 @@ import hashlib
 
 import attrs
 
-from concert_domain.ids import ConcertId, SeatId, UserId
+from concert_domain.ids import ConcertId, DateId, SeatId, UserId
 
 
 @attrs.frozen
@@ -59,6 +59,10 @@ class Keys:
 
     def hold(self, concert_id: ConcertId, seat_id: SeatId) -> str:
         return f"{self.prefix}:{{concert:{concert_id}}}:hold:{seat_id}"
+
+    def seat_map_stamp(self, date_id: DateId) -> str:
+        """String per concert date: its seat map's current stamp."""
+        return f"{self.prefix}:seatmap:{date_id}"
 
     def login_failures(self, email: str) -> str:
         digest = hashlib.sha256(email.encode()).hexdigest()[:32]

@@ -163,3 +163,11 @@ if not ends or ends <= now then
 end
 return redis.call('HINCRBY', KEYS[1], 'count', 1)
 """
+
+# KEYS: stamp.  ARGV: a new stamp, lifetime (ms)
+CURRENT_STAMP = """
+local stamp = redis.call('GET', KEYS[1])
+if stamp then return stamp end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""

@@ -270,7 +270,11 @@ class SqlCatalogRepository(CatalogRepository):
 
     async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
         statement = (
-            select(seats, reservations.c.status.label("live_status"))
+            select(
+                seats,
+                reservations.c.status.label("live_status"),
+                reservations.c.expires_at.label("held_until"),
+            )
             .outerjoin(
                 reservations,
                 and_(reservations.c.seat_id == seats.c.seat_id, _live(now)),
@@ -279,7 +283,11 @@ class SqlCatalogRepository(CatalogRepository):
             .order_by(seats.c.number)
         )
         return [
-            SeatView(rows.seat_from_row(row), _SEAT_STATUS[row.live_status])
+            SeatView(
+                rows.seat_from_row(row),
+                _SEAT_STATUS[row.live_status],
+                row.held_until if row.live_status == "held" else None,
+            )
             for row in await self._db.execute(statement)
         ]
 

@@ -11,6 +11,7 @@ from concert_domain.catalog import Concert, ConcertDate, DateAvailability, SeatV
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import NotFound
 from concert_domain.ids import ConcertId, DateId, UserId
+from concert_domain.seatmaps import SeatMap
 from concert_domain.usecases.queue import require_active_token
 
 DEMO_TITLE = "Demo Night: The Fifty Seats"
@@ -46,19 +47,29 @@ async def seat_map(
     date_id: DateId,
     *,
     deps: Dependencies,
-) -> list[SeatView]:
+) -> SeatMap:
     """Every seat of a date with its status now, by number. Raises `NotFound` and the queue
-    gate's errors."""
+    gate's errors.
+
+    Served from this process's read model (`concert_domain.seatmaps`) while the date's stamp
+    says nothing has changed, else read from the database; never later than a change that has
+    been answered."""
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
+    stamp = await deps.stamps.current(date_id)  # before the database is read
+
+    async def read() -> list[SeatView]:
+        async with deps.uow(read_only=True) as uow:
+            return await uow.catalog.seat_map(date_id, now)
+
+    seats = await deps.seat_maps.get(date_id, stamp, now, read)
+    if seats and seats[0].seat.concert_id == concert_id:
+        return seats  # the common case: seats carry their concert
     async with deps.uow(read_only=True) as uow:
-        seats = await uow.catalog.seat_map(date_id, now)
-        if seats and seats[0].seat.concert_id == concert_id:
-            return seats  # the common case, in one statement: seats carry their concert
         concert_date = await uow.catalog.get_date(date_id)
-        if concert_date is None or concert_date.concert_id != concert_id:
-            raise NotFound(f"no date {date_id} for concert {concert_id}")
-        return seats
+    if concert_date is None or concert_date.concert_id != concert_id:
+        raise NotFound(f"no date {date_id} for concert {concert_id}")
+    return seats
 
 
 @attrs.frozen

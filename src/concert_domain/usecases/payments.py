@@ -13,7 +13,7 @@ from concert_domain.ids import PaymentId, QueueToken, ReservationId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases._idempotent import Body, run_idempotently
-from concert_domain.usecases._tidy import tidy
+from concert_domain.usecases._tidy import seat_map_changed, tidy
 from concert_domain.usecases.queue import require_active_token
 from concert_domain.usecases.reservations import timer_owner
 from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
@@ -98,6 +98,8 @@ async def pay(
         work=work,
     )
     if not replayed:
+        for sold in paid:
+            await seat_map_changed(sold.date_id, deps)
         for token in admitted:
             await tidy(deps.queue.expire(token, deps.clock.now()), "expire a paid queue token")
         for sold in paid:

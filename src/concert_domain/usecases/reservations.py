@@ -8,7 +8,7 @@ from concert_domain.ids import ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases._retry import retrying
-from concert_domain.usecases._tidy import tidy
+from concert_domain.usecases._tidy import seat_map_changed, tidy
 from concert_domain.usecases.queue import require_active_token
 
 SWEEP_BATCH = 500
@@ -57,6 +57,7 @@ async def hold_seat(
     except BaseException:
         await tidy(deps.timers.release(seat.concert_id, seat.seat_id, owner), "drop a timer")
         raise
+    await seat_map_changed(seat.date_id, deps)
     return reservation
 
 
@@ -84,6 +85,7 @@ async def cancel_reservation(
             (latest or reservation).ensure_cancellable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
         await uow.commit()
+    await seat_map_changed(cancelled.date_id, deps)
     owner = timer_owner(user_id)
     await tidy(deps.timers.release(cancelled.concert_id, cancelled.seat_id, owner), "drop a timer")
     return cancelled

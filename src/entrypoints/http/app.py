@@ -20,7 +20,7 @@ from concert_domain import Dependencies
 from concert_domain.errors import ConcertError, StoreUnavailable
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
 from entrypoints.http.limits import BodySizeLimit
-from entrypoints.http.routes import ROUTES
+from entrypoints.http.routes import ROUTES, SeatMapBodies
 from entrypoints.scheduler import run_scheduler
 from entrypoints.settings import Settings, load_settings
 from entrypoints.wiring import build_dependencies
@@ -49,6 +49,7 @@ def create_app(
     if deps is not None:
         app.state.deps = deps
     app.state.readiness = dict(readiness or {})
+    app.state.seat_map_bodies = SeatMapBodies()
     return app
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from concert_domain import Dependencies, usecases
@@ -14,6 +15,7 @@ from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
 from concert_domain.queue import QueueStatus
 from concert_domain.reservations import Reservation
+from concert_domain.seatmaps import SeatMap
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.requests import (
     caller,
@@ -122,14 +124,36 @@ async def list_dates(request: Request) -> JSONResponse:
     return JSONResponse({"dates": [date_json(d) for d in dates]})
 
 
-async def list_seats(request: Request) -> JSONResponse:
+async def list_seats(request: Request) -> Response:
     user = caller(request)
     concert_id = ConcertId(path_id(request, "concert_id"))
     date_id = DateId(path_id(request, "date_id"))
     seats = await usecases.seat_map(
         user, queue_token(request), concert_id, date_id, deps=deps_of(request)
     )
-    return JSONResponse({"seats": [seat_json(s) for s in seats]})
+    bodies: SeatMapBodies = request.app.state.seat_map_bodies
+    return Response(bodies.body(date_id, seats), media_type="application/json")
+
+
+class SeatMapBodies:
+    """The JSON of the last seat map answered per date. The read model hands back the very
+    same tuple while nothing has changed, so that tuple's JSON is made once. Bounded."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._bodies: dict[DateId, tuple[SeatMap, bytes]] = {}
+
+    def body(self, date_id: DateId, seats: SeatMap) -> bytes:
+        kept = self._bodies.get(date_id)
+        if kept is not None and kept[0] is seats:
+            return kept[1]
+        body = json.dumps(
+            {"seats": [seat_json(s) for s in seats]}, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        if len(self._bodies) >= self._limit:
+            self._bodies.clear()
+        self._bodies[date_id] = (seats, body)
+        return body
 
 
 async def hold_seat(request: Request) -> JSONResponse:
