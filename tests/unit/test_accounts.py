@@ -150,6 +150,20 @@ class TestAuthenticate:
         tokens = JwtAccessTokens(b"s" * 32, lifetime_seconds=60)
         assert tokens.verify(tokens.issue(UserId(42), clock.now()).access_token, clock.now()) == 42
 
+    def test_a_remembered_token_is_still_judged_for_expiry_and_only_by_its_key(
+        self, clock: ManualClock
+    ) -> None:
+        tokens = JwtAccessTokens(b"s" * 32, lifetime_seconds=60)
+        token = tokens.issue(UserId(7), clock.now()).access_token
+        assert [tokens.verify(token, clock.now()) for _ in range(2)] == [7, 7]
+        with pytest.raises(Unauthorized):
+            JwtAccessTokens(b"t" * 32).verify(token, clock.now())
+        with pytest.raises(Unauthorized):
+            tokens.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"), clock.now())
+        clock.advance(timedelta(seconds=60))
+        with pytest.raises(Unauthorized, match="expired"):
+            tokens.verify(token, clock.now())
+
     def test_refuses_a_secret_shorter_than_32_bytes(self) -> None:
         with pytest.raises(ValueError, match="32 bytes"):
             JwtAccessTokens(b"s" * 31)

@@ -1,4 +1,10 @@
-"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required, expiry judged by the Clock."""
+"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required, expiry judged by the Clock.
+
+A token whose signature has been checked is remembered with its claims (a bounded map per
+process), so a customer's later requests skip decoding and the HMAC; the expiry is still
+judged on every request. Only valid tokens are remembered: a forged one costs its sender a
+full check every time and takes no room.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from concert_domain.ports import AccessTokens
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
+VERIFIED_LIMIT = 100_000
 
 
 class JwtAccessTokens(AccessTokens):
@@ -23,6 +30,7 @@ class JwtAccessTokens(AccessTokens):
             raise ValueError("an access token must live a positive number of seconds")
         self._secret = secret
         self._lifetime = lifetime_seconds
+        self._verified: dict[str, tuple[UserId, float]] = {}
 
     def issue(self, user_id: UserId, now: datetime) -> AccessToken:
         issued = int(now.timestamp())
@@ -31,6 +39,13 @@ class JwtAccessTokens(AccessTokens):
         return AccessToken(access_token=token, expires_in=self._lifetime)
 
     def verify(self, token: str, now: datetime) -> UserId:
+        known = self._verified.get(token)
+        user_id, expires_at = known if known is not None else self._check(token)
+        if now.timestamp() >= expires_at:
+            raise Unauthorized("the access token has expired; log in again")
+        return user_id
+
+    def _check(self, token: str) -> tuple[UserId, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -41,8 +56,11 @@ class JwtAccessTokens(AccessTokens):
         except jwt.PyJWTError as e:
             raise Unauthorized("the access token is not valid") from e
         expires_at, subject = claims["exp"], claims["sub"]
-        if not isinstance(expires_at, int | float) or now.timestamp() >= expires_at:
-            raise Unauthorized("the access token has expired; log in again")
+        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            raise Unauthorized("the access token is not valid")
         if not isinstance(subject, str) or not subject.isdigit():
             raise Unauthorized("the access token is not valid")
-        return UserId(int(subject))
+        if len(self._verified) >= VERIFIED_LIMIT:
+            self._verified.clear()
+        checked = self._verified[token] = (UserId(int(subject)), float(expires_at))
+        return checked
