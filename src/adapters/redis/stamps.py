@@ -4,6 +4,7 @@ again, which only costs each process one more read of the database)."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from datetime import timedelta
 
@@ -24,16 +25,23 @@ class RedisSeatMapStamps(SeatMapStamps):
         self._keys = keys or Keys()
         self._current = redis.register_script(scripts.CURRENT_STAMP)
         self._lifetime = int(STAMP_LIFETIME.total_seconds() * 1000)
+        # a fresh stamp is this process's random name and a counter: never given twice, and
+        # cheaper than drawing random bytes for every read that might need one
+        self._process = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def _fresh(self) -> str:
+        return f"{self._process}.{next(self._counter)}"
 
     async def current(self, date_id: DateId) -> str:
         with translated():
             stamp = await self._current(
                 keys=[self._keys.seat_map_stamp(date_id)],
-                args=[secrets.token_hex(8), self._lifetime],
+                args=[self._fresh(), self._lifetime],
             )
         return str(stamp)
 
     async def renew(self, date_id: DateId) -> None:
         key = self._keys.seat_map_stamp(date_id)
         with translated():
-            await self._redis.set(key, secrets.token_hex(8), px=self._lifetime)
+            await self._redis.set(key, self._fresh(), px=self._lifetime)
