@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
@@ -174,16 +173,7 @@ async def measure(url: str, seconds: float, workers: int) -> None:
 
     statements: list[str] = []
 
-    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.split()[0])
-
-    for event_name in ("begin", "commit", "rollback"):
-        event.listen(
-            database.engine.sync_engine,
-            event_name,
-            lambda *_, n=event_name: statements.append(n.upper()),
-        )
+    database.watch(lambda sql: statements.append(sql.split()[0]))
 
     user = UserId(USERS)
     token = (await usecases.join_queue(user, deps=deps))[0].token

@@ -1,14 +1,15 @@
 """The SQL adapter against the same port contracts as the in-memory one."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import text
 
 from adapters.sql import SqlDatabase
+from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId
 from concert_domain.ports import UnitOfWorkFactory
-from contracts.database import NOW, DatabaseContract, add_seats
+from contracts.database import HOLD, NOW, DatabaseContract, add_seats
 
 
 class TestSqliteDatabase(DatabaseContract):
@@ -24,25 +25,52 @@ class TestPostgresDatabase(DatabaseContract):
 
 
 class TestSqlUnitOfWork:
-    async def test_a_hold_reads_its_seat_and_date_from_the_cache_after_the_first_time(
+    async def test_a_hold_reads_its_seats_and_date_from_the_cache_after_the_first_time(
         self, postgres_database: SqlDatabase
     ) -> None:
-        [seat] = await add_seats(postgres_database.unit_of_work, count=1)
+        seats = await add_seats(postgres_database.unit_of_work, count=3)
         sent: list[str] = []
-        event.listen(
-            postgres_database.engine.sync_engine,
-            "before_cursor_execute",
-            lambda _c, _cur, statement, *_: sent.append(statement),
-        )
-        for _ in range(2):
+        postgres_database.watch(sent.append)
+        for seat in seats:  # the first seat read brings its date's other seats along
             async with postgres_database.unit_of_work(read_only=True) as uow:
                 assert await uow.catalog.get_seat(seat.seat_id) == seat
                 assert await uow.catalog.get_date(seat.date_id) is not None
                 assert await uow.catalog.get_date(DateId(seat.date_id + 1)) is None
-        assert len(sent) == 4  # seat and date once; the unknown date each time
+        statements = [sql.split()[0] for sql in sent if sql not in ("BEGIN", "ROLLBACK")]
+        assert statements == ["SELECT"] * 5  # seats and date once; the unknown date each time
+        before = len(sent)
         async with postgres_database.unit_of_work() as uow:
             await uow.commit()  # a unit of work that sent nothing commits nothing
-        assert len(sent) == 4
+        assert len(sent) == before
+
+    async def test_the_direct_path_reads_utc_and_gives_up_a_killed_connection(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        [seat] = await add_seats(postgres_database.unit_of_work, count=1)
+        database = SqlDatabase.from_url(postgres_database.engine.url, pool_size=1)
+        try:
+            async with database.unit_of_work() as uow:
+                user = (await uow.accounts.add("mina@example.com", "x", NOW)).user_id
+                held = await uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4)
+                await uow.commit()
+            assert held.expires_at.utcoffset() == timedelta(0)
+            assert held.expires_at == NOW + HOLD
+            async with database.unit_of_work(read_only=True) as uow:
+                assert await uow.reservations.get(held.reservation_id) == held
+                async with postgres_database.engine.connect() as killer:
+                    await killer.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                            "AND state = 'idle in transaction'"
+                        )
+                    )
+                with pytest.raises(StoreUnavailable):
+                    await uow.reservations.get(held.reservation_id)
+            async with database.unit_of_work(read_only=True) as uow:  # a new connection
+                assert await uow.reservations.get(held.reservation_id) == held
+        finally:
+            await database.dispose()
 
     async def test_a_read_inside_a_rolled_back_write_is_not_cached(
         self, sqlite_database: SqlDatabase

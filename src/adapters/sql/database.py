@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,6 +34,7 @@ class SqlDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.catalog = CatalogCache()
+        self._watchers: list[Callable[[str], None]] = []
 
     @classmethod
     def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
@@ -40,7 +42,21 @@ class SqlDatabase:
 
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
-        return SqlUnitOfWork(self.engine, self.catalog, read_only=read_only)
+        return SqlUnitOfWork(
+            SqlSession(
+                self.engine, read_only=read_only, catalog=self.catalog, watchers=self._watchers
+            )
+        )
+
+    def watch(self, watcher: Callable[[str], None]) -> None:
+        """Call ``watcher`` with the SQL of every statement sent from now on, whichever path
+        sends it, and with BEGIN, COMMIT and ROLLBACK (for tests and benchmarks that count
+        round trips)."""
+        self._watchers.append(watcher)
+        sync_engine = self.engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", lambda *a: watcher(a[2]))
+        for name in ("begin", "commit", "rollback"):
+            event.listen(sync_engine, name, lambda *_, n=name: watcher(n.upper()))
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
@@ -74,10 +90,8 @@ class SqlUnitOfWork(UnitOfWork):
     """One transaction on one pooled connection, taken at the first statement; rolled back
     unless committed."""
 
-    def __init__(
-        self, engine: AsyncEngine, catalog: CatalogCache, *, read_only: bool = False
-    ) -> None:
-        self._session = SqlSession(engine, read_only=read_only, catalog=catalog)
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
         self.accounts = SqlAccountRepository(self._session)
         self.catalog = SqlCatalogRepository(self._session)
         self.reservations = SqlReservationRepository(self._session)

@@ -41,7 +41,14 @@ def create_engine(url: str | URL, *, pool_size: int = 8, **options: Any) -> Asyn
         return engine
     # no pre-ping: it would cost a round trip per transaction; a dead connection fails its
     # statement instead, which becomes StoreUnavailable, and the pool replaces it
-    return create_async_engine(parsed, pool_size=pool_size, max_overflow=0, **options)
+    # sessions in UTC, so that the hot paths reading psycopg rows directly get UTC timestamps;
+    # added to any options the URL already gives (a search_path, say)
+    given = parsed.query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    connect_args = {"options": f"{given} -c TimeZone=UTC".strip()}
+    return create_async_engine(
+        parsed, pool_size=pool_size, max_overflow=0, connect_args=connect_args, **options
+    )
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:

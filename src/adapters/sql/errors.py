@@ -7,14 +7,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from concert_domain.errors import StoreUnavailable, TransactionConflict
 
 # serialization_failure, deadlock_detected, lock_not_available
-_CONFLICT_STATES = {"40001", "40P01", "55P03"}
+CONFLICT_STATES = {"40001", "40P01", "55P03"}
 
 
 def translate(error: DBAPIError) -> Exception:
     """The core's error for a database error; constraint violations and other programming
     errors stay as they are, for they are bugs, not conditions to handle."""
     sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate in _CONFLICT_STATES or "database is locked" in str(error.orig):
+    if sqlstate in CONFLICT_STATES or "database is locked" in str(error.orig):
         return TransactionConflict("the database gave up a transaction under contention")
     if isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated:
         return StoreUnavailable("the database cannot be reached")

@@ -8,11 +8,13 @@ constraint: ``INSERT ... ON CONFLICT DO NOTHING`` against the live-seat index fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import attrs
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     Executable,
     Result,
@@ -20,7 +22,6 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    literal,
     or_,
     select,
     text,
@@ -32,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql import rows
 from adapters.sql.engine import READ_ONLY
-from adapters.sql.errors import translate
+from adapters.sql.errors import CONFLICT_STATES, translate
+from adapters.sql.queries import Query, arguments, param
 from adapters.sql.schema import (
     LIVE,
     accounts,
@@ -61,6 +63,7 @@ from concert_domain.errors import (
     ReservationNotHeld,
     SeatUnavailable,
     StoreUnavailable,
+    TransactionConflict,
 )
 from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, PaymentId, ReservationId, SeatId, UserId
@@ -81,22 +84,56 @@ class SqlSession:
     answered from the catalog cache costs no round trip), with database errors translated
     into the core's."""
 
-    def __init__(self, engine: AsyncEngine, *, read_only: bool, catalog: CatalogCache) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        read_only: bool,
+        catalog: CatalogCache,
+        watchers: Sequence[Callable[[str], None]] = (),
+    ) -> None:
         self._engine = engine
+        self.watchers = watchers
         self.read_only = read_only
         self.catalog = catalog
         self.connection: AsyncConnection | None = None
+        self._driver: Any = None  # the psycopg connection under ``connection``
         self.dialect = engine.dialect.name
 
-    async def execute(self, statement: Executable) -> Result[Any]:
+    async def execute(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> Result[Any]:
         connection = self.connection or await self._begin()
         try:
-            return await connection.execute(statement)
+            return await connection.execute(statement, params)
         except DBAPIError as e:
             translated = translate(e)
             if translated is e:
                 raise
             raise translated from e
+
+    async def run(self, query: Query, **params: Any) -> Sequence[Any]:
+        """The rows of ``query``: on the psycopg connection itself on PostgreSQL, through
+        SQLAlchemy on SQLite. Rows read by column name either way."""
+        if self.dialect != "postgresql":
+            result = await self.execute(query.for_dialect(self.dialect), arguments(query, params))
+            return result.all() if result.returns_rows else []  # type: ignore[attr-defined]
+        connection = self.connection or await self._begin()
+        if self._driver is None:
+            self._driver = (await connection.get_raw_connection()).driver_connection
+        for watcher in self.watchers:
+            watcher(query.postgresql)
+        try:
+            async with self._driver.cursor(row_factory=namedtuple_row) as cursor:
+                await cursor.execute(query.postgresql, arguments(query, params))
+                return await cursor.fetchall() if cursor.description else []
+        except psycopg.Error as e:
+            if e.sqlstate in CONFLICT_STATES:
+                raise TransactionConflict("the database gave up a transaction") from e
+            if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
+                await connection.invalidate()  # never back into the pool
+                raise StoreUnavailable("the database cannot be reached") from e
+            raise
 
     async def _begin(self) -> AsyncConnection:
         connection = None
@@ -146,6 +183,143 @@ def _live(now: datetime) -> Any:
         reservations.c.status == "paid",
         and_(reservations.c.status == "held", reservations.c.expires_at > now),
     )
+
+
+_NOW = param("now", reservations.c.expires_at)
+
+
+_SEAT_ID = param("seat_id", seats.c.seat_id)
+_SEAT = Query(select(seats).where(seats.c.seat_id == _SEAT_ID))
+_SEATS_OF_THE_DATE_OF = Query(
+    select(seats).where(
+        seats.c.date_id
+        == select(seats.c.date_id).where(seats.c.seat_id == _SEAT_ID).scalar_subquery()
+    )
+)
+_DATE = Query(
+    select(concert_dates).where(
+        concert_dates.c.date_id == param("date_id", concert_dates.c.date_id)
+    )
+)
+_SEAT_MAP = Query(
+    select(
+        seats,
+        reservations.c.status.label("live_status"),
+        reservations.c.expires_at.label("held_until"),
+    )
+    .outerjoin(reservations, and_(reservations.c.seat_id == seats.c.seat_id, _live(_NOW)))
+    .where(seats.c.date_id == param("date_id", seats.c.date_id))
+    .order_by(seats.c.number)
+)
+
+# A hold, step 1: take the customer's row lock, so that one customer's holds take turns
+# (SQLite's BEGIN IMMEDIATE already makes every writer wait), and mark the seat's lapsed hold
+# expired so that it leaves the live-seat index. One statement on PostgreSQL, two on SQLite.
+_LOCK_CUSTOMER = (
+    select(accounts.c.user_id)
+    .where(accounts.c.user_id == param("user_id", accounts.c.user_id))
+    .with_for_update(of=accounts)
+)
+_LAPSE_SEAT = (
+    update(reservations)
+    .where(
+        reservations.c.seat_id == param("seat_id", reservations.c.seat_id),
+        reservations.c.status == "held",
+        reservations.c.expires_at <= _NOW,
+    )
+    .values(status="expired")
+)
+_LOCK_AND_LAPSE = Query(_LOCK_CUSTOMER.add_cte(_LAPSE_SEAT.cte("lapsed")))
+_LAPSE = Query(_LAPSE_SEAT)
+_LOCK = Query(_LOCK_CUSTOMER)
+
+# Step 2, in a new statement whose snapshot sees every hold committed before the lock was
+# granted: insert only if the customer is under the limit, and only if the seat has no held
+# or paid row (the partial unique index decides, whatever the race).
+_UNEXPIRED_HOLDS = (
+    select(func.count())
+    .where(
+        reservations.c.user_id == param("user_id", reservations.c.user_id),
+        reservations.c.status == "held",
+        reservations.c.expires_at > _NOW,
+    )
+    .scalar_subquery()
+)
+_HOLD_COLUMNS = [
+    "user_id",
+    "seat_id",
+    "date_id",
+    "concert_id",
+    "number",
+    "price",
+    "status",
+    "created_at",
+    "expires_at",
+]
+
+
+def _hold_insert(dialect: Any) -> Any:
+    values = select(
+        *(param(name, reservations.c[name]) for name in _HOLD_COLUMNS if name != "created_at"),
+        _NOW,
+    ).where(param("max_holds", reservations.c.price) > _UNEXPIRED_HOLDS)
+    columns = [name for name in _HOLD_COLUMNS if name != "created_at"] + ["created_at"]
+    return (
+        dialect.insert(reservations)
+        .from_select(columns, values)
+        .on_conflict_do_nothing(index_elements=["seat_id"], index_where=text(LIVE))
+        .returning(*reservations.c)
+    )
+
+
+_HOLD = Query(_hold_insert(postgresql), sqlite=_hold_insert(sqlite))
+_COUNT_HOLDS = Query(select(_UNEXPIRED_HOLDS))
+_RESERVATION = Query(
+    select(reservations).where(
+        reservations.c.reservation_id == param("reservation_id", reservations.c.reservation_id)
+    )
+)
+_END_HOLD = Query(
+    update(reservations)
+    .where(
+        reservations.c.reservation_id == param("reservation_id", reservations.c.reservation_id),
+        reservations.c.status == "held",
+        reservations.c.expires_at > _NOW,
+    )
+    .values(status=param("new_status", reservations.c.status))
+    .returning(*reservations.c)
+)
+
+_AMOUNT = param("amount", wallets.c.balance)
+_WALLET_OF = wallets.c.user_id == param("user_id", wallets.c.user_id)
+_BALANCE = Query(select(wallets.c.balance).where(_WALLET_OF))
+_CREDIT = Query(
+    update(wallets)
+    .where(_WALLET_OF, wallets.c.balance + _AMOUNT <= param("max_balance", wallets.c.balance))
+    .values(balance=wallets.c.balance + _AMOUNT)
+    .returning(wallets.c.balance)
+)
+_DEBIT = Query(
+    update(wallets)
+    .where(_WALLET_OF, wallets.c.balance >= _AMOUNT)
+    .values(balance=wallets.c.balance - _AMOUNT)
+    .returning(wallets.c.balance)
+)
+_LEDGER_ENTRY = Query(
+    ledger.insert().values({c.name: param(c.name, c) for c in ledger.c if c.name != "entry_id"})
+)
+
+
+def _payment_insert(dialect: Any) -> Any:
+    return (
+        dialect.insert(payments)
+        .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
+        .on_conflict_do_nothing(index_elements=["reservation_id"])
+        .returning(*payments.c)
+    )
+
+
+_PAYMENT = Query(_payment_insert(postgresql), sqlite=_payment_insert(sqlite))
 
 
 class SqlAccountRepository(AccountRepository):
@@ -231,11 +405,10 @@ class SqlCatalogRepository(CatalogRepository):
         cached = self._db.catalog.dates.get(date_id)
         if cached is not None:
             return cached
-        statement = select(concert_dates).where(concert_dates.c.date_id == date_id)
-        row = (await self._db.execute(statement)).first()
-        if row is None:
+        found_rows = await self._db.run(_DATE, date_id=date_id)
+        if not found_rows:
             return None
-        found = rows.date_from_row(row)
+        found = rows.date_from_row(found_rows[0])
         # only what is committed is cached: a read-only session reads nothing else
         return self._db.catalog.keep_date(found) if self._db.read_only else found
 
@@ -243,11 +416,16 @@ class SqlCatalogRepository(CatalogRepository):
         cached = self._db.catalog.seats.get(seat_id)
         if cached is not None:
             return cached
-        row = (await self._db.execute(select(seats).where(seats.c.seat_id == seat_id))).first()
-        if row is None:
-            return None
-        found = rows.seat_from_row(row)
-        return self._db.catalog.keep_seat(found) if self._db.read_only else found
+        if not self._db.read_only:  # may read what is not committed: nothing is kept
+            found_rows = await self._db.run(_SEAT, seat_id=seat_id)
+            return rows.seat_from_row(found_rows[0]) if found_rows else None
+        # customers hold seats of the date they are looking at: keep all of its seats at once
+        found = None
+        for row in await self._db.run(_SEATS_OF_THE_DATE_OF, seat_id=seat_id):
+            seat = self._db.catalog.keep_seat(rows.seat_from_row(row))
+            if seat.seat_id == seat_id:
+                found = seat
+        return found
 
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         taken = exists().where(reservations.c.seat_id == seats.c.seat_id, _live(now))
@@ -269,26 +447,13 @@ class SqlCatalogRepository(CatalogRepository):
         ]
 
     async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
-        statement = (
-            select(
-                seats,
-                reservations.c.status.label("live_status"),
-                reservations.c.expires_at.label("held_until"),
-            )
-            .outerjoin(
-                reservations,
-                and_(reservations.c.seat_id == seats.c.seat_id, _live(now)),
-            )
-            .where(seats.c.date_id == date_id)
-            .order_by(seats.c.number)
-        )
         return [
             SeatView(
                 rows.seat_from_row(row),
                 _SEAT_STATUS[row.live_status],
                 row.held_until if row.live_status == "held" else None,
             )
-            for row in await self._db.execute(statement)
+            for row in await self._db.run(_SEAT_MAP, date_id=date_id, now=now)
         ]
 
 
@@ -307,74 +472,38 @@ class SqlReservationRepository(ReservationRepository):
         expires_at: datetime,
         max_holds: int,
     ) -> Reservation:
-        # 1. Take the customer's row lock, so that one customer's holds take turns (SQLite's
-        #    BEGIN IMMEDIATE already makes every writer wait), and mark the seat's lapsed hold
-        #    expired so that it leaves the live-seat index.
-        lock = (
-            select(accounts.c.user_id)
-            .where(accounts.c.user_id == user_id)
-            .with_for_update(of=accounts)
-        )
-        lapsed = (
-            update(reservations)
-            .where(
-                reservations.c.seat_id == seat.seat_id,
-                reservations.c.status == "held",
-                reservations.c.expires_at <= now,
-            )
-            .values(status="expired")
-        )
         if self._db.dialect == "postgresql":
-            locked = (await self._db.execute(lock.add_cte(lapsed.cte("lapsed")))).first()
-        else:
-            await self._db.execute(lapsed)
-            locked = (await self._db.execute(lock)).first()
-        if locked is None:
-            raise InvalidRequest(f"no customer {user_id}")
-        # 2. Insert, in a new statement whose snapshot sees every hold committed before the
-        #    lock was granted: only if the customer is under the limit, and only if the seat
-        #    has no held or paid row (the partial unique index decides, whatever the race).
-        holds = (
-            select(func.count())
-            .where(
-                reservations.c.user_id == user_id,
-                reservations.c.status == "held",
-                reservations.c.expires_at > now,
+            locked = await self._db.run(
+                _LOCK_AND_LAPSE, user_id=user_id, seat_id=seat.seat_id, now=now
             )
-            .scalar_subquery()
+        else:
+            await self._db.run(_LAPSE, seat_id=seat.seat_id, now=now)
+            locked = await self._db.run(_LOCK, user_id=user_id)
+        if not locked:
+            raise InvalidRequest(f"no customer {user_id}")
+        held = await self._db.run(
+            _HOLD,
+            user_id=user_id,
+            seat_id=seat.seat_id,
+            date_id=seat.date_id,
+            concert_id=seat.concert_id,
+            number=seat.number,
+            price=seat.price,
+            status="held",
+            now=now,
+            expires_at=expires_at,
+            max_holds=max_holds,
         )
-        values = {
-            "user_id": user_id,
-            "seat_id": seat.seat_id,
-            "date_id": seat.date_id,
-            "concert_id": seat.concert_id,
-            "number": seat.number,
-            "price": seat.price,
-            "status": "held",
-            "created_at": now,
-            "expires_at": expires_at,
-        }
-        row_values = select(
-            *(literal(value, reservations.c[name].type) for name, value in values.items())
-        ).where(holds < max_holds)
-        statement = (
-            self._db.insert(reservations)
-            .from_select(list(values), row_values)
-            .on_conflict_do_nothing(index_elements=["seat_id"], index_where=text(LIVE))
-            .returning(*reservations.c)
-        )
-        row = (await self._db.execute(statement)).first()
-        if row is not None:
-            return rows.reservation_from_row(row)
-        count = (await self._db.execute(select(holds))).scalar() or 0
+        if held:
+            return rows.reservation_from_row(held[0])
+        [(count,)] = await self._db.run(_COUNT_HOLDS, user_id=user_id, now=now)
         if count >= max_holds:
             raise HoldLimitReached(f"you already hold {count} seats, the most allowed")
         raise SeatUnavailable(f"seat {seat.number} is held or sold")
 
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
-        statement = select(reservations).where(reservations.c.reservation_id == reservation_id)
-        row = (await self._db.execute(statement)).first()
-        return None if row is None else rows.reservation_from_row(row)
+        found = await self._db.run(_RESERVATION, reservation_id=reservation_id)
+        return rows.reservation_from_row(found[0]) if found else None
 
     async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         return await self._end_hold(reservation_id, now, "paid")
@@ -406,18 +535,10 @@ class SqlReservationRepository(ReservationRepository):
     async def _end_hold(
         self, reservation_id: ReservationId, now: datetime, status: str
     ) -> Reservation | None:
-        statement = (
-            update(reservations)
-            .where(
-                reservations.c.reservation_id == reservation_id,
-                reservations.c.status == "held",
-                reservations.c.expires_at > now,
-            )
-            .values(status=status)
-            .returning(*reservations.c)
+        ended = await self._db.run(
+            _END_HOLD, reservation_id=reservation_id, now=now, new_status=status
         )
-        row = (await self._db.execute(statement)).first()
-        return None if row is None else rows.reservation_from_row(row)
+        return rows.reservation_from_row(ended[0]) if ended else None
 
 
 class SqlWalletRepository(WalletRepository):
@@ -433,50 +554,39 @@ class SqlWalletRepository(WalletRepository):
         await self._db.execute(statement)
 
     async def balance(self, user_id: UserId) -> int:
-        statement = select(wallets.c.balance).where(wallets.c.user_id == user_id)
-        return (await self._db.execute(statement)).scalar() or 0
+        found = await self._db.run(_BALANCE, user_id=user_id)
+        return int(found[0].balance) if found else 0
 
     async def credit(
         self, user_id: UserId, amount: int, now: datetime, max_balance: int
     ) -> int | None:
-        statement = (
-            update(wallets)
-            .where(wallets.c.user_id == user_id, wallets.c.balance + amount <= max_balance)
-            .values(balance=wallets.c.balance + amount)
-            .returning(wallets.c.balance)
-        )
-        return await self._move(statement, LedgerEntry(user_id, LedgerKind.CHARGE, amount, now))
+        moved = await self._db.run(_CREDIT, user_id=user_id, amount=amount, max_balance=max_balance)
+        return await self._record(moved, LedgerEntry(user_id, LedgerKind.CHARGE, amount, now))
 
     async def debit(
         self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
     ) -> int | None:
-        statement = (
-            update(wallets)
-            .where(wallets.c.user_id == user_id, wallets.c.balance >= amount)
-            .values(balance=wallets.c.balance - amount)
-            .returning(wallets.c.balance)
-        )
+        moved = await self._db.run(_DEBIT, user_id=user_id, amount=amount)
         entry = LedgerEntry(user_id, LedgerKind.PAYMENT, amount, now, payment_id)
-        return await self._move(statement, entry)
+        return await self._record(moved, entry)
 
     async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
         statement = select(ledger).where(ledger.c.user_id == user_id).order_by(ledger.c.entry_id)
         return [rows.ledger_entry_from_row(row) for row in await self._db.execute(statement)]
 
-    async def _move(self, statement: Executable, entry: LedgerEntry) -> int | None:
-        balance: int | None = (await self._db.execute(statement)).scalar()
-        if balance is None:
+    async def _record(self, moved: Sequence[Any], entry: LedgerEntry) -> int | None:
+        """The new balance, with its ledger entry written; None if the move did not happen."""
+        if not moved:
             return None
-        await self._db.execute(
-            ledger.insert().values(
-                user_id=entry.user_id,
-                kind=entry.kind.value,
-                amount=entry.amount,
-                payment_id=entry.payment_id,
-                created_at=entry.created_at,
-            )
+        await self._db.run(
+            _LEDGER_ENTRY,
+            user_id=entry.user_id,
+            kind=entry.kind.value,
+            amount=entry.amount,
+            payment_id=entry.payment_id,
+            created_at=entry.created_at,
         )
-        return balance
+        return int(moved[0].balance)
 
 
 class SqlPaymentRepository(PaymentRepository):
@@ -486,16 +596,12 @@ class SqlPaymentRepository(PaymentRepository):
     async def add(
         self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
     ) -> Payment:
-        statement = (
-            self._db.insert(payments)
-            .values(reservation_id=reservation_id, user_id=user_id, amount=amount, created_at=now)
-            .on_conflict_do_nothing(index_elements=["reservation_id"])
-            .returning(*payments.c)
+        added = await self._db.run(
+            _PAYMENT, reservation_id=reservation_id, user_id=user_id, amount=amount, created_at=now
         )
-        row = (await self._db.execute(statement)).first()
-        if row is None:
+        if not added:
             raise ReservationNotHeld(f"reservation {reservation_id} is already paid")
-        return rows.payment_from_row(row)
+        return rows.payment_from_row(added[0])
 
     async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:
         statement = select(payments).where(payments.c.reservation_id == reservation_id)
