@@ -115,18 +115,37 @@ class SqlSession:
     async def run(self, query: Query, **params: Any) -> Sequence[Any]:
         """The rows of ``query``: on the psycopg connection itself on PostgreSQL, through
         SQLAlchemy on SQLite. Rows read by column name either way."""
+        [found] = await self.run_together((query, params))
+        return found
+
+    async def run_together(self, *steps: tuple[Query, dict[str, Any]]) -> list[Sequence[Any]]:
+        """The rows of each query, run in order in this transaction. On PostgreSQL they are
+        sent at once (psycopg's pipeline mode): one round trip for all, each statement still
+        starting after the one before has finished, with its own snapshot."""
         if self.dialect != "postgresql":
-            result = await self.execute(query.for_dialect(self.dialect), arguments(query, params))
-            return result.all() if result.returns_rows else []  # type: ignore[attr-defined]
+            found = []
+            for query, params in steps:
+                statement = query.for_dialect(self.dialect)
+                result = await self.execute(statement, arguments(query, params))
+                found.append(result.all() if result.returns_rows else [])  # type: ignore[attr-defined]
+            return found
         connection = self.connection or await self._begin()
         if self._driver is None:
             self._driver = (await connection.get_raw_connection()).driver_connection
         for watcher in self.watchers:
-            watcher(query.postgresql)
+            for query, _ in steps:
+                watcher(query.postgresql)
         try:
-            async with self._driver.cursor(row_factory=namedtuple_row) as cursor:
-                await cursor.execute(query.postgresql, arguments(query, params))
-                return await cursor.fetchall() if cursor.description else []
+            if len(steps) == 1:
+                [(query, params)] = steps
+                async with self._driver.cursor(row_factory=namedtuple_row) as cursor:
+                    await cursor.execute(query.postgresql, arguments(query, params))
+                    return [await cursor.fetchall() if cursor.description else []]
+            cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in steps]
+            async with self._driver.pipeline():
+                for cursor, (query, params) in zip(cursors, steps, strict=True):
+                    await cursor.execute(query.postgresql, arguments(query, params))
+            return [await c.fetchall() if c.description else [] for c in cursors]
         except psycopg.Error as e:
             if e.sqlstate in CONFLICT_STATES:
                 raise TransactionConflict("the database gave up a transaction") from e
@@ -233,9 +252,10 @@ _LOCK_AND_LAPSE = Query(_LOCK_CUSTOMER.add_cte(_LAPSE_SEAT.cte("lapsed")))
 _LAPSE = Query(_LAPSE_SEAT)
 _LOCK = Query(_LOCK_CUSTOMER)
 
-# Step 2, in a new statement whose snapshot sees every hold committed before the lock was
-# granted: insert only if the customer is under the limit, and only if the seat has no held
-# or paid row (the partial unique index decides, whatever the race).
+# Step 2, in a statement of its own, whose snapshot sees every hold committed before the lock
+# was granted (on PostgreSQL it is sent with step 1, one round trip for both): insert only if
+# the customer exists and is under the limit, and only if the seat has no held or paid row
+# (the partial unique index decides, whatever the race).
 _UNEXPIRED_HOLDS = (
     select(func.count())
     .where(
@@ -472,28 +492,24 @@ class SqlReservationRepository(ReservationRepository):
         expires_at: datetime,
         max_holds: int,
     ) -> Reservation:
-        if self._db.dialect == "postgresql":
-            locked = await self._db.run(
-                _LOCK_AND_LAPSE, user_id=user_id, seat_id=seat.seat_id, now=now
-            )
-        else:
-            await self._db.run(_LAPSE, seat_id=seat.seat_id, now=now)
-            locked = await self._db.run(_LOCK, user_id=user_id)
+        first = [(_LOCK_AND_LAPSE, {"user_id": user_id, "seat_id": seat.seat_id, "now": now})]
+        if self._db.dialect == "sqlite":
+            first = [(_LAPSE, {"seat_id": seat.seat_id, "now": now}), (_LOCK, {"user_id": user_id})]
+        insert = {
+            "user_id": user_id,
+            "seat_id": seat.seat_id,
+            "date_id": seat.date_id,
+            "concert_id": seat.concert_id,
+            "number": seat.number,
+            "price": seat.price,
+            "status": "held",
+            "now": now,
+            "expires_at": expires_at,
+            "max_holds": max_holds,
+        }
+        *_, locked, held = await self._db.run_together(*first, (_HOLD, insert))
         if not locked:
             raise InvalidRequest(f"no customer {user_id}")
-        held = await self._db.run(
-            _HOLD,
-            user_id=user_id,
-            seat_id=seat.seat_id,
-            date_id=seat.date_id,
-            concert_id=seat.concert_id,
-            number=seat.number,
-            price=seat.price,
-            status="held",
-            now=now,
-            expires_at=expires_at,
-            max_holds=max_holds,
-        )
         if held:
             return rows.reservation_from_row(held[0])
         [(count,)] = await self._db.run(_COUNT_HOLDS, user_id=user_id, now=now)
