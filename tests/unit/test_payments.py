@@ -185,13 +185,18 @@ class TestPay:
     async def test_reports_another_customers_reservation_as_not_found(
         self, deps: Dependencies
     ) -> None:
-        _mina, held = await holding(deps, "mina@example.com", balance=50_000)
+        mina, held = await holding(deps, "mina@example.com", balance=50_000)
         joon = await admitted_customer(deps, "joon@example.com")
         await charge_wallet(joon.user_id, 50_000, deps=deps)
         for reservation_id in (held.reservation_id, ReservationId(999)):
             with pytest.raises(NotFound):
                 await pay(joon.user_id, joon.queue_token, reservation_id, deps=deps)
         await assert_balance_matches_ledger(deps, joon, 50_000)
+        # the attempt left Mina's hold as it was: still hers to pay
+        assert (
+            await get_reservation(mina.user_id, held.reservation_id, deps=deps)
+        ).status == "held"
+        await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
 
     async def test_needs_an_active_queue_token(self, deps: Dependencies) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=50_000)
