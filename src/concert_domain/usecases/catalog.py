@@ -56,20 +56,17 @@ async def seat_map(
     been answered."""
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
+    async with deps.uow(read_only=True) as uow:
+        concert_date = await uow.catalog.get_date(date_id)  # a store may keep dates
+    if concert_date is None or concert_date.concert_id != concert_id:
+        raise NotFound(f"no date {date_id} for concert {concert_id}")
     stamp = await deps.stamps.current(date_id)  # before the database is read
 
     async def read() -> list[SeatView]:
         async with deps.uow(read_only=True) as uow:
             return await uow.catalog.seat_map(date_id, now)
 
-    seats = await deps.seat_maps.get(date_id, stamp, now, read)
-    if seats and seats[0].seat.concert_id == concert_id:
-        return seats  # the common case: seats carry their concert
-    async with deps.uow(read_only=True) as uow:
-        concert_date = await uow.catalog.get_date(date_id)
-    if concert_date is None or concert_date.concert_id != concert_id:
-        raise NotFound(f"no date {date_id} for concert {concert_id}")
-    return seats
+    return await deps.seat_maps.get(date_id, stamp, now, read)
 
 
 @attrs.frozen
