@@ -1,6 +1,8 @@
 """Hold throughput of the SQL adapter against raw psycopg doing the same conditional write,
 measured in one run on one throwaway PostgreSQL (or CONCERT_TEST_DATABASE_URL), plus the
-database round trips of a hold and a payment through the use cases.
+statements of a hold and a payment through the use cases. A transaction's BEGIN travels with
+its first statement, and a hold's lock and insert travel together (psycopg's pipeline mode):
+round trips are the statements less those that travel with another.
 
     python bench/sql_hold.py [--seconds 5] [--workers 8]
 
@@ -181,15 +183,15 @@ async def measure(url: str, seconds: float, workers: int) -> None:
     seat = SeatId(adapter_seats[-1][0])
     statements.clear()
     held = await usecases.hold_seat(user, token, seat, deps=deps)
-    print(f"hold: {len(statements)} round trips: {' '.join(statements)}")
+    print(f"hold: {len(statements)} statements: {' '.join(statements)}")
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, deps=deps)
-    print(f"pay:  {len(statements)} round trips: {' '.join(statements)}")
+    print(f"pay:  {len(statements)} statements: {' '.join(statements)}")
     token = (await usecases.join_queue(user, deps=deps))[0].token
     held = await usecases.hold_seat(user, token, SeatId(adapter_seats[-2][0]), deps=deps)
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, "bench-key", deps=deps)
-    print(f"pay with an idempotency key: {len(statements)} round trips: {' '.join(statements)}")
+    print(f"pay with an idempotency key: {len(statements)} statements: {' '.join(statements)}")
 
     for connection in raw_connections:
         await connection.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     Executable,
@@ -120,8 +121,9 @@ class SqlSession:
 
     async def run_together(self, *steps: tuple[Query, dict[str, Any]]) -> list[Sequence[Any]]:
         """The rows of each query, run in order in this transaction. On PostgreSQL they are
-        sent at once (psycopg's pipeline mode): one round trip for all, each statement still
-        starting after the one before has finished, with its own snapshot."""
+        sent at once (psycopg's pipeline mode), with the BEGIN if the transaction has not
+        begun: one round trip for all, each statement still starting after the one before
+        has finished, with its own snapshot."""
         if self.dialect != "postgresql":
             found = []
             for query, params in steps:
@@ -136,7 +138,9 @@ class SqlSession:
             for query, _ in steps:
                 watcher(query.postgresql)
         try:
-            if len(steps) == 1:
+            # the first statement of a transaction goes with its BEGIN, in one round trip
+            idle = self._driver.info.transaction_status == TransactionStatus.IDLE
+            if len(steps) == 1 and not idle:
                 [(query, params)] = steps
                 async with self._driver.cursor(row_factory=namedtuple_row) as cursor:
                     await cursor.execute(query.postgresql, arguments(query, params))
@@ -328,6 +332,23 @@ _DEBIT = Query(
 _LEDGER_ENTRY = Query(
     ledger.insert().values({c.name: param(c.name, c) for c in ledger.c if c.name != "entry_id"})
 )
+
+
+def _moved_and_recorded(move: Any) -> Query:
+    """On PostgreSQL, a wallet move and its ledger entry in one statement: the entry is
+    written only if the move returned a balance, which the statement answers."""
+    moved = move.cte("moved")
+    names = [c.name for c in ledger.c if c.name != "entry_id"]
+    entry = (
+        ledger.insert()
+        .from_select(names, select(*(param(n, ledger.c[n]) for n in names)).select_from(moved))
+        .cte("entry")
+    )
+    return Query(select(moved.c.balance).add_cte(moved, entry))
+
+
+_CREDIT_RECORDED = _moved_and_recorded(_CREDIT.statement)
+_DEBIT_RECORDED = _moved_and_recorded(_DEBIT.statement)
 
 
 def _payment_insert(dialect: Any) -> Any:
@@ -576,33 +597,38 @@ class SqlWalletRepository(WalletRepository):
     async def credit(
         self, user_id: UserId, amount: int, now: datetime, max_balance: int
     ) -> int | None:
-        moved = await self._db.run(_CREDIT, user_id=user_id, amount=amount, max_balance=max_balance)
-        return await self._record(moved, LedgerEntry(user_id, LedgerKind.CHARGE, amount, now))
+        entry = LedgerEntry(user_id, LedgerKind.CHARGE, amount, now)
+        return await self._move(_CREDIT, _CREDIT_RECORDED, entry, max_balance=max_balance)
 
     async def debit(
         self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
     ) -> int | None:
-        moved = await self._db.run(_DEBIT, user_id=user_id, amount=amount)
         entry = LedgerEntry(user_id, LedgerKind.PAYMENT, amount, now, payment_id)
-        return await self._record(moved, entry)
+        return await self._move(_DEBIT, _DEBIT_RECORDED, entry)
 
     async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
         statement = select(ledger).where(ledger.c.user_id == user_id).order_by(ledger.c.entry_id)
         return [rows.ledger_entry_from_row(row) for row in await self._db.execute(statement)]
 
-    async def _record(self, moved: Sequence[Any], entry: LedgerEntry) -> int | None:
-        """The new balance, with its ledger entry written; None if the move did not happen."""
-        if not moved:
-            return None
-        await self._db.run(
-            _LEDGER_ENTRY,
-            user_id=entry.user_id,
-            kind=entry.kind.value,
-            amount=entry.amount,
-            payment_id=entry.payment_id,
-            created_at=entry.created_at,
-        )
-        return int(moved[0].balance)
+    async def _move(
+        self, move: Query, recorded: Query, entry: LedgerEntry, **limits: int
+    ) -> int | None:
+        """The new balance, with its ledger entry written; None if the move did not happen.
+        One statement on PostgreSQL, two on SQLite (which has no UPDATE inside WITH)."""
+        values = {
+            "user_id": entry.user_id,
+            "kind": entry.kind.value,
+            "amount": entry.amount,
+            "payment_id": entry.payment_id,
+            "created_at": entry.created_at,
+        }
+        if self._db.dialect == "postgresql":
+            moved = await self._db.run(recorded, **values, **limits)
+        else:
+            moved = await self._db.run(move, user_id=entry.user_id, amount=entry.amount, **limits)
+            if moved:
+                await self._db.run(_LEDGER_ENTRY, **values)
+        return int(moved[0].balance) if moved else None
 
 
 class SqlPaymentRepository(PaymentRepository):
