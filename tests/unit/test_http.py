@@ -89,6 +89,17 @@ class TestSignup:
         response = await client.post("/auth/signup", content=b"x" * (64 * 1024 + 1))
         assert error_code(response) == (413, "invalid_request")
 
+    async def test_refuses_an_oversized_body_sent_in_chunks_with_413(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b"x" * 4096
+
+        response = await client.post("/auth/signup", content=chunks())
+        assert "content-length" not in response.request.headers
+        assert error_code(response) == (413, "invalid_request")
+
 
 class TestLogin:
     async def test_answers_a_bearer_token(self, client: httpx.AsyncClient) -> None:
