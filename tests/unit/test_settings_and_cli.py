@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from entrypoints.http.app import create_app_from_settings
 from entrypoints.settings import SettingsError, load_settings
 
 
@@ -114,3 +117,21 @@ class TestCommand:
         assert first.stdout.startswith("added concert 1")
         assert again.stdout.startswith("the demo concert is already there")
         assert (tmp_path / "concert.sqlite3").exists()
+
+
+class TestServiceLifespan:
+    async def test_starts_on_the_embedded_default_and_sets_start_up_objects_aside(
+        self, tmp_path: Path
+    ) -> None:
+        app = create_app_from_settings(load_settings({}, tmp_path), scheduler=False)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+            ):
+                assert (await client.get("/healthz")).status_code == 200
+                # start-up objects frozen: full collections no longer walk them (p99 pauses)
+                assert gc.get_freeze_count() > 0
+        finally:
+            gc.unfreeze()
