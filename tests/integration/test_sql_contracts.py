@@ -1,11 +1,13 @@
 """The SQL adapter against the same port contracts as the in-memory one."""
 
+import asyncio
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from adapters.sql import SqlDatabase
+from concert_domain.catalog import Seat
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId
 from concert_domain.ports import UnitOfWorkFactory
@@ -42,6 +44,20 @@ class TestSqlUnitOfWork:
         async with postgres_database.unit_of_work() as uow:
             await uow.commit()  # a unit of work that sent nothing commits nothing
         assert len(sent) == before
+
+    async def test_a_cold_process_met_by_many_holds_reads_the_date_once(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        seats = await add_seats(postgres_database.unit_of_work, count=20)
+        sent: list[str] = []
+        postgres_database.watch(sent.append)
+
+        async def look_up(seat: Seat) -> Seat | None:
+            async with postgres_database.unit_of_work(read_only=True) as uow:
+                return await uow.catalog.get_seat(seat.seat_id)
+
+        assert await asyncio.gather(*(look_up(seat) for seat in seats)) == seats
+        assert [sql.split()[0] for sql in sent if sql not in ("BEGIN", "ROLLBACK")] == ["SELECT"]
 
     async def test_the_direct_path_reads_utc_and_gives_up_a_killed_connection(
         self, postgres_database: SqlDatabase

@@ -8,6 +8,7 @@ constraint: ``INSERT ... ON CONFLICT DO NOTHING`` against the live-seat index fo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -186,6 +187,7 @@ class CatalogCache:
     limit: int = 200_000
     seats: dict[SeatId, Seat] = attrs.Factory(dict)
     dates: dict[DateId, ConcertDate] = attrs.Factory(dict)
+    loading: asyncio.Lock = attrs.Factory(asyncio.Lock)
 
     def keep_seat(self, seat: Seat) -> Seat:
         if len(self.seats) >= self.limit:
@@ -460,13 +462,19 @@ class SqlCatalogRepository(CatalogRepository):
         if not self._db.read_only:  # may read what is not committed: nothing is kept
             found_rows = await self._db.run(_SEAT, seat_id=seat_id)
             return rows.seat_from_row(found_rows[0]) if found_rows else None
-        # customers hold seats of the date they are looking at: keep all of its seats at once
-        found = None
-        for row in await self._db.run(_SEATS_OF_THE_DATE_OF, seat_id=seat_id):
-            seat = self._db.catalog.keep_seat(rows.seat_from_row(row))
-            if seat.seat_id == seat_id:
-                found = seat
-        return found
+        # customers hold seats of the date they are looking at: keep all of its seats at once,
+        # one loader at a time, so that a cold process meeting the on-sale rush reads each
+        # date once rather than once per waiting request
+        async with self._db.catalog.loading:
+            cached = self._db.catalog.seats.get(seat_id)
+            if cached is not None:
+                return cached
+            found = None
+            for row in await self._db.run(_SEATS_OF_THE_DATE_OF, seat_id=seat_id):
+                seat = self._db.catalog.keep_seat(rows.seat_from_row(row))
+                if seat.seat_id == seat_id:
+                    found = seat
+            return found
 
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         taken = exists().where(reservations.c.seat_id == seats.c.seat_id, _live(now))
