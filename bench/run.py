@@ -472,12 +472,26 @@ def measure_config(
             .render_as_string(hide_password=False)
         )
         asyncio.run(reference_app.prepare(reference_conninfo))
-        with reference_server(workers, reference_conninfo, redis_url) as ref_port:
-            refs = uvloop.run(references(ref_port, connections, seconds))
-        base = stack.enter_context(services.concert_serve(workdir, env, "--workers", str(workers)))
-        port = int(base.rsplit(":", 1)[1])
-        rows = uvloop.run(scenarios(config, port, connections, seconds, refs))
-        reference_rows = [Row(config, f"reference: {name}", tally) for name, tally in refs.items()]
+
+        def measure_references() -> dict[str, loadgen.Tally]:
+            with reference_server(workers, reference_conninfo, redis_url) as ref_port:
+                return uvloop.run(references(ref_port, connections, seconds))
+
+        before = measure_references()
+        with services.concert_serve(workdir, env, "--workers", str(workers)) as base:
+            port = int(base.rsplit(":", 1)[1])
+            rows = uvloop.run(scenarios(config, port, connections, seconds, before))
+        after = measure_references()  # the machine drifts: ratios are to the mean of both
+        mean = {name: (before[name].throughput + after[name].throughput) / 2 for name in before}
+        rows = [
+            attrs.evolve(row, reference_rate=mean[row.reference]) if row.reference else row
+            for row in rows
+        ]
+        reference_rows = [
+            Row(config, f"reference: {name}, {when}", tally)
+            for when, refs in (("before", before), ("after", after))
+            for name, tally in refs.items()
+        ]
         check = check_books(
             config, service_url, None if service_url else workdir / "concert.sqlite3"
         )
