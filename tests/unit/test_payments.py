@@ -341,7 +341,7 @@ class TestRedisLostAfterCommit:
     def flaky(self, deps: Dependencies) -> Dependencies:
         return attrs.evolve(deps, queue=ExpiryFails(), timers=ReleaseFails())
 
-    async def test_a_committed_payment_succeeds_though_its_token_and_timer_stay(
+    async def test_a_committed_payment_succeeds_though_its_token_stays(
         self, flaky: Dependencies
     ) -> None:
         mina, held = await holding(flaky, "mina@example.com", balance=50_000)

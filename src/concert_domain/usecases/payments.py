@@ -15,7 +15,6 @@ from concert_domain.reservations import Reservation
 from concert_domain.usecases._idempotent import Body, run_idempotently
 from concert_domain.usecases._tidy import seat_map_changed, tidy
 from concert_domain.usecases.queue import require_active_token
-from concert_domain.usecases.reservations import timer_owner
 from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
 
 
@@ -57,7 +56,8 @@ async def pay(
     deps: Dependencies,
 ) -> PaymentReceipt:
     """Pay for a held seat in one step: the seat is sold, the balance debited, the payment
-    recorded; or nothing happens. Then the caller's queue token expires.
+    recorded; or nothing happens. Then the caller's queue token expires and every process
+    is told the seat map changed.
 
     Raises `NotFound`, `HoldExpired`, `ReservationNotHeld`, `InsufficientBalance`, the queue
     gate's errors and the idempotency errors. A retry with the same key replays the first
@@ -103,9 +103,8 @@ async def pay(
             await seat_map_changed(sold.date_id, deps)
         for token in admitted:
             await tidy(deps.queue.expire(token, deps.clock.now()), "expire a paid queue token")
-        for sold in paid:
-            owner = timer_owner(user_id)
-            await tidy(deps.timers.release(sold.concert_id, sold.seat_id, owner), "drop a timer")
+        # the seat's hold timer is left to lapse with the hold's time: a sold seat can never
+        # be held again, so the timer only turns contenders away before the database does
     return PaymentReceipt(
         payment_id=PaymentId(_int(body, "payment_id")),
         reservation_id=ReservationId(_int(body, "reservation_id")),
