@@ -1,6 +1,8 @@
 """The in-memory line, timers, login counters and seat-map stamps against the contracts Redis
 also passes."""
 
+from datetime import timedelta
+
 import pytest
 
 from adapters.memory import (
@@ -9,11 +11,16 @@ from adapters.memory import (
     InMemoryQueueStore,
     InMemorySeatMapStamps,
 )
+from concert_domain.ids import UserId
 from contracts.line import (
+    NOW,
+    POLICY,
     HoldTimersContract,
     LoginRateLimiterContract,
     QueueStoreContract,
     SeatMapStampsContract,
+    join_all,
+    statuses,
 )
 
 
@@ -39,3 +46,33 @@ class TestInMemorySeatMapStamps(SeatMapStampsContract):
     @pytest.fixture
     def stamps(self) -> InMemorySeatMapStamps:
         return InMemorySeatMapStamps()
+
+
+class TestInMemoryQueueStoreForgetting:
+    """What only the in-memory line can show with a hand-driven clock: Redis forgets expired
+    tickets by TTL, in real time."""
+
+    async def test_an_expired_ticket_is_told_for_an_hour_then_forgotten(self) -> None:
+        queue = InMemoryQueueStore()
+        [paid, idle] = await join_all(queue, range(1, 3))
+        await queue.expire(paid, NOW + timedelta(minutes=5))  # its holder paid
+        lapsed = NOW + timedelta(seconds=POLICY.active_seconds)
+        assert await queue.expire_idle(lapsed) == 1  # only the idle one: the paid one is gone
+        assert await statuses(queue, [paid, idle], lapsed) == ["expired", "expired"]
+        an_hour = timedelta(hours=1)
+        await queue.expire_idle(NOW + timedelta(minutes=5) + an_hour)
+        assert await statuses(queue, [paid, idle], lapsed + an_hour) == ["unknown", "expired"]
+        await queue.expire_idle(lapsed + an_hour)
+        assert await statuses(queue, [paid, idle], lapsed + an_hour) == ["unknown", "unknown"]
+
+    async def test_a_ticket_paid_and_made_again_is_not_expired_by_the_first_ones_time(
+        self,
+    ) -> None:
+        queue = InMemoryQueueStore()
+        first, _ = await queue.join(UserId(1), NOW, POLICY)
+        await queue.expire(first.token, NOW)
+        later = NOW + timedelta(minutes=5)
+        second, created = await queue.join(UserId(1), later, POLICY)
+        assert created
+        assert await queue.expire_idle(NOW + timedelta(seconds=POLICY.active_seconds)) == 0
+        assert await statuses(queue, [second.token], later) == ["active"]

@@ -1,12 +1,15 @@
 """The waiting line in process memory, for a single process (the embedded default and tests).
 
 Every method runs to completion without an ``await``, so concurrent coroutines see each call as
-one atomic step, as they see one Lua script in Redis.
+one atomic step, as they see one Lua script in Redis. Active tokens and retired ones are also
+kept in heaps by time, so that expiring and forgetting them costs what lapses, not a walk over
+every token.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import secrets
 from collections import deque
@@ -38,6 +41,10 @@ class InMemoryQueueStore(QueueStore):
         self._waiting: list[tuple[int, QueueToken]] = []
         self._head = 0
         self._active: dict[QueueToken, datetime] = {}
+        # (expires_at, token) of every activation and (expired_at, token) of every retirement;
+        # an entry whose token has moved on (retired early, forgotten) is skipped when it comes up
+        self._expiries: list[tuple[datetime, QueueToken]] = []
+        self._retirements: list[tuple[datetime, QueueToken]] = []
         self._admitted_at: deque[datetime] = deque()
         self._sequence = itertools.count(1)
 
@@ -78,13 +85,11 @@ class InMemoryQueueStore(QueueStore):
 
     async def expire_idle(self, now: datetime) -> int:
         expired = self._expire_lapsed(now)
-        forgotten = [
-            token
-            for token, entry in self._entries.items()
-            if entry.expired_at is not None and entry.expired_at + EXPIRED_RETENTION <= now
-        ]
-        for token in forgotten:
-            del self._entries[token]
+        while self._retirements and self._retirements[0][0] + EXPIRED_RETENTION <= now:
+            expired_at, token = heapq.heappop(self._retirements)
+            entry = self._entries.get(token)
+            if entry is not None and entry.expired_at == expired_at:
+                del self._entries[token]
         return expired
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
@@ -105,19 +110,24 @@ class InMemoryQueueStore(QueueStore):
         entry.status = TicketStatus.ACTIVE
         entry.expires_at = now + timedelta(seconds=policy.active_seconds)
         self._active[token] = entry.expires_at
+        heapq.heappush(self._expiries, (entry.expires_at, token))
         self._admitted_at.append(now)
 
     def _expire_lapsed(self, now: datetime) -> int:
-        lapsed = [token for token, expires_at in self._active.items() if expires_at <= now]
-        for token in lapsed:
-            self._retire(token, now)
-        return len(lapsed)
+        lapsed = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            _, token = heapq.heappop(self._expiries)
+            if token in self._active:  # not retired early, by a payment
+                self._retire(token, now)
+                lapsed += 1
+        return lapsed
 
     def _retire(self, token: QueueToken, when: datetime) -> None:
         entry = self._entries[token]
         entry.status = TicketStatus.EXPIRED
         entry.expires_at = None
         entry.expired_at = when
+        heapq.heappush(self._retirements, (when, token))
         self._active.pop(token, None)
         if self._live_by_user.get(entry.user_id) == token:
             del self._live_by_user[entry.user_id]
