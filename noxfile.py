@@ -44,8 +44,9 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The on-sale rush: every scenario on PostgreSQL + Redis and on the embedded default,
-    against reference endpoints measured in the same run. Prints one markdown table."""
-    install(session, "test")
+    against reference endpoints measured in the same run. Prints one markdown table;
+    ``-- --profile DIR`` records each run with py-spy."""
+    install(session, "test", "bench")
     session.run("python", "bench/run.py", *session.posargs)
 
 

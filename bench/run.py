@@ -1,11 +1,18 @@
 """The on-sale rush, measured against the framework's own ceiling: `nox -s bench`.
 
     python bench/run.py [--seconds 10] [--connections 64] [--only embedded|postgresql+redis]
+                        [--profile DIR]
 
 Starts throwaway PostgreSQL and Redis servers (loopback only), then for each configuration
 (PostgreSQL + Redis behind `concert serve --workers 2`, and the embedded default with one
-worker) measures the reference endpoints and four scenarios with the same uvicorn settings and
+worker) measures the reference endpoints and five scenarios with the same uvicorn settings and
 prints one markdown table. Every run is bounded in time and count and stops by itself.
+
+Besides throughput and latency, each single-kind run reports the server's CPU time per request
+(its processes' user + system time from /proc, over the requests answered): steadier than
+throughput on a machine whose cores the driver and the databases share. ``--profile DIR``
+records each run of the service with py-spy into ``DIR`` (collapsed stacks, as flame graph
+tools read them); `bench/hotspots.py` summarizes one.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import functools
 import os
 import random
 import secrets
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -42,15 +50,17 @@ import services  # noqa: E402
 
 SECRET = secrets.token_urlsafe(32)
 BALANCE = 1_000_000
-GROUPS = {
+GROUPS = {  # customers admitted before the scenarios start
     "reads": range(1, 65),
     "rush": range(101, 1101),
     "mixed": range(1101, 1165),
-    "pay": range(12001, 13001),
+    "pay": range(20_001, 50_001),  # one hold each: a payment expires its payer's queue token
 }
-LINE = range(2001, 12001)
-CUSTOMERS = 13_000
-PAY_SEATS = 1_000
+LINE = range(2001, 12001)  # customers who join the line during scenario (c)
+CUSTOMERS = 50_000
+PAY_SEATS = len(GROUPS["pay"])
+ADMITTED = sum(len(group) for group in GROUPS.values())
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @attrs.frozen
@@ -62,6 +72,7 @@ class Row:
     reference_rate: float = 0.0
     target: float | None = None
     check: str = ""
+    server_cpu: float | None = None  # seconds of the server's CPU over the run
 
     def markdown(self) -> str:
         ratio = self.tally.throughput / self.reference_rate if self.reference_rate else None
@@ -71,12 +82,66 @@ class Row:
         errors = sum(
             n for label, n in self.tally.statuses.items() if label.startswith(("5", "transport"))
         )
+        answered = len(self.tally.latencies)
+        cpu = ""
+        if self.server_cpu is not None and answered:
+            cpu = f"{self.server_cpu / answered * 1e6:,.0f}"
         return (
             f"| {self.config} | {self.scenario} | {self.tally.throughput:,.0f} | "
-            f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | "
+            f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | {cpu} | "
             + (f"{ratio:.2f} of {self.reference}" if ratio is not None else "")
             + f" | {'' if self.target is None else f'≥ {self.target}'} {verdict} | {self.check} |"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants, read from /proc."""
+    total, pending = 0.0, [pid]
+    while pending:
+        found = pending.pop()
+        try:
+            stat = Path(f"/proc/{found}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{found}/task/{found}/children").read_text().split()
+        except FileNotFoundError:
+            continue  # gone since its parent listed it
+        total += (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+        pending.extend(int(child) for child in children)
+    return total
+
+
+@attrs.define
+class Watch:
+    """Watches a server's processes over runs: their CPU time, and a py-spy profile of each
+    run when ``profile_dir`` is set."""
+
+    pid: int
+    label: str
+    profile_dir: Path | None = None
+    cpu: float = 0.0
+
+    @contextlib.contextmanager
+    def run(self, name: str) -> Iterator[Watch]:
+        spy = None
+        if self.profile_dir is not None:
+            slug = "".join(c if c.isalnum() else "-" for c in f"{self.label} {name}").strip("-")
+            spy = subprocess.Popen(
+                [
+                    *("py-spy", "record", "--pid", str(self.pid), "--subprocesses"),
+                    *("--rate", "250", "--format", "raw", "--nonblocking"),
+                    *("--output", str(self.profile_dir / f"{slug}.txt")),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)  # let it attach to every worker
+        started = cpu_seconds(self.pid)
+        try:
+            yield self
+        finally:
+            self.cpu = cpu_seconds(self.pid) - started
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy.wait(timeout=60)
 
 
 @functools.cache
@@ -143,7 +208,7 @@ def numbers(count: int) -> str:
 
 
 @contextlib.contextmanager
-def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[int]:
+def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[tuple[int, int]]:
     port = services.free_port()
     env = {**os.environ, "BENCH_PSYCOPG": conninfo, "BENCH_REDIS": redis_url}
     server = subprocess.Popen(
@@ -183,13 +248,17 @@ def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[in
                 raise RuntimeError("the reference server did not start")
             time.sleep(0.1)
         time.sleep(0.5)
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-async def references(port: int, connections: int, seconds: float) -> dict[str, loadgen.Tally]:
+async def references(
+    port: int, watch: Watch, connections: int, seconds: float
+) -> dict[str, tuple[loadgen.Tally, float]]:
+    """Each reference endpoint's tally and the server's CPU seconds over it."""
+
     async def get(path: str, method: str = "GET") -> loadgen.Step:
         async def step(connection: loadgen.Connection, _: int) -> str:
             status, _body = await connection.request(method, path)
@@ -197,16 +266,18 @@ async def references(port: int, connections: int, seconds: float) -> dict[str, l
 
         return step
 
-    found = {}
+    found: dict[str, tuple[loadgen.Tally, float]] = {}
     for name, path, method in (
         ("bare", "/bare", "GET"),
         ("redis", "/redis", "GET"),
         ("psycopg", "/psycopg", "POST"),
     ):
         await loadgen.drive("127.0.0.1", port, connections, await get(path, method), seconds=1)
-        found[name] = await loadgen.drive(
-            "127.0.0.1", port, connections, await get(path, method), seconds=seconds
-        )
+        with watch.run(name):
+            tally = await loadgen.drive(
+                "127.0.0.1", port, connections, await get(path, method), seconds=seconds
+            )
+        found[name] = (tally, watch.cpu)
     return found
 
 
@@ -227,13 +298,21 @@ async def join(connection: loadgen.Connection, user: int) -> str:
 
 
 async def scenarios(
-    config: str, port: int, connections: int, seconds: float, refs: dict[str, loadgen.Tally]
+    config: str, port: int, watch: Watch, connections: int, seconds: float
 ) -> list[Row]:
+    """The five scenarios; rows without their reference rates (the caller adds them)."""
     host = "127.0.0.1"
+    admitted = [user for group in GROUPS.values() for user in group]
+    tokens: dict[int, str] = {}
+
+    async def admit(connection: loadgen.Connection, n: int) -> str:
+        tokens[admitted[n]] = await join(connection, admitted[n])
+        return "joined"
+
+    await loadgen.drive(host, port, connections, admit, seconds=600, limit=len(admitted))
+    assert len(tokens) == len(admitted), "the setup could not admit every customer"
     setup = loadgen.Connection(host, port)
     [concert] = (await setup.request("GET", "/concerts"))[1]["concerts"]
-    tokens = {user: await join(setup, user) for group in GROUPS.values() for user in group}
-    assert len(tokens) <= 5_000, "more customers admitted than CONCERT_QUEUE_CAPACITY"
     dates = (
         await setup.request(
             "GET", f"/concerts/{concert['concert_id']}/dates", headers=headers(1, tokens[1])
@@ -262,8 +341,9 @@ async def scenarios(
         )
         return str(status)
 
-    tally = await loadgen.drive(host, port, connections, read, seconds=seconds)
-    rows.append(Row(config, "(a) seat map reads", tally, "bare", refs["bare"].throughput, 0.5))
+    with watch.run("seat map reads"):
+        tally = await loadgen.drive(host, port, connections, read, seconds=seconds)
+    rows.append(Row(config, "(a) seat map reads", tally, "bare", target=0.5, server_cpu=watch.cpu))
 
     # (b) 1,000 customers racing for the 50 seats of one date: hold, then pay
     rush = list(GROUPS["rush"])
@@ -300,37 +380,36 @@ async def scenarios(
             return f"pay {status}"
         return "gave up"
 
-    started = time.perf_counter()
-    await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
-    share_time(time.perf_counter() - started, holds, pays)
-    rows.append(
-        Row(config, "(b) rush: hold requests", holds, "psycopg", refs["psycopg"].throughput, 0.7)
-    )
+    with watch.run("rush"):
+        started = time.perf_counter()
+        await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
+        share_time(time.perf_counter() - started, holds, pays)
+    rows.append(Row(config, "(b) rush: hold requests", holds, "psycopg", target=0.7))
     rows.append(Row(config, f"(b) rush: the {len(pays.latencies)} payments", pays))
 
-    # (c) 10,000 customers join the line and poll their status
+    # (c) 10,000 customers join the line (most of them wait), then each polls their status
     line = list(LINE)
-    joins, polls = loadgen.Tally(), loadgen.Tally()
+    line_tokens: dict[int, str] = {}
 
-    async def queue(connection: loadgen.Connection, n: int) -> str:
-        user = line[n]
-        started = time.perf_counter()
-        status, body = await connection.request("POST", "/queue/tokens", headers=headers(user))
-        joins.record(started, str(status))
-        started = time.perf_counter()
-        status, _ = await connection.request(
-            "GET", "/queue/status", headers=headers(user, body["token"])
-        )
-        polls.record(started, str(status))
+    async def queue_join(connection: loadgen.Connection, n: int) -> str:
+        status, body = await connection.request("POST", "/queue/tokens", headers=headers(line[n]))
+        if status in (200, 201):
+            line_tokens[n] = body["token"]
         return str(status)
 
-    started = time.perf_counter()
-    await loadgen.drive(host, port, connections, queue, seconds=seconds * 6, limit=len(line))
-    share_time(time.perf_counter() - started, joins, polls)
-    rows.append(Row(config, "(c) queue joins", joins, "redis", refs["redis"].throughput, 0.8))
-    rows.append(
-        Row(config, "(c) queue status polls", polls, "redis", refs["redis"].throughput, 0.8)
-    )
+    async def queue_poll(connection: loadgen.Connection, n: int) -> str:
+        user = line[n]
+        status, _ = await connection.request(
+            "GET", "/queue/status", headers=headers(user, line_tokens.get(n))
+        )
+        return str(status)
+
+    for name, step in (("(c) queue joins", queue_join), ("(c) queue status polls", queue_poll)):
+        with watch.run(name):
+            tally = await loadgen.drive(
+                host, port, connections, step, seconds=seconds * 6, limit=len(line)
+            )
+        rows.append(Row(config, name, tally, "redis", target=0.8, server_cpu=watch.cpu))
 
     # (d) a mixed steady load
     mixed = list(GROUPS["mixed"])
@@ -365,10 +444,12 @@ async def scenarios(
             status, _ = await connection.request("GET", "/queue/status", headers=auth)
         return str(status)
 
-    tally = await loadgen.drive(host, port, connections, mix, seconds=seconds)
-    rows.append(Row(config, "(d) mixed steady load", tally, "bare", refs["bare"].throughput))
+    with watch.run("mixed"):
+        tally = await loadgen.drive(host, port, connections, mix, seconds=seconds)
+    rows.append(Row(config, "(d) mixed steady load", tally, "bare", server_cpu=watch.cpu))
 
-    # (e) 1,000 customers hold distinct free seats, then all pay: each at its own throughput
+    # (e) customers hold distinct free seats for a while, then pay for what they hold: each
+    # at its own throughput
     payers = list(GROUPS["pay"])
     free = seat_ids[pay_date]
     reservations: dict[int, int] = {}
@@ -389,13 +470,23 @@ async def scenarios(
         )
         return str(status)
 
-    tally = await loadgen.drive(host, port, connections, hold_free, seconds=60, limit=len(payers))
+    with watch.run("holds on free seats"):
+        tally = await loadgen.drive(
+            host, port, connections, hold_free, seconds=seconds, limit=len(payers)
+        )
     rows.append(
-        Row(config, "(e) holds on free seats", tally, "psycopg", refs["psycopg"].throughput, 0.7)
+        Row(config, "(e) holds on free seats", tally, "psycopg", target=0.7, server_cpu=watch.cpu)
     )
-    count = len(reservations)
-    tally = await loadgen.drive(host, port, connections, pay_held, seconds=60, limit=count)
-    rows.append(Row(config, "(e) payments", tally, "psycopg", refs["psycopg"].throughput, 0.5))
+    holding = sorted(reservations)
+
+    async def pay_next(connection: loadgen.Connection, n: int) -> str:
+        return await pay_held(connection, holding[n])
+
+    with watch.run("payments"):
+        tally = await loadgen.drive(
+            host, port, connections, pay_next, seconds=seconds, limit=len(holding)
+        )
+    rows.append(Row(config, "(e) payments", tally, "psycopg", target=0.5, server_cpu=watch.cpu))
     return rows
 
 
@@ -428,13 +519,19 @@ def check_books(config: str, url: str | None, sqlite_path: Path | None) -> str:
 
 
 def measure_config(
-    config: str, pg_server: str, redis_url: str, connections: int, seconds: float
+    config: str,
+    pg_server: str,
+    redis_url: str,
+    connections: int,
+    seconds: float,
+    profile_dir: Path | None,
 ) -> tuple[list[Row], str]:
     workdir = Path(tempfile.mkdtemp(prefix="concert-bench-"))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CONCERT_JWT_SECRET": SECRET,
-        "CONCERT_QUEUE_CAPACITY": "5000",
+        # room for every customer the scenarios admit: the line of (c) waits behind them
+        "CONCERT_QUEUE_CAPACITY": str(ADMITTED),
     }
     workers = 1
     with contextlib.ExitStack() as stack:
@@ -473,24 +570,28 @@ def measure_config(
         )
         asyncio.run(reference_app.prepare(reference_conninfo))
 
-        def measure_references() -> dict[str, loadgen.Tally]:
-            with reference_server(workers, reference_conninfo, redis_url) as ref_port:
-                return uvloop.run(references(ref_port, connections, seconds))
+        def measure_references(when: str) -> dict[str, tuple[loadgen.Tally, float]]:
+            with reference_server(workers, reference_conninfo, redis_url) as (ref_port, pid):
+                watch = Watch(pid, f"{config} reference {when}", profile_dir)
+                return uvloop.run(references(ref_port, watch, connections, seconds))
 
-        before = measure_references()
-        with services.concert_serve(workdir, env, "--workers", str(workers)) as base:
-            port = int(base.rsplit(":", 1)[1])
-            rows = uvloop.run(scenarios(config, port, connections, seconds, before))
-        after = measure_references()  # the machine drifts: ratios are to the mean of both
-        mean = {name: (before[name].throughput + after[name].throughput) / 2 for name in before}
+        before = measure_references("before")
+        with services.concert_serve(workdir, env, "--workers", str(workers)) as served:
+            port = int(served.url.rsplit(":", 1)[1])
+            watch = Watch(served.pid, config, profile_dir)
+            rows = uvloop.run(scenarios(config, port, watch, connections, seconds))
+        after = measure_references("after")  # the machine drifts: ratios are to the mean
+        mean = {
+            name: (before[name][0].throughput + after[name][0].throughput) / 2 for name in before
+        }
         rows = [
             attrs.evolve(row, reference_rate=mean[row.reference]) if row.reference else row
             for row in rows
         ]
         reference_rows = [
-            Row(config, f"reference: {name}, {when}", tally)
+            Row(config, f"reference: {name}, {when}", tally, server_cpu=cpu)
             for when, refs in (("before", before), ("after", after))
-            for name, tally in refs.items()
+            for name, (tally, cpu) in refs.items()
         ]
         check = check_books(
             config, service_url, None if service_url else workdir / "concert.sqlite3"
@@ -505,22 +606,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", choices=["embedded", "postgresql+redis"])
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="record every run with py-spy into DIR"
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     ceiling = uvloop.run(loadgen.ceiling(args.connections, 3))
     print(f"load driver ceiling (one process, against a do-nothing server): {ceiling:,.0f} req/s")
     configs = [args.only] if args.only else ["postgresql+redis", "embedded"]
     table = [
-        "| configuration | scenario | req/s | p50 ms | p99 ms | errors | ratio | target "
-        "| correctness |",
-        "|---|---|---:|---:|---:|---:|---|---|---|",
+        "| configuration | scenario | req/s | p50 ms | p99 ms | errors | server CPU µs/req "
+        "| ratio | target | correctness |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     with services.postgres_server() as pg_server, services.redis_server() as redis_url:
         for config in configs:
             rows, check = measure_config(
-                config, pg_server, redis_url, args.connections, args.seconds
+                config, pg_server, redis_url, args.connections, args.seconds, args.profile
             )
             table.extend(row.markdown() for row in rows)
-            table.append(f"| {config} | books after the run | | | | | | | {check} |")
+            table.append(f"| {config} | books after the run | | | | | | | | {check} |")
             print(f"{config} done", file=sys.stderr)
     print("\n".join(table))
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import attrs
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -203,10 +204,19 @@ def redis_server() -> Iterator[str]:
         server.remove()
 
 
+@attrs.frozen
+class Served:
+    """A running ``concert serve``: where it answers, and its process (the workers are its
+    children)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def concert_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """``concert serve`` on a free loopback port, its output in ``cwd/serve.log``; yields its
-    base URL once ``/readyz`` answers 200, and stops it afterwards."""
+def concert_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Served]:
+    """``concert serve`` on a free loopback port, its output in ``cwd/serve.log``; yields it
+    once ``/readyz`` answers 200, and stops it afterwards."""
     import sys
 
     import httpx
@@ -233,7 +243,7 @@ def concert_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
                         f"concert serve did not become ready:\n{log_path.read_text()}"
                     )
                 time.sleep(0.1)
-            yield base
+            yield Served(base, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)

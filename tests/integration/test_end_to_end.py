@@ -74,8 +74,8 @@ def service(
         cleanups.append(forget_keys)
     concert(env, workdir, "seed-demo")
     try:
-        with services.concert_serve(workdir, env, "--workers", workers) as base:
-            yield base
+        with services.concert_serve(workdir, env, "--workers", workers) as served:
+            yield served.url
     finally:
         for cleanup in cleanups:
             cleanup()

@@ -29,8 +29,8 @@ def test_the_readme_walkthrough_sells_a_seat(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     cli = [sys.executable, "-m", "entrypoints.cli"]
     subprocess.run([*cli, "seed-demo"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    with services.concert_serve(tmp_path, env) as base:
-        script = walkthrough.group(1).replace("http://127.0.0.1:8000", base)
+    with services.concert_serve(tmp_path, env) as served:
+        script = walkthrough.group(1).replace("http://127.0.0.1:8000", served.url)
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             env=env,
