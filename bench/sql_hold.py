@@ -1,8 +1,7 @@
 """Hold throughput of the SQL adapter against raw psycopg doing the same conditional write,
 measured in one run on one throwaway PostgreSQL (or CONCERT_TEST_DATABASE_URL), plus the
-statements of a hold and a payment through the use cases. A transaction's BEGIN travels with
-its first statement, and a hold's lock and insert travel together (psycopg's pipeline mode):
-round trips are the statements less those that travel with another.
+round trips of a hold and a payment through the use cases, with the statements each carries
+(a transaction's BEGIN travels with its first statements: `adapters.sql.sessions`).
 
     python bench/sql_hold.py [--seconds 5] [--workers 8]
 
@@ -173,9 +172,11 @@ async def measure(url: str, seconds: float, workers: int) -> None:
     adapter = (results["adapter"] + results["adapter again"]) / 2
     print(f"adapter / raw = {adapter / raw:.2f}  ({workers} workers, {seconds:.0f} s per run)")
 
-    statements: list[str] = []
+    statements: list[str] = []  # one entry per round trip: the first word of each statement
 
-    database.watch(lambda sql: statements.append(sql.split()[0]))
+    database.watch(
+        lambda sent: statements.append("+".join(s.split()[0] for s in sent.split(";\n")))
+    )
 
     user = UserId(USERS)
     token = (await usecases.join_queue(user, deps=deps))[0].token
@@ -183,15 +184,15 @@ async def measure(url: str, seconds: float, workers: int) -> None:
     seat = SeatId(adapter_seats[-1][0])
     statements.clear()
     held = await usecases.hold_seat(user, token, seat, deps=deps)
-    print(f"hold: {len(statements)} statements: {' '.join(statements)}")
+    print(f"hold: {len(statements)} round trips: {' '.join(statements)}")
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, deps=deps)
-    print(f"pay:  {len(statements)} statements: {' '.join(statements)}")
+    print(f"pay:  {len(statements)} round trips: {' '.join(statements)}")
     token = (await usecases.join_queue(user, deps=deps))[0].token
     held = await usecases.hold_seat(user, token, SeatId(adapter_seats[-2][0]), deps=deps)
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, "bench-key", deps=deps)
-    print(f"pay with an idempotency key: {len(statements)} statements: {' '.join(statements)}")
+    print(f"pay with an idempotency key: {len(statements)} round trips: {' '.join(statements)}")
 
     for connection in raw_connections:
         await connection.close()

@@ -71,7 +71,7 @@ class TestSqlUnitOfWork:
                 await uow.commit()
             assert held.expires_at.utcoffset() == timedelta(0)
             assert held.expires_at == NOW + HOLD
-            async with database.unit_of_work(read_only=True) as uow:
+            async with database.unit_of_work() as uow:  # in a transaction: killable
                 assert await uow.reservations.get(held.reservation_id) == held
                 async with postgres_database.engine.connect() as killer:
                     await killer.execute(

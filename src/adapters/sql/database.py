@@ -1,4 +1,4 @@
-"""`SqlDatabase`: the engine, a unit of work per request, readiness, and migrations."""
+"""`SqlDatabase`: a unit of work per request, readiness, and migrations."""
 
 from __future__ import annotations
 
@@ -6,57 +6,75 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import create_engine
+from adapters.sql.engine import create_engine, normalize_url, postgres_conninfo
 from adapters.sql.errors import translate
 from adapters.sql.migrations import is_current, upgrade
 from adapters.sql.repositories import (
-    CatalogCache,
     SqlAccountRepository,
     SqlCatalogRepository,
     SqlIdempotencyRepository,
     SqlPaymentRepository,
     SqlReservationRepository,
-    SqlSession,
     SqlWalletRepository,
+)
+from adapters.sql.sessions import (
+    CatalogCache,
+    PostgresConnections,
+    PostgresSession,
+    Session,
+    SqliteSession,
 )
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ports import UnitOfWork
 
 
 class SqlDatabase:
-    """One engine shared by a process. Build it in a lifespan or a command, never at import."""
+    """One per process. Build it in a lifespan or a command, never at import: nothing connects
+    until the first unit of work, `ping` or `migrate`.
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    ``engine`` (SQLAlchemy) runs migrations and, on SQLite, the units of work too; on
+    PostgreSQL they run on a pool of ``pool_size`` psycopg connections."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 8) -> None:
+        self.engine: AsyncEngine = create_engine(url)
         self.catalog = CatalogCache()
         self._watchers: list[Callable[[str], None]] = []
+        self._postgres: PostgresConnections | None = None
+        if normalize_url(url).get_backend_name() == "postgresql":
+            self._postgres = PostgresConnections(postgres_conninfo(url), size=pool_size)
 
     @classmethod
     def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
-        return cls(create_engine(url, pool_size=pool_size))
+        return cls(url, pool_size=pool_size)
 
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
-        return SqlUnitOfWork(
-            SqlSession(
-                self.engine, read_only=read_only, catalog=self.catalog, watchers=self._watchers
+        session: Session
+        if self._postgres is not None:
+            session = PostgresSession(
+                self._postgres, read_only=read_only, catalog=self.catalog, watchers=self._watchers
             )
-        )
+        else:
+            session = SqliteSession(self.engine, read_only=read_only, catalog=self.catalog)
+        return SqlUnitOfWork(session)
 
     def watch(self, watcher: Callable[[str], None]) -> None:
-        """Call ``watcher`` with the SQL of every statement sent from now on, whichever path
-        sends it, and with BEGIN, COMMIT and ROLLBACK (for tests and benchmarks that count
-        round trips)."""
+        """Call ``watcher`` with what every round trip of a unit of work sends from now on
+        (for tests and benchmarks that count them): on PostgreSQL the statements of one round
+        trip in one string, ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` included; on SQLite each
+        statement, and ``BEGIN``, ``COMMIT`` and ``ROLLBACK``."""
         self._watchers.append(watcher)
-        sync_engine = self.engine.sync_engine
-        event.listen(sync_engine, "before_cursor_execute", lambda *a: watcher(a[2]))
-        for name in ("begin", "commit", "rollback"):
-            event.listen(sync_engine, name, lambda *_, n=name: watcher(n.upper()))
+        if self._postgres is None:
+            sync_engine = self.engine.sync_engine
+            event.listen(sync_engine, "before_cursor_execute", lambda *a: watcher(a[2]))
+            for name in ("begin", "commit", "rollback"):
+                event.listen(sync_engine, name, lambda *_, n=name: watcher(n.upper()))
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
@@ -75,7 +93,17 @@ class SqlDatabase:
             raise _translated(e) from e
 
     async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the database answers."""
+        """Raise `StoreUnavailable` unless the database answers, through the connections the
+        units of work use."""
+        if self._postgres is not None:
+            pooled = await self._postgres.get()
+            try:
+                await pooled.execute("SELECT 1")
+            except (psycopg.Error, OSError) as e:
+                raise StoreUnavailable("the database does not answer") from e
+            finally:
+                await self._postgres.give_back(pooled)
+            return
         try:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -83,21 +111,22 @@ class SqlDatabase:
             raise StoreUnavailable("the database does not answer") from e
 
     async def dispose(self) -> None:
+        if self._postgres is not None:
+            await self._postgres.close()
         await self.engine.dispose()
 
 
 class SqlUnitOfWork(UnitOfWork):
-    """One transaction on one pooled connection, taken at the first statement; rolled back
-    unless committed."""
+    """One transaction, taken at the first statement; rolled back unless committed."""
 
-    def __init__(self, session: SqlSession) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
-        self.accounts = SqlAccountRepository(self._session)
-        self.catalog = SqlCatalogRepository(self._session)
-        self.reservations = SqlReservationRepository(self._session)
-        self.wallets = SqlWalletRepository(self._session)
-        self.payments = SqlPaymentRepository(self._session)
-        self.idempotency = SqlIdempotencyRepository(self._session)
+        self.accounts = SqlAccountRepository(session)
+        self.catalog = SqlCatalogRepository(session)
+        self.reservations = SqlReservationRepository(session)
+        self.wallets = SqlWalletRepository(session)
+        self.payments = SqlPaymentRepository(session)
+        self.idempotency = SqlIdempotencyRepository(session)
 
     async def __aenter__(self) -> Self:
         return self
@@ -108,25 +137,10 @@ class SqlUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection, self._session.connection = self._session.connection, None
-        if connection is None:
-            return
-        try:
-            if connection.in_transaction():
-                await connection.rollback()
-        except DBAPIError:
-            pass  # a broken connection rolls back by itself; the pool discards it
-        finally:
-            await connection.close()
+        await self._session.close()
 
     async def commit(self) -> None:
-        connection = self._session.connection
-        if connection is None:
-            return  # nothing was sent: nothing to commit
-        try:
-            await connection.commit()
-        except DBAPIError as e:
-            raise _translated(e) from e
+        await self._session.commit()
 
 
 def _translated(error: DBAPIError) -> Exception:

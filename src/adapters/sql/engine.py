@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_SECONDS = 30
+CONNECT_SECONDS = 5
 READ_ONLY = "concert_read_only"  # execution option: this transaction only reads
 
 
@@ -29,9 +32,9 @@ def normalize_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database {backend!r}: use postgresql or sqlite")
 
 
-def create_engine(url: str | URL, *, pool_size: int = 8, **options: Any) -> AsyncEngine:
-    """An engine for ``url``. Small pools: on this hardware 4 to 8 connections gave the same
-    throughput as large ones with far better tail latency."""
+def create_engine(url: str | URL, **options: Any) -> AsyncEngine:
+    """An engine for ``url``. On PostgreSQL it serves migrations and checks only, with no pool
+    of its own: units of work run on psycopg directly (`sessions.PostgresConnections`)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(
@@ -39,16 +42,30 @@ def create_engine(url: str | URL, *, pool_size: int = 8, **options: Any) -> Asyn
         )
         _serialize_sqlite_writers(engine)
         return engine
-    # no pre-ping: it would cost a round trip per transaction; a dead connection fails its
-    # statement instead, which becomes StoreUnavailable, and the pool replaces it
-    # sessions in UTC, so that the hot paths reading psycopg rows directly get UTC timestamps;
-    # added to any options the URL already gives (a search_path, say)
-    given = parsed.query.get("options", "")
-    given = given if isinstance(given, str) else " ".join(given)
-    connect_args = {"options": f"{given} -c TimeZone=UTC".strip()}
+    # the URL keeps its options (``engine.url`` must name the same database); the connect
+    # arguments, which take precedence, repeat them in UTC
+    options_given, _ = _split_options(parsed)
     return create_async_engine(
-        parsed, pool_size=pool_size, max_overflow=0, connect_args=connect_args, **options
+        parsed, poolclass=NullPool, connect_args={"options": _in_utc(options_given)}, **options
     )
+
+
+def postgres_conninfo(url: str | URL) -> str:
+    """The libpq connection string for a ``postgresql`` URL: sessions in UTC, so that rows
+    read on psycopg carry UTC timestamps, with any options the URL gives (a search_path, say)."""
+    options_given, plain = _split_options(normalize_url(url))
+    uri = plain.set(drivername="postgresql").render_as_string(hide_password=False)
+    return make_conninfo(uri, options=_in_utc(options_given), connect_timeout=CONNECT_SECONDS)
+
+
+def _split_options(url: URL) -> tuple[str, URL]:
+    given = url.query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    return given, url.difference_update_query(["options"])
+
+
+def _in_utc(options: str) -> str:
+    return f"{options} -c TimeZone=UTC".strip()
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
