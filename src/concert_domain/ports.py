@@ -19,7 +19,6 @@ from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
 from concert_domain.ids import (
     ConcertId,
     DateId,
-    PaymentId,
     QueueToken,
     ReservationId,
     SeatId,
@@ -27,7 +26,7 @@ from concert_domain.ids import (
 )
 from concert_domain.queue import QueuePolicy, QueueTicket
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import LedgerEntry, Payment
+from concert_domain.wallet import LedgerEntry, Payment, Sale
 
 
 class Clock(Protocol):
@@ -124,11 +123,6 @@ class ReservationRepository(Protocol):
         `Reservation.as_of`)."""
         ...
 
-    async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
-        """Conditional write: held and ``expires_at`` after ``now`` becomes paid. Returns None,
-        changing nothing, when the condition fails."""
-        ...
-
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         """Conditional write: held and unexpired becomes cancelled; None when not."""
         ...
@@ -141,7 +135,8 @@ class ReservationRepository(Protocol):
 
 class WalletRepository(Protocol):
     """Balances with an append-only ledger. Every change writes its ledger entry in the same
-    transaction, so a balance always equals its ledger."""
+    transaction, so a balance always equals its ledger. Payments debit it
+    (`PaymentRepository.pay`)."""
 
     async def open(self, user_id: UserId) -> None:
         """Create the customer's empty wallet."""
@@ -156,24 +151,24 @@ class WalletRepository(Protocol):
         Returns the new balance, or None having changed nothing."""
         ...
 
-    async def debit(
-        self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
-    ) -> int | None:
-        """Conditional write: take ``amount`` only if the balance covers it. Returns the new
-        balance, or None having changed nothing. A balance never goes below zero."""
-        ...
-
     async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
         """The customer's entries, oldest first."""
         ...
 
 
 class PaymentRepository(Protocol):
-    async def add(
-        self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
-    ) -> Payment:
-        """Record a payment. A reservation has at most one: a second raises
-        `ReservationNotHeld`."""
+    async def pay(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+    ) -> Sale | None:
+        """Pay for the customer's hold in one atomic step, decided by the store under any
+        concurrency: the reservation, if it is ``user_id``'s and held with ``expires_at``
+        after ``now``, becomes paid; a payment of its price is recorded; the wallet is debited
+        by the price, with its ledger entry. A reservation is paid at most once and a balance
+        never goes below zero.
+
+        Returns the sale; None, having changed nothing, when the reservation is not the
+        customer's unexpired hold. Raises `InsufficientBalance` when the balance does not
+        cover the price: the unit of work must then be rolled back, not committed."""
         ...
 
     async def for_reservation(self, reservation_id: ReservationId) -> Payment | None: ...

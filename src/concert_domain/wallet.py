@@ -11,8 +11,9 @@ from datetime import datetime
 
 import attrs
 
-from concert_domain.errors import InvalidRequest
+from concert_domain.errors import InsufficientBalance, InvalidRequest
 from concert_domain.ids import PaymentId, ReservationId, UserId
+from concert_domain.reservations import Reservation
 
 CHARGE_MIN = 1
 CHARGE_MAX = 10_000_000
@@ -59,6 +60,20 @@ class Payment:
     user_id: UserId
     amount: int
     created_at: datetime
+
+
+@attrs.frozen
+class Sale:
+    """A held seat paid for: the reservation, now paid; its payment; the balance left."""
+
+    reservation: Reservation
+    payment: Payment
+    balance: int
+
+
+def shortfall(price: int) -> InsufficientBalance:
+    """The error for a balance that does not cover ``price``."""
+    return InsufficientBalance(f"the seat costs {price:,} won; top up the wallet and pay again")
 
 
 @attrs.frozen

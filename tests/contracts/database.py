@@ -14,14 +14,14 @@ from concert_domain.catalog import Seat
 from concert_domain.errors import (
     EmailTaken,
     HoldLimitReached,
+    InsufficientBalance,
     InvalidRequest,
-    ReservationNotHeld,
     SeatUnavailable,
 )
 from concert_domain.idempotency import IdempotencyState, JsonScalar, StoredOutcome
-from concert_domain.ids import ConcertId, DateId, PaymentId, ReservationId, SeatId, UserId
+from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWorkFactory
-from concert_domain.wallet import LedgerKind, ledger_balance
+from concert_domain.wallet import LedgerKind, Sale, ledger_balance
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
@@ -63,6 +63,15 @@ async def credit(uow: UnitOfWorkFactory, user: UserId, amount: int) -> int | Non
         balance = await tx.wallets.credit(user, amount, NOW, 100_000_000)
         await tx.commit()
     return balance
+
+
+async def sell(
+    uow: UnitOfWorkFactory, user: UserId, reservation_id: ReservationId, now: datetime = NOW
+) -> Sale | None:
+    async with uow() as tx:
+        sale = await tx.payments.pay(reservation_id, user, now)
+        await tx.commit()
+    return sale
 
 
 class DatabaseContract:
@@ -156,11 +165,10 @@ class DatabaseContract:
         await hold(uow, user, one)
         paid = await hold(uow, user, two, now=NOW - HOLD)  # lapses at NOW...
         await hold(uow, user, three, now=NOW - timedelta(minutes=10))
-        async with uow() as tx:
-            # ...so it cannot be paid at NOW; paid a moment before it lapsed, it stays sold
-            assert await tx.reservations.mark_paid(paid, NOW) is None
-            assert await tx.reservations.mark_paid(paid, NOW - timedelta(seconds=1)) is not None
-            await tx.commit()
+        await credit(uow, user, 50_000)
+        # ...so it cannot be paid at NOW; paid a moment before it lapsed, it stays sold
+        assert await sell(uow, user, paid, NOW) is None
+        assert await sell(uow, user, paid, NOW - timedelta(seconds=1)) is not None
         async with uow() as tx:
             statuses = [v.status for v in await tx.catalog.seat_map(one.date_id, NOW)]
             later = [v.status for v in await tx.catalog.seat_map(one.date_id, NOW + HOLD)]
@@ -225,9 +233,8 @@ class DatabaseContract:
         user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
         await hold(uow, user, one)
         paid = await hold(uow, user, two)
-        async with uow() as tx:
-            await tx.reservations.mark_paid(paid, NOW)
-            await tx.commit()
+        await credit(uow, user, 50_000)
+        assert await sell(uow, user, paid) is not None
         for seat, when in (
             (one, NOW + HOLD - timedelta(seconds=1)),
             (two, NOW + timedelta(days=1)),
@@ -274,16 +281,17 @@ class DatabaseContract:
         one, two = await add_seats(uow, count=2)
         user = await add_customer(uow)
         first, second = await hold(uow, user, one), await hold(uow, user, two)
+        await credit(uow, user, 100_000)
         async with uow() as tx:
-            assert await tx.reservations.mark_paid(first, NOW + HOLD) is None
+            assert await tx.payments.pay(first, user, NOW + HOLD) is None
             assert await tx.reservations.cancel(first, NOW + HOLD) is None
-            paid = await tx.reservations.mark_paid(first, NOW)
-            assert paid is not None and paid.status == "paid"
-            assert await tx.reservations.mark_paid(first, NOW) is None
+            sale = await tx.payments.pay(first, user, NOW)
+            assert sale is not None and sale.reservation.status == "paid"
+            assert await tx.payments.pay(first, user, NOW) is None
             assert await tx.reservations.cancel(first, NOW) is None
             assert await tx.reservations.cancel(second, NOW) is not None
-            assert await tx.reservations.mark_paid(second, NOW) is None
-            assert await tx.reservations.mark_paid(ReservationId(10_000), NOW) is None
+            assert await tx.payments.pay(second, user, NOW) is None
+            assert await tx.payments.pay(ReservationId(10_000), user, NOW) is None
             await tx.commit()
 
     async def test_the_sweep_expires_each_lapsed_hold_once_and_nothing_else(
@@ -293,9 +301,8 @@ class DatabaseContract:
         user = await add_customer(uow)
         lapsed = [await hold(uow, user, s, now=NOW - HOLD, limit=9) for s in seats[:3]]
         paid = await hold(uow, user, seats[3], now=NOW - HOLD, limit=9)
-        async with uow() as tx:
-            await tx.reservations.mark_paid(paid, NOW - HOLD)
-            await tx.commit()
+        await credit(uow, user, 50_000)
+        assert await sell(uow, user, paid, NOW - HOLD) is not None
         await hold(uow, user, seats[4], limit=9)
         async with uow() as tx:
             first = await tx.reservations.expire_due(NOW, limit=2)
@@ -328,14 +335,17 @@ class DatabaseContract:
 
     # -- wallets and payments -----------------------------------------------------------------
 
-    async def test_credits_and_debits_move_the_balance_and_write_the_ledger(
+    async def test_credits_and_sales_move_the_balance_and_write_the_ledger(
         self, uow: UnitOfWorkFactory
     ) -> None:
+        [seat] = await add_seats(uow, count=1, price=20_000)
         user = await add_customer(uow)
+        reservation_id = await hold(uow, user, seat)
         assert await credit(uow, user, 30_000) == 30_000
         async with uow() as tx:
-            assert await tx.wallets.debit(user, 20_000, NOW, PaymentId(7)) == 10_000
-            assert await tx.wallets.debit(user, 10_001, NOW, PaymentId(8)) is None
+            sale = await tx.payments.pay(reservation_id, user, NOW)
+            assert sale is not None
+            assert sale.balance == 10_000
             assert await tx.wallets.credit(user, 91, NOW, 10_090) is None
             assert await tx.wallets.credit(user, 90, NOW, 10_090) == 10_090
             await tx.commit()
@@ -344,7 +354,7 @@ class DatabaseContract:
             assert await tx.wallets.balance(user) == 10_090
         assert [(e.kind, e.amount, e.payment_id) for e in entries] == [
             (LedgerKind.CHARGE, 30_000, None),
-            (LedgerKind.PAYMENT, 20_000, 7),
+            (LedgerKind.PAYMENT, 20_000, sale.payment.payment_id),
             (LedgerKind.CHARGE, 90, None),
         ]
         assert ledger_balance(entries) == 10_090
@@ -364,33 +374,63 @@ class DatabaseContract:
             assert await tx.wallets.balance(user) == 2_000
             assert len(await tx.wallets.ledger(user)) == 20
 
-    async def test_concurrent_debits_never_go_below_zero(self, uow: UnitOfWorkFactory) -> None:
+    async def test_concurrent_sales_never_take_the_balance_below_zero(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=10, price=300)
         user = await add_customer(uow)
+        held = [await hold(uow, user, seat, limit=10) for seat in seats]
         await credit(uow, user, 1_000)
 
-        async def debit(n: int) -> int | None:
-            async with uow() as tx:
-                balance = await tx.wallets.debit(user, 300, NOW, PaymentId(n))
-                await tx.commit()
-            return balance
+        async def balance_after(reservation_id: ReservationId) -> int:
+            sale = await sell(uow, user, reservation_id)
+            assert sale is not None
+            return sale.balance
 
-        results = await asyncio.gather(*(debit(n) for n in range(10)))
-        assert sorted(r for r in results if r is not None) == [100, 400, 700]
+        results = await asyncio.gather(*(balance_after(r) for r in held), return_exceptions=True)
+        assert sorted(r for r in results if isinstance(r, int)) == [100, 400, 700]
+        assert all(isinstance(r, InsufficientBalance) for r in results if not isinstance(r, int))
         async with uow() as tx:
             assert await tx.wallets.balance(user) == 100
+            assert len(await tx.wallets.ledger(user)) == 4
+            after = [await tx.reservations.get(r) for r in held]
+        assert sorted(r.status for r in after if r is not None) == ["held"] * 7 + ["paid"] * 3
 
-    async def test_a_reservation_takes_one_payment(self, uow: UnitOfWorkFactory) -> None:
-        [seat] = await add_seats(uow, count=1)
+    async def test_a_sale_the_balance_does_not_cover_raises_and_is_rolled_back(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1, price=50_000)
         user = await add_customer(uow)
+        await credit(uow, user, 49_999)
         reservation_id = await hold(uow, user, seat)
-        async with uow() as tx:
-            payment = await tx.payments.add(reservation_id, user, 50_000, NOW)
-            await tx.commit()
-        with pytest.raises(ReservationNotHeld):
+        with pytest.raises(InsufficientBalance, match="50,000 won"):
             async with uow() as tx:
-                await tx.payments.add(reservation_id, user, 50_000, NOW)
+                await tx.payments.pay(reservation_id, user, NOW)
         async with uow() as tx:
-            assert await tx.payments.for_reservation(reservation_id) == payment
+            reservation = await tx.reservations.get(reservation_id)
+            assert reservation is not None
+            assert reservation.status == "held"
+            assert await tx.wallets.balance(user) == 49_999
+            assert await tx.payments.for_reservation(reservation_id) is None
+            assert len(await tx.wallets.ledger(user)) == 1
+
+    async def test_a_reservation_is_sold_once_and_to_its_holder_only(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await credit(uow, user, 100_000)
+        await credit(uow, other, 100_000)
+        reservation_id = await hold(uow, user, seat)
+        assert await sell(uow, other, reservation_id) is None
+        sale = await sell(uow, user, reservation_id)
+        assert await sell(uow, user, reservation_id) is None
+        assert sale is not None
+        async with uow() as tx:
+            assert await tx.payments.for_reservation(reservation_id) == sale.payment
+            assert await tx.wallets.balance(other) == 100_000
+            assert await tx.wallets.balance(user) == sale.balance == 50_000
+        payment = sale.payment
         assert (payment.amount, payment.user_id, payment.created_at) == (50_000, user, NOW)
 
     # -- idempotency --------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from concert_domain.errors import (
     EmailTaken,
     HoldLimitReached,
     InvalidRequest,
-    ReservationNotHeld,
     SeatUnavailable,
 )
 from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
@@ -51,7 +50,7 @@ from concert_domain.ports import (
     WalletRepository,
 )
 from concert_domain.reservations import Reservation, ReservationStatus
-from concert_domain.wallet import LedgerEntry, LedgerKind, Payment
+from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Sale, shortfall
 
 
 class InMemoryDatabase:
@@ -99,6 +98,12 @@ class InMemoryDatabase:
         if live.status is ReservationStatus.PAID:
             return SeatView(seat, SeatStatus.SOLD)
         return SeatView(seat, SeatStatus.HELD, live.expires_at)
+
+    def move_money(self, entry: LedgerEntry, new_balance: int) -> int:
+        """Set the wallet's balance and append the entry that explains it."""
+        self.wallets.put(entry.user_id, new_balance)
+        _append(self.ledger, entry.user_id, entry)
+        return new_balance
 
     def save_reservation(self, reservation: Reservation) -> None:
         self.reservations.put(reservation.reservation_id, reservation)
@@ -238,14 +243,6 @@ class InMemoryReservationRepository(ReservationRepository):
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
         return self._db.reservations.get(reservation_id)
 
-    async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
-        reservation = self._db.reservations.get(reservation_id)
-        if reservation is None or not reservation.is_held(now):
-            return None
-        paid = reservation.paid()
-        self._db.save_reservation(paid)
-        return paid
-
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         reservation = self._db.reservations.get(reservation_id)
         if reservation is None or not reservation.is_held(now):
@@ -290,39 +287,34 @@ class InMemoryWalletRepository(WalletRepository):
         balance = self._db.wallets.get(user_id)
         if balance is None or balance + amount > max_balance:
             return None
-        return self._move(LedgerEntry(user_id, LedgerKind.CHARGE, amount, now), balance + amount)
-
-    async def debit(
-        self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
-    ) -> int | None:
-        balance = self._db.wallets.get(user_id)
-        if balance is None or balance < amount:
-            return None
-        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, amount, now, payment_id)
-        return self._move(entry, balance - amount)
+        entry = LedgerEntry(user_id, LedgerKind.CHARGE, amount, now)
+        return self._db.move_money(entry, balance + amount)
 
     async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
         return list(self._db.ledger.get(user_id) or ())
-
-    def _move(self, entry: LedgerEntry, new_balance: int) -> int:
-        self._db.wallets.put(entry.user_id, new_balance)
-        _append(self._db.ledger, entry.user_id, entry)
-        return new_balance
 
 
 class InMemoryPaymentRepository(PaymentRepository):
     def __init__(self, db: InMemoryDatabase) -> None:
         self._db = db
 
-    async def add(
-        self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
-    ) -> Payment:
-        if reservation_id in self._db.payment_by_reservation:
-            raise ReservationNotHeld(f"reservation {reservation_id} is already paid")
-        payment = Payment(PaymentId(self._db.next_payment()), reservation_id, user_id, amount, now)
+    async def pay(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+    ) -> Sale | None:
+        reservation = self._db.reservations.get(reservation_id)
+        if reservation is None or reservation.user_id != user_id or not reservation.is_held(now):
+            return None
+        price = reservation.price
+        balance = self._db.wallets.get(user_id)
+        if balance is None or balance < price:
+            raise shortfall(price)
+        paid = reservation.paid()
+        self._db.save_reservation(paid)
+        payment = Payment(PaymentId(self._db.next_payment()), reservation_id, user_id, price, now)
         self._db.payments.put(payment.payment_id, payment)
         self._db.payment_by_reservation.put(reservation_id, payment.payment_id)
-        return payment
+        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, price, now, payment.payment_id)
+        return Sale(paid, payment, self._db.move_money(entry, balance - price))
 
     async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:
         payment_id = self._db.payment_by_reservation.get(reservation_id)

@@ -25,7 +25,6 @@ from concert_domain.errors import (
     EmailTaken,
     HoldLimitReached,
     InvalidRequest,
-    ReservationNotHeld,
     SeatUnavailable,
 )
 from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
@@ -39,7 +38,7 @@ from concert_domain.ports import (
     WalletRepository,
 )
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import LedgerEntry, LedgerKind, Payment
+from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Sale, shortfall
 
 
 class SqlAccountRepository(AccountRepository):
@@ -208,9 +207,6 @@ class SqlReservationRepository(ReservationRepository):
         found = await self._db.run(sql.RESERVATION, reservation_id=reservation_id)
         return rows.reservation_from_row(found[0]) if found else None
 
-    async def mark_paid(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
-        return await self._end_hold(reservation_id, now, "paid")
-
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         return await self._end_hold(reservation_id, now, "cancelled")
 
@@ -246,12 +242,6 @@ class SqlWalletRepository(WalletRepository):
             self._db, sql.CREDIT, sql.CREDIT_RECORDED, entry, max_balance=max_balance
         )
 
-    async def debit(
-        self, user_id: UserId, amount: int, now: datetime, payment_id: PaymentId
-    ) -> int | None:
-        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, amount, now, payment_id)
-        return await _move_money(self._db, sql.DEBIT, sql.DEBIT_RECORDED, entry)
-
     async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
         found = await self._db.run(sql.LEDGER, user_id=user_id)
         return [rows.ledger_entry_from_row(row) for row in found]
@@ -282,19 +272,39 @@ class SqlPaymentRepository(PaymentRepository):
     def __init__(self, db: Session) -> None:
         self._db = db
 
-    async def add(
-        self, reservation_id: ReservationId, user_id: UserId, amount: int, now: datetime
-    ) -> Payment:
-        added = await self._db.run(
+    async def pay(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+    ) -> Sale | None:
+        mine = {"reservation_id": reservation_id, "user_id": user_id, "now": now}
+        if self._db.dialect == "postgresql":
+            sales = await self._db.run(sql.SALE, **mine)
+            if not sales:
+                return None
+            found = sales[0]
+            if found.balance is None:  # the statement's own writes are rolled back with it
+                raise shortfall(found.price)
+            reservation = rows.reservation_from_row(found)
+            payment = Payment(
+                PaymentId(found.payment_id), reservation_id, user_id, found.price, now
+            )
+            return Sale(reservation, payment, found.balance)
+        sold = await self._db.run(sql.SELL, **mine)
+        if not sold:
+            return None
+        reservation = rows.reservation_from_row(sold[0])
+        [added] = await self._db.run(
             sql.PAYMENT_ADD,
             reservation_id=reservation_id,
             user_id=user_id,
-            amount=amount,
+            amount=reservation.price,
             created_at=now,
         )
-        if not added:
-            raise ReservationNotHeld(f"reservation {reservation_id} is already paid")
-        return rows.payment_from_row(added[0])
+        payment = rows.payment_from_row(added)
+        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, payment.amount, now, payment.payment_id)
+        balance = await _move_money(self._db, sql.DEBIT, None, entry)
+        if balance is None:
+            raise shortfall(reservation.price)
+        return Sale(reservation, payment, balance)
 
     async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:
         found = await self._db.run(sql.PAYMENT_FOR, reservation_id=reservation_id)

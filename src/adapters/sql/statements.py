@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import Integer, and_, delete, exists, func, literal, or_, select, text, true, update
 
 from adapters.sql.queries import Query, on_each_dialect, param
 from adapters.sql.schema import (
@@ -26,6 +26,7 @@ from adapters.sql.schema import (
     wallets,
 )
 from concert_domain.idempotency import IdempotencyState
+from concert_domain.wallet import LedgerKind
 
 _NOW = param("now", reservations.c.expires_at)
 
@@ -259,15 +260,73 @@ def _moved_and_recorded(move: Any) -> Query:
 
 
 CREDIT_RECORDED = _moved_and_recorded(CREDIT.statement)
-DEBIT_RECORDED = _moved_and_recorded(DEBIT.statement)
-PAYMENT_ADD = on_each_dialect(
-    lambda insert: (
-        insert(payments)
-        .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
-        .on_conflict_do_nothing(index_elements=["reservation_id"])
-        .returning(*payments.c)
+
+# A sale: the customer's unexpired hold becomes paid; on SQLite the payment, the debit and its
+# ledger entry follow as statements of their own (its writers take turns)
+_SELL = (
+    update(reservations)
+    .where(
+        reservations.c.reservation_id == _RESERVATION_ID,
+        reservations.c.user_id == param("user_id", reservations.c.user_id),
+        reservations.c.status == "held",
+        reservations.c.expires_at > _NOW,
     )
+    .values(status="paid")
+    .returning(*reservations.c)
 )
+SELL = Query(_SELL)
+PAYMENT_ADD = Query(
+    payments.insert()
+    .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
+    .returning(*payments.c)
+)
+
+
+def _sale_in_one_statement() -> Query:
+    """On PostgreSQL the whole sale is one statement: the hold sold, its payment, the debit
+    and its ledger entry. Every part waits on the one before, so nothing is written for a hold
+    that is not sold; the debit is conditional on the balance (re-checked on the newest row
+    if another payment changed it meanwhile), and when it fails the statement answers no
+    balance and its caller rolls back. Answers nothing when the hold is not sold."""
+    sold = _SELL.cte("sold")
+    paid = (
+        payments.insert()
+        .from_select(
+            ["reservation_id", "user_id", "amount", "created_at"],
+            select(sold.c.reservation_id, sold.c.user_id, sold.c.price, _NOW),
+        )
+        .returning(payments.c.payment_id, payments.c.user_id, payments.c.amount)
+        .cte("paid")
+    )
+    debited = (
+        update(wallets)
+        .where(wallets.c.user_id == paid.c.user_id, wallets.c.balance >= paid.c.amount)
+        .values(balance=wallets.c.balance - paid.c.amount)
+        .returning(wallets.c.balance)
+        .cte("debited")
+    )
+    entry = (
+        ledger.insert()
+        .from_select(
+            _LEDGER_COLUMNS,
+            select(
+                paid.c.user_id,
+                literal(LedgerKind.PAYMENT.value),
+                paid.c.amount,
+                paid.c.payment_id,
+                _NOW,
+            ).select_from(paid.join(debited, true())),
+        )
+        .cte("entry")
+    )
+    return Query(
+        select(sold, paid.c.payment_id, debited.c.balance)
+        .select_from(sold.outerjoin(paid, true()).outerjoin(debited, true()))
+        .add_cte(entry)
+    )
+
+
+SALE = _sale_in_one_statement()
 PAYMENT_FOR = Query(
     select(payments).where(
         payments.c.reservation_id == param("reservation_id", payments.c.reservation_id)

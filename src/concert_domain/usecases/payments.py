@@ -7,7 +7,7 @@ from datetime import datetime
 import attrs
 
 from concert_domain.dependencies import Dependencies
-from concert_domain.errors import InsufficientBalance, InvalidRequest, NotFound, ReservationNotHeld
+from concert_domain.errors import InvalidRequest, NotFound, ReservationNotHeld
 from concert_domain.idempotency import fingerprint, validate_idempotency_key
 from concert_domain.ids import PaymentId, QueueToken, ReservationId, UserId
 from concert_domain.ports import UnitOfWork
@@ -71,24 +71,19 @@ async def pay(
         admitted.append(await require_active_token(user_id, queue_token, now, deps=deps))
 
     async def work(uow: UnitOfWork, now: datetime) -> Body:
-        # the conditional write first, explained only when it fails: one round trip fewer
-        # on success. Someone else's reservation is marked only in this transaction, which
-        # the NotFound below rolls back.
-        sold = await uow.reservations.mark_paid(reservation_id, now)
-        if sold is None or sold.user_id != user_id:
+        # the sale first, explained only when it does not happen
+        sale = await uow.payments.pay(reservation_id, user_id, now)
+        if sale is None:
             reservation = await uow.reservations.get(reservation_id)
             if reservation is None or reservation.user_id != user_id:
                 raise NotFound(f"no reservation {reservation_id}")
             reservation.ensure_payable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
-        payment = await uow.payments.add(reservation_id, user_id, sold.price, now)
-        balance = await uow.wallets.debit(user_id, sold.price, now, payment.payment_id)
-        if balance is None:
-            raise InsufficientBalance(
-                f"the seat costs {sold.price:,} won; top up the wallet and pay again"
-            )
-        paid.append(sold)
-        return attrs.asdict(PaymentReceipt(payment.payment_id, reservation_id, sold.price, balance))
+        paid.append(sale.reservation)
+        payment = sale.payment
+        return attrs.asdict(
+            PaymentReceipt(payment.payment_id, reservation_id, payment.amount, sale.balance)
+        )
 
     body, replayed = await run_idempotently(
         deps=deps,
