@@ -1,14 +1,18 @@
 """Statements defined once with SQLAlchemy Core and named parameters, and run on either dialect.
 
-On PostgreSQL each is compiled once, at import, to psycopg's SQL and bound on the client by
-the session (`sessions.PostgresSession`), which sends a transaction's statements in as few
-round trips as it can: SQLAlchemy's async execution path costs several times a round trip on
-this hardware (DESIGN.md), and building a Core statement per call costs as much again. On
-SQLite the same statement goes through SQLAlchemy, which applies the column types there.
+On PostgreSQL each is compiled once, at import, to SQL that a session (`sessions`) prepares on
+each connection once, as a named server-side statement, and then runs by name with its
+arguments bound on the client, several in one round trip: SQLAlchemy's async execution path
+costs several times a round trip on this hardware (DESIGN.md), building a Core statement per
+call costs as much again, and parsing and planning them anew costs the server more than
+running them. On SQLite the same statement goes through SQLAlchemy, which applies the column
+types there.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +23,8 @@ from sqlalchemy.sql.compiler import Compiled
 from sqlalchemy.types import TypeEngine
 
 _PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_NAMES = itertools.count(1)
 
 
 class Query:
@@ -29,6 +35,19 @@ class Query:
         self.sqlite_statement = statement if sqlite is None else sqlite
         compiled: Compiled = statement.compile(dialect=_PSYCOPG)
         self.postgresql = str(compiled)
+        self.name = f"concert_{next(_NAMES)}"
+        # PREPARE takes $1, $2...: the named parameters in their order of first use
+        order: list[str] = []
+
+        def numbered(found: re.Match[str]) -> str:
+            if found[1] not in order:
+                order.append(found[1])
+            return f"${order.index(found[1]) + 1}"
+
+        numbered_sql = _PLACEHOLDER.sub(numbered, self.postgresql).replace("%%", "%")
+        self.prepare = f"PREPARE {self.name} AS {numbered_sql}"
+        listed = ", ".join(f"%({name})s" for name in order)
+        self.execute = f"EXECUTE {self.name}({listed})" if order else f"EXECUTE {self.name}"
         # values fixed in the statement itself (``status = 'held'``) travel as parameters too;
         # the caller's own (`param`) are left out, so that one not given is an error, not NULL
         self.fixed: dict[str, Any] = {

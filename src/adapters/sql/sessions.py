@@ -5,16 +5,20 @@ On PostgreSQL a session runs on a psycopg connection in autocommit mode and writ
 ``BEGIN``, ``COMMIT`` and ``ROLLBACK``. The statements it is given together, with the ``BEGIN``
 when they open the transaction, go as one simple-protocol query, bound on the client: one round
 trip, and each statement still runs after the one before has finished, with a snapshot of its
-own. A read-only session sends no ``BEGIN`` at all: under READ COMMITTED every statement reads
-its own snapshot anyway, so each read is a transaction of its own and the session costs no
-``ROLLBACK``. On SQLite the statements go one by one through SQLAlchemy (SQLite runs in the
-process: a round trip there is a thread hop, not a network one).
+own. Each statement is prepared once per connection (`queries.Query`) and sent as an
+``EXECUTE`` of it, so that the server neither parses nor plans it again. A read-only session
+sends no ``BEGIN`` at all: under READ COMMITTED every statement reads its own snapshot anyway,
+so each read is a transaction of its own and the session costs no ``ROLLBACK``.
+
+On SQLite the statements go one by one through SQLAlchemy (SQLite runs in the process: a round
+trip there is a thread hop, not a network one).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -97,6 +101,10 @@ class PostgresConnections:
             open=False,
             name="concert",
         )
+        # the names of the statements prepared on each connection
+        self.prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def get(self) -> psycopg.AsyncConnection[Any]:
         if self.pool.closed:
@@ -139,9 +147,13 @@ class PostgresSession:
 
     async def run_together(self, *steps: Step) -> list[Sequence[Any]]:
         cursor = self._cursor or await self._connect()
-        statements = [cursor.mogrify(q.postgresql, _adapted(arguments(q, p))) for q, p in steps]
+        await self._prepare(query for query, _ in steps)
+        statements = [cursor.mogrify(q.execute, _adapted(arguments(q, p))) for q, p in steps]
+        shown = [query.postgresql for query, _ in steps]
         begins = not self.read_only and self._status() == TransactionStatus.IDLE
-        await self._send(";\n".join(["BEGIN", *statements] if begins else statements))
+        if begins:
+            statements, shown = ["BEGIN", *statements], ["BEGIN", *shown]
+        await self._send(";\n".join(statements), ";\n".join(shown))
         found: list[Sequence[Any]] = []
         if begins:
             cursor.nextset()  # past BEGIN's result
@@ -152,7 +164,7 @@ class PostgresSession:
 
     async def commit(self) -> None:
         if self._connection is not None and self._status() != TransactionStatus.IDLE:
-            await self._send("COMMIT")
+            await self._send("COMMIT", "COMMIT")
 
     async def close(self) -> None:
         connection, self._connection, self._cursor = self._connection, None, None
@@ -172,9 +184,19 @@ class PostgresSession:
         self._cursor = psycopg.AsyncClientCursor(self._connection, row_factory=namedtuple_row)
         return self._cursor
 
-    async def _send(self, sql: str) -> None:
+    async def _prepare(self, queries: Iterable[Query]) -> None:
+        """Prepare, in one round trip, the statements this connection has not seen."""
+        assert self._connection is not None
+        prepared = self._connections.prepared.setdefault(self._connection, set())
+        missing = {query.name: query.prepare for query in queries if query.name not in prepared}
+        if missing:
+            await self._send(";\n".join(missing.values()), ";\n".join(missing.values()))
+            prepared.update(missing)
+
+    async def _send(self, sql: str, shown: str) -> None:
+        """Send ``sql``; watchers see ``shown``, the statements as written."""
         assert self._cursor is not None
-        self._announce(sql)
+        self._announce(shown)
         try:
             await self._cursor.execute(sql)
         except psycopg.Error as e:
