@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 import services
-from adapters.redis import Keys, RedisQueueStore, connect
+from adapters.redis import Keys, RedisLink, RedisQueueStore, connect
 from concert_domain.ids import QueueToken, UserId
 from concert_domain.queue import QueuePolicy
 
@@ -45,11 +45,16 @@ async def rate(workers: int, count: int, operation: Callable[[int], Awaitable[ob
     return count / (time.perf_counter() - start)
 
 
+async def used_memory(redis: RedisLink) -> int:
+    info = await redis.call("INFO", "memory")
+    return int(info.split("used_memory:", 1)[1].split()[0])
+
+
 async def measure(url: str, customers: int, workers: int) -> None:
     redis = connect(url)
     keys = Keys(prefix=f"bench-{secrets.token_hex(4)}")
     line = RedisQueueStore(redis, keys)
-    used_before = int((await redis.info("memory"))["used_memory"])
+    used_before = await used_memory(redis)
     ping = await rate(workers, 20_000, lambda _: redis.ping())
 
     tokens: list[QueueToken] = [QueueToken("")] * customers
@@ -59,8 +64,8 @@ async def measure(url: str, customers: int, workers: int) -> None:
         tokens[n] = ticket.token
 
     joins = await rate(workers, customers, join)
-    used_after = int((await redis.info("memory"))["used_memory"])
-    waiting = await redis.zcard(keys.waiting)
+    used_after = await used_memory(redis)
+    waiting = await redis.call("ZCARD", keys.waiting)
 
     sample = [tokens[i] for i in range(POLICY.capacity, customers, max(customers // 2_000, 1))]
     gets = await rate(workers, len(sample), lambda n: line.get(sample[n], NOW))
@@ -88,8 +93,8 @@ async def measure(url: str, customers: int, workers: int) -> None:
         f" ({(used_after - used_before) / 2**20:.1f} MiB in all)"
     )
 
-    async for key in redis.scan_iter(match=f"{keys.prefix}:*", count=5_000):
-        await redis.delete(key)
+    for key in await services.redis_keys_matching(redis, f"{keys.prefix}:*"):
+        await redis.call("DEL", key)
     await redis.aclose()
 
 

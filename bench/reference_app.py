@@ -3,7 +3,7 @@ can be given as a ratio to what the framework, one Redis round trip and one raw 
 statement cost on this machine in the same run.
 
     GET  /bare      a JSON body the size of a seat map (50 seats), nothing else
-    GET  /redis     one Redis GET
+    GET  /redis     one Redis GET, through the link the service uses (`adapters.redis.link`)
     POST /psycopg   one conditional UPDATE on raw psycopg (a hold's shape), autocommit
 """
 
@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from adapters.redis import connect
 
 SEAT_MAP = {
     "seats": [
@@ -55,7 +56,7 @@ def create() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["redis"] = Redis.from_url(os.environ["BENCH_REDIS"])
+        state["redis"] = connect(os.environ["BENCH_REDIS"])
         pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
         for _ in range(POOL):
             pool.put_nowait(await psycopg.AsyncConnection.connect(conninfo, autocommit=True))
@@ -69,7 +70,7 @@ def create() -> Starlette:
         return JSONResponse(SEAT_MAP)
 
     async def one_redis(request: Request) -> JSONResponse:
-        value = await state["redis"].get("bench:reference")
+        value = await state["redis"].call("GET", "bench:reference")
         return JSONResponse({"value": value})
 
     async def one_update(request: Request) -> JSONResponse:

@@ -26,6 +26,8 @@ import attrs
 import psycopg
 from sqlalchemy.engine import make_url
 
+from adapters.redis import RedisLink
+
 DATABASE_VARIABLE = "CONCERT_TEST_DATABASE_URL"
 
 
@@ -137,7 +139,8 @@ class RedisServer:
     """A throwaway ``redis-server`` on a free loopback port that can be killed and restarted
     on the same port (the fault tests do)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self.options = options  # more redis-server options, e.g. ("--requirepass", "secret")
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceMissing(
@@ -166,6 +169,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -188,6 +192,16 @@ class RedisServer:
     def remove(self) -> None:
         self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def redis_keys_matching(redis: RedisLink, pattern: str) -> list[str]:
+    """Every key matching ``pattern`` (SCAN, never KEYS: the server may be shared)."""
+    found, cursor = [], "0"
+    while True:
+        cursor, batch = await redis.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        found.extend(batch)
+        if cursor == "0":
+            return found
 
 
 @contextlib.contextmanager

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import secrets
 
-from redis.asyncio import Redis
-
 from adapters.clock import SystemClock
 from adapters.memory import (
     InMemoryDatabase,
@@ -20,6 +18,7 @@ from adapters.memory import (
 from adapters.redis import (
     Keys,
     RedisHoldTimers,
+    RedisLink,
     RedisLoginRateLimiter,
     RedisQueueStore,
     RedisSeatMapStamps,
@@ -40,7 +39,7 @@ from concert_domain.ports import (
 def build_dependencies(
     *,
     database: SqlDatabase | InMemoryDatabase,
-    redis: Redis | None = None,
+    redis: RedisLink | None = None,
     redis_keys: Keys | None = None,
     clock: Clock | None = None,
     policy: BookingPolicy | None = None,

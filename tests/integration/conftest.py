@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 import services
-from adapters.redis import Keys, connect
+from adapters.redis import Keys, RedisLink, connect
 from adapters.sql import SqlDatabase
 from adapters.sql.schema import metadata
 
@@ -73,15 +72,15 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_keys(redis_url: str) -> AsyncIterator[tuple[Redis, Keys]]:
-    """A client and a key prefix of this test's own; every key under it is deleted after, so a
+async def redis_keys(redis_url: str) -> AsyncIterator[tuple[RedisLink, Keys]]:
+    """A link and a key prefix of this test's own; every key under it is deleted after, so a
     shared Redis is left as it was."""
-    client = connect(redis_url)
+    link = connect(redis_url)
     keys = Keys(prefix=f"concert-test-{secrets.token_hex(6)}")
-    yield client, keys
-    async for key in client.scan_iter(match=f"{keys.prefix}:*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    yield link, keys
+    for key in await services.redis_keys_matching(link, f"{keys.prefix}:*"):
+        await link.call("DEL", key)
+    await link.aclose()
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 import services
 from adapters.clock import ManualClock
-from adapters.redis import Keys, connect
+from adapters.redis import Keys, RedisLink, connect
 from adapters.sql import SqlDatabase
 from booking import PASSWORD, START, cheap_hasher
 from concert_domain import Dependencies, usecases
@@ -41,7 +40,7 @@ def own_redis() -> Iterator[services.RedisServer]:
 
 
 @pytest.fixture
-async def client(own_redis: services.RedisServer) -> AsyncIterator[Redis]:
+async def client(own_redis: services.RedisServer) -> AsyncIterator[RedisLink]:
     redis = connect(own_redis.url)
     yield redis
     await redis.aclose()
@@ -65,7 +64,7 @@ async def join(deps: Dependencies, user: UserId) -> QueueToken:
 
 
 async def test_the_service_recovers_from_a_redis_restart_and_sells_nothing_twice(
-    postgres_database: SqlDatabase, own_redis: services.RedisServer, client: Redis
+    postgres_database: SqlDatabase, own_redis: services.RedisServer, client: RedisLink
 ) -> None:
     deps = build_dependencies(
         database=postgres_database,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 import races
-from adapters.redis import Keys, RedisHoldTimers, RedisQueueStore
+import services
+from adapters.redis import Keys, RedisHoldTimers, RedisLink, RedisQueueStore
 from adapters.sql import SqlDatabase
 from concert_domain.ids import ConcertId, SeatId, UserId
 from concert_domain.queue import QueuePolicy
@@ -53,7 +53,7 @@ async def seed_lapsed_holds(database: SqlDatabase) -> list[tuple[int, int, int]]
 
 
 async def test_four_schedulers_release_ten_thousand_lapsed_holds_each_exactly_once(
-    postgres_database: SqlDatabase, redis_keys: tuple[Redis, Keys], redis_url: str
+    postgres_database: SqlDatabase, redis_keys: tuple[RedisLink, Keys], redis_url: str
 ) -> None:
     redis, keys = redis_keys
     holds = await seed_lapsed_holds(postgres_database)
@@ -89,6 +89,6 @@ async def test_four_schedulers_release_ten_thousand_lapsed_holds_each_exactly_on
         )
         statuses = {str(status): int(count) for status, count in result.all()}
     assert statuses == {"expired": HOLDS}
-    assert [key async for key in redis.scan_iter(match=f"{keys.prefix}:{{concert:*")] == []
-    assert await redis.zcard(keys.active) == CAPACITY
-    assert await redis.zcard(keys.waiting) == WAITING - CAPACITY
+    assert await services.redis_keys_matching(redis, f"{keys.prefix}:{{concert:*") == []
+    assert await redis.call("ZCARD", keys.active) == CAPACITY
+    assert await redis.call("ZCARD", keys.waiting) == WAITING - CAPACITY

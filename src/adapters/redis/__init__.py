@@ -4,6 +4,7 @@ places, never seats or money, for the database decides every sale."""
 
 from adapters.redis.client import connect
 from adapters.redis.keys import Keys
+from adapters.redis.link import RedisLink
 from adapters.redis.queue import RedisQueueStore
 from adapters.redis.stamps import RedisSeatMapStamps
 from adapters.redis.timers import RedisHoldTimers, RedisLoginRateLimiter
@@ -11,6 +12,7 @@ from adapters.redis.timers import RedisHoldTimers, RedisLoginRateLimiter
 __all__ = [
     "Keys",
     "RedisHoldTimers",
+    "RedisLink",
     "RedisLoginRateLimiter",
     "RedisQueueStore",
     "RedisSeatMapStamps",

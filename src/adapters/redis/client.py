@@ -1,4 +1,4 @@
-"""The Redis client and the translation of its errors into the core's."""
+"""The link to Redis, and the translation of its errors into the core's."""
 
 from __future__ import annotations
 
@@ -7,22 +7,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from redis import exceptions
-from redis.asyncio import Redis
 
+from adapters.redis.link import RedisLink
 from concert_domain.errors import StoreUnavailable
 
 
-def connect(url: str) -> Redis:
-    """A client for ``url``; nothing is sent until the first command. It reconnects by itself
-    after Redis restarts."""
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=10,
-        retry_on_timeout=False,
-    )
+def connect(url: str) -> RedisLink:
+    """The process's link to Redis at ``url``; nothing is sent until the first command. It
+    connects again by itself after Redis restarts; a command waits at most two seconds."""
+    return RedisLink.from_url(url, timeout=2.0)
 
 
 @contextlib.contextmanager

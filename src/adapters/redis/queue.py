@@ -7,11 +7,10 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
-
 from adapters.redis import scripts
 from adapters.redis.client import from_ms, to_ms, translated
 from adapters.redis.keys import Keys
+from adapters.redis.link import RedisLink
 from concert_domain.ids import QueueToken, UserId
 from concert_domain.ports import QueueStore
 from concert_domain.queue import QueuePolicy, QueueTicket, TicketStatus
@@ -21,14 +20,14 @@ EXPIRED_RETENTION = timedelta(hours=1)
 
 
 class RedisQueueStore(QueueStore):
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
-        self._redis = redis
+    def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._keys = keys or Keys()
-        self._join = redis.register_script(scripts.JOIN)
-        self._admit = redis.register_script(scripts.ADMIT)
-        self._expire_idle = redis.register_script(scripts.EXPIRE_IDLE)
-        self._expire_one = redis.register_script(scripts.EXPIRE_ONE)
-        self._describe = redis.register_script(scripts.TICKET)
+        self._join = redis.script(scripts.JOIN)
+        self._admit = redis.script(scripts.ADMIT)
+        self._expire_idle = redis.script(scripts.EXPIRE_IDLE)
+        self._expire_one = redis.script(scripts.EXPIRE_ONE)
+        self._describe = redis.script(scripts.TICKET)
+        self._rate = redis.script(scripts.ADMISSION_RATE)
         self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
@@ -96,12 +95,10 @@ class RedisQueueStore(QueueStore):
             )
 
     async def admissions_per_second(self, now: datetime) -> float:
-        since = to_ms(now - RATE_WINDOW)
         with translated():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(self._keys.admitted, "-inf", since)
-                pipe.zcount(self._keys.admitted, f"({since}", "+inf")
-                _, recent = await pipe.execute()
+            recent = await self._rate(
+                keys=[self._keys.admitted], args=[to_ms(now), self._rate_window]
+            )
         return int(recent) / RATE_WINDOW.total_seconds()
 
 

@@ -171,3 +171,9 @@ if stamp then return stamp end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
 """
+
+# KEYS: admitted.  ARGV: now (ms), rate window (ms)
+ADMISSION_RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])
+"""

@@ -8,11 +8,10 @@ import itertools
 import secrets
 from datetime import timedelta
 
-from redis.asyncio import Redis
-
 from adapters.redis import scripts
 from adapters.redis.client import translated
 from adapters.redis.keys import Keys
+from adapters.redis.link import RedisLink
 from concert_domain.ids import DateId
 from concert_domain.ports import SeatMapStamps
 
@@ -20,10 +19,10 @@ STAMP_LIFETIME = timedelta(days=1)
 
 
 class RedisSeatMapStamps(SeatMapStamps):
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+    def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._redis = redis
         self._keys = keys or Keys()
-        self._current = redis.register_script(scripts.CURRENT_STAMP)
+        self._current = redis.script(scripts.CURRENT_STAMP)
         self._lifetime = int(STAMP_LIFETIME.total_seconds() * 1000)
         # a fresh stamp is this process's random name and a counter: never given twice, and
         # cheaper than drawing random bytes for every read that might need one
@@ -44,4 +43,4 @@ class RedisSeatMapStamps(SeatMapStamps):
     async def renew(self, date_id: DateId) -> None:
         key = self._keys.seat_map_stamp(date_id)
         with translated():
-            await self._redis.set(key, self._fresh(), px=self._lifetime)
+            await self._redis.call("SET", key, self._fresh(), "PX", self._lifetime)

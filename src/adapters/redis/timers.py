@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
-
 from adapters.redis import scripts
 from adapters.redis.client import to_ms, translated
 from adapters.redis.keys import Keys
+from adapters.redis.link import RedisLink
 from concert_domain.ids import ConcertId, SeatId
 from concert_domain.ports import HoldTimers, LoginRateLimiter
 
@@ -17,10 +16,10 @@ class RedisHoldTimers(HoldTimers):
     """``SET`` with an owner and a TTL, taken only if no unexpired timer is there, and dropped
     only by its owner (compare-and-delete)."""
 
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+    def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._keys = keys or Keys()
-        self._acquire = redis.register_script(scripts.ACQUIRE_TIMER)
-        self._release = redis.register_script(scripts.RELEASE_TIMER)
+        self._acquire = redis.script(scripts.ACQUIRE_TIMER)
+        self._release = redis.script(scripts.RELEASE_TIMER)
 
     async def acquire(
         self,
@@ -44,15 +43,15 @@ class RedisHoldTimers(HoldTimers):
 
 
 class RedisLoginRateLimiter(LoginRateLimiter):
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+    def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._redis = redis
         self._keys = keys or Keys()
-        self._record = redis.register_script(scripts.RECORD_FAILURE)
+        self._record = redis.script(scripts.RECORD_FAILURE)
 
     async def failures(self, email: str, now: datetime) -> int:
         with translated():
-            ends, count = await self._redis.hmget(
-                self._keys.login_failures(email), ["ends", "count"]
+            ends, count = await self._redis.call(
+                "HMGET", self._keys.login_failures(email), "ends", "count"
             )
         if ends is None or int(ends) <= to_ms(now):
             return 0

@@ -10,12 +10,11 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from adapters.redis import Keys, connect
+from adapters.redis import Keys, RedisLink, connect
 from adapters.sql import SqlDatabase
 from concert_domain import Dependencies
 from concert_domain.errors import ConcertError, StoreUnavailable
@@ -107,7 +106,7 @@ def app_from_environment() -> Starlette:
     return create_app_from_settings(load_settings(), scheduler=scheduler)
 
 
-async def ping_redis(redis: Redis) -> None:
+async def ping_redis(redis: RedisLink) -> None:
     try:
         await redis.ping()
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
