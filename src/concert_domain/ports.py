@@ -8,10 +8,10 @@ infrastructure failure comes out as `StoreUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 from concert_domain.accounts import AccessToken, Account
 from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
@@ -27,6 +27,8 @@ from concert_domain.ids import (
 from concert_domain.queue import QueuePolicy, QueueTicket
 from concert_domain.reservations import Reservation
 from concert_domain.wallet import LedgerEntry, Payment, Sale
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -217,6 +219,16 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        """Make ``change``, one call to a repository, the last change of this unit of work,
+        and commit it with the call: in the same round trip, where the store can.
+
+        What the store decides in the call is committed, also when the call then raises to
+        say it did not do what was asked (a seat someone else holds, say): it wrote nothing
+        but what it decided. An error that breaks the call itself (a constraint, a lost
+        connection) commits nothing. Reads may follow; changes may not."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -71,9 +71,11 @@ class Sale:
     balance: int
 
 
-def shortfall(price: int) -> InsufficientBalance:
-    """The error for a balance that does not cover ``price``."""
-    return InsufficientBalance(f"the seat costs {price:,} won; top up the wallet and pay again")
+def shortfall(reservation_id: ReservationId) -> InsufficientBalance:
+    """The error for a balance that does not cover the reservation's price."""
+    return InsufficientBalance(
+        f"the balance does not cover reservation {reservation_id}; top up the wallet and pay again"
+    )
 
 
 @attrs.frozen

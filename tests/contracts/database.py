@@ -101,6 +101,51 @@ class DatabaseContract:
             assert await tx.wallets.balance(user) == 0
             assert await tx.wallets.ledger(user) == []
 
+    async def test_a_change_committed_with_its_call_stands_with_what_came_before(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        async with uow() as tx:
+            account = await tx.accounts.add("mina@example.com", "hash", NOW)
+            held = await tx.commit_with(
+                tx.reservations.hold(account.user_id, seat, NOW, NOW + HOLD, 4)
+            )
+            assert await tx.reservations.get(held.reservation_id) == held  # reads may follow
+        async with uow() as tx:
+            assert await tx.accounts.get_by_email("mina@example.com") == account
+            assert await tx.reservations.get(held.reservation_id) == held
+
+    async def test_a_refused_change_committed_with_its_call_leaves_the_others_as_they_were(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        first = await hold(uow, user, seat)
+        with pytest.raises(SeatUnavailable):
+            async with uow() as tx:
+                await tx.commit_with(tx.reservations.hold(other, seat, NOW, NOW + HOLD, 4))
+        async with uow() as tx:
+            views = await tx.catalog.seat_map(seat.date_id, NOW)
+            assert await tx.reservations.get(first) is not None
+        assert [(v.status, v.held_until) for v in views] == [("held", NOW + HOLD)]
+
+    async def test_a_sale_the_balance_does_not_cover_commits_nothing_with_its_call(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1, price=50_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 20_000)
+        reservation_id = await hold(uow, user, seat)
+        with pytest.raises(InsufficientBalance):
+            async with uow() as tx:
+                await tx.commit_with(tx.payments.pay(reservation_id, user, NOW))
+        async with uow() as tx:
+            reservation = await tx.reservations.get(reservation_id)
+            assert reservation is not None
+            assert reservation.status == "held"
+            assert await tx.wallets.balance(user) == 20_000
+            assert await tx.payments.for_reservation(reservation_id) is None
+
     # -- accounts -----------------------------------------------------------------------------
 
     async def test_accounts_are_found_by_email(self, uow: UnitOfWorkFactory) -> None:
@@ -403,7 +448,7 @@ class DatabaseContract:
         user = await add_customer(uow)
         await credit(uow, user, 49_999)
         reservation_id = await hold(uow, user, seat)
-        with pytest.raises(InsufficientBalance, match="50,000 won"):
+        with pytest.raises(InsufficientBalance, match=f"reservation {reservation_id}"):
             async with uow() as tx:
                 await tx.payments.pay(reservation_id, user, NOW)
         async with uow() as tx:

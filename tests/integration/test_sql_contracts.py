@@ -11,7 +11,14 @@ from concert_domain.catalog import Seat
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId
 from concert_domain.ports import UnitOfWorkFactory
-from contracts.database import HOLD, NOW, DatabaseContract, add_seats
+from contracts.database import (
+    HOLD,
+    NOW,
+    DatabaseContract,
+    add_customer,
+    add_seats,
+    credit,
+)
 
 
 class TestSqliteDatabase(DatabaseContract):
@@ -44,6 +51,24 @@ class TestSqlUnitOfWork:
         async with postgres_database.unit_of_work() as uow:
             await uow.commit()  # a unit of work that sent nothing commits nothing
         assert len(sent) == before
+
+    async def test_a_hold_and_a_sale_each_take_one_round_trip(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        [seat] = await add_seats(postgres_database.unit_of_work, count=1)
+        user = await add_customer(postgres_database.unit_of_work)
+        await credit(postgres_database.unit_of_work, user, 50_000)
+        sent: list[str] = []
+        postgres_database.watch(sent.append)
+        async with postgres_database.unit_of_work() as uow:
+            held = await uow.commit_with(uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4))
+        async with postgres_database.unit_of_work() as uow:
+            await uow.commit_with(uow.payments.pay(held.reservation_id, user, NOW))
+        trips = [sql.split(";\n") for sql in sent if not sql.startswith("PREPARE")]
+        assert [[s.split()[0] for s in trip] for trip in trips] == [
+            ["BEGIN", "WITH", "INSERT", "COMMIT"],
+            ["BEGIN", "WITH", "COMMIT"],
+        ]
 
     async def test_a_cold_process_met_by_many_holds_reads_the_date_once(
         self, postgres_database: SqlDatabase

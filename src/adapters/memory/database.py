@@ -8,6 +8,7 @@ writes in one step with no ``await`` between, as the real stores do in one state
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from collections.abc import Sequence as Seq
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -115,6 +116,7 @@ class InMemoryDatabase:
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 
 def _append(table: Table[K, tuple[V, ...]], key: K, value: V) -> None:
@@ -307,7 +309,7 @@ class InMemoryPaymentRepository(PaymentRepository):
         price = reservation.price
         balance = self._db.wallets.get(user_id)
         if balance is None or balance < price:
-            raise shortfall(price)
+            raise shortfall(reservation_id)
         paid = reservation.paid()
         self._db.save_reservation(paid)
         payment = Payment(PaymentId(self._db.next_payment()), reservation_id, user_id, price, now)
@@ -391,3 +393,8 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         self._db.journal.commit()
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        result = await change  # this store writes nothing before it has decided
+        await self.commit()
+        return result

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import psycopg
 from sqlalchemy import event, text
@@ -32,6 +32,8 @@ from adapters.sql.sessions import (
 )
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ports import UnitOfWork
+
+T = TypeVar("T")
 
 
 class SqlDatabase:
@@ -141,6 +143,9 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         await self._session.commit()
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        return await self._session.commit_with(change)
 
 
 def _translated(error: DBAPIError) -> Exception:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import psycopg
+
 from adapters.sql import rows
 from adapters.sql import statements as sql
 from adapters.sql.queries import Query
@@ -277,17 +279,17 @@ class SqlPaymentRepository(PaymentRepository):
     ) -> Sale | None:
         mine = {"reservation_id": reservation_id, "user_id": user_id, "now": now}
         if self._db.dialect == "postgresql":
-            sales = await self._db.run(sql.SALE, **mine)
+            try:
+                sales = await self._db.run(sql.SALE, **mine)
+            except psycopg.errors.CheckViolation as e:
+                if e.diag.constraint_name == sql.BALANCE_NOT_NEGATIVE:
+                    raise shortfall(reservation_id) from e
+                raise
             if not sales:
                 return None
-            found = sales[0]
-            if found.balance is None:  # the statement's own writes are rolled back with it
-                raise shortfall(found.price)
-            reservation = rows.reservation_from_row(found)
-            payment = Payment(
-                PaymentId(found.payment_id), reservation_id, user_id, found.price, now
-            )
-            return Sale(reservation, payment, found.balance)
+            row = sales[0]
+            payment = Payment(PaymentId(row.payment_id), reservation_id, user_id, row.price, now)
+            return Sale(rows.reservation_from_row(row), payment, row.balance)
         sold = await self._db.run(sql.SELL, **mine)
         if not sold:
             return None
@@ -303,7 +305,7 @@ class SqlPaymentRepository(PaymentRepository):
         entry = LedgerEntry(user_id, LedgerKind.PAYMENT, payment.amount, now, payment.payment_id)
         balance = await _move_money(self._db, sql.DEBIT, None, entry)
         if balance is None:
-            raise shortfall(reservation.price)
+            raise shortfall(reservation_id)
         return Sale(reservation, payment, balance)
 
     async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:

@@ -8,7 +8,9 @@ trip, and each statement still runs after the one before has finished, with a sn
 own. Each statement is prepared once per connection (`queries.Query`) and sent as an
 ``EXECUTE`` of it, so that the server neither parses nor plans it again. A read-only session
 sends no ``BEGIN`` at all: under READ COMMITTED every statement reads its own snapshot anyway,
-so each read is a transaction of its own and the session costs no ``ROLLBACK``.
+so each read is a transaction of its own and the session costs no ``ROLLBACK``. A change made
+with `commit_with` takes the ``COMMIT`` along in its round trip; should one of its statements
+fail, PostgreSQL skips the rest, ``COMMIT`` included, and the transaction is rolled back.
 
 On SQLite the statements go one by one through SQLAlchemy (SQLite runs in the process: a round
 trip there is a thread hop, not a network one).
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import psycopg
@@ -39,6 +41,7 @@ from concert_domain.ids import DateId, SeatId
 
 Step = tuple[Query, dict[str, Any]]
 Watcher = Callable[[str], None]
+T = TypeVar("T")
 
 
 @attrs.define
@@ -81,6 +84,10 @@ class Session(Protocol):
         ...
 
     async def commit(self) -> None: ...
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        """`ports.UnitOfWork.commit_with`."""
+        ...
 
     async def close(self) -> None:
         """Roll back what was not committed and give the connection back."""
@@ -140,6 +147,8 @@ class PostgresSession:
         self._watchers = watchers
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._cursor: psycopg.AsyncClientCursor[Any] | None = None
+        self._commit_next = False  # the next round trip takes the COMMIT along
+        self._committed = False  # by such a round trip: what follows stands alone
 
     async def run(self, query: Query, **params: Any) -> Sequence[Any]:
         [found] = await self.run_together((query, params))
@@ -150,21 +159,36 @@ class PostgresSession:
         await self._prepare(query for query, _ in steps)
         statements = [cursor.mogrify(q.execute, _adapted(arguments(q, p))) for q, p in steps]
         shown = [query.postgresql for query, _ in steps]
-        begins = not self.read_only and self._status() == TransactionStatus.IDLE
-        if begins:
-            statements, shown = ["BEGIN", *statements], ["BEGIN", *shown]
-        await self._send(";\n".join(statements), ";\n".join(shown))
+        writes = not (self.read_only or self._committed)
+        begins = writes and self._status() == TransactionStatus.IDLE
+        commits = writes and self._commit_next
+        head, tail = ["BEGIN"] if begins else [], ["COMMIT"] if commits else []
+        await self._send(
+            ";\n".join([*head, *statements, *tail]), ";\n".join([*head, *shown, *tail])
+        )
+        if commits:
+            self._commit_next, self._committed = False, True
         found: list[Sequence[Any]] = []
         if begins:
             cursor.nextset()  # past BEGIN's result
-        while True:
+        for _ in steps:
             found.append(await cursor.fetchall() if cursor.description else [])
-            if not cursor.nextset():
-                return found
+            cursor.nextset()
+        return found
 
     async def commit(self) -> None:
         if self._connection is not None and self._status() != TransactionStatus.IDLE:
             await self._send("COMMIT", "COMMIT")
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        self._commit_next = not self.read_only
+        try:
+            result = await change
+        finally:
+            unsent, self._commit_next = self._commit_next, False
+        if unsent:  # the change sent nothing, or read from a cache: an ordinary commit
+            await self.commit()
+        return result
 
     async def close(self) -> None:
         connection, self._connection, self._cursor = self._connection, None, None
@@ -248,6 +272,11 @@ class SqliteSession:
                 raise translated from e
             found.append(result.all() if result.returns_rows else [])
         return found
+
+    async def commit_with(self, change: Awaitable[T]) -> T:
+        result = await change  # SQLite runs in the process: a separate COMMIT costs little
+        await self.commit()
+        return result
 
     async def commit(self) -> None:
         if self._connection is None:

@@ -261,8 +261,9 @@ def _moved_and_recorded(move: Any) -> Query:
 
 CREDIT_RECORDED = _moved_and_recorded(CREDIT.statement)
 
-# A sale: the customer's unexpired hold becomes paid; on SQLite the payment, the debit and its
-# ledger entry follow as statements of their own (its writers take turns)
+# A sale: the customer's unexpired hold becomes paid, if the customer has a wallet to pay from
+# (wallets are never deleted: a snapshot's word on that holds); on SQLite the payment, the
+# debit and its ledger entry follow as statements of their own (its writers take turns)
 _SELL = (
     update(reservations)
     .where(
@@ -270,6 +271,7 @@ _SELL = (
         reservations.c.user_id == param("user_id", reservations.c.user_id),
         reservations.c.status == "held",
         reservations.c.expires_at > _NOW,
+        exists().where(wallets.c.user_id == reservations.c.user_id),
     )
     .values(status="paid")
     .returning(*reservations.c)
@@ -280,15 +282,24 @@ PAYMENT_ADD = Query(
     .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
     .returning(*payments.c)
 )
+# the constraint a debit past the balance breaks, whatever the race
+BALANCE_NOT_NEGATIVE = "ck_wallets_balance_not_negative"
 
 
 def _sale_in_one_statement() -> Query:
-    """On PostgreSQL the whole sale is one statement: the hold sold, its payment, the debit
-    and its ledger entry. Every part waits on the one before, so nothing is written for a hold
-    that is not sold; the debit is conditional on the balance (re-checked on the newest row
-    if another payment changed it meanwhile), and when it fails the statement answers no
-    balance and its caller rolls back. Answers nothing when the hold is not sold."""
+    """On PostgreSQL the whole sale is one statement: the hold sold, the debit, the payment
+    and its ledger entry, each written only if the hold is sold. The debit takes the price
+    whatever the balance: one that would go below zero breaks `BALANCE_NOT_NEGATIVE` (checked
+    on the newest row, if another payment changed it meanwhile), which fails the statement
+    and so writes nothing. Answers nothing when the hold is not sold."""
     sold = _SELL.cte("sold")
+    debited = (
+        update(wallets)
+        .where(wallets.c.user_id == sold.c.user_id)
+        .values(balance=wallets.c.balance - sold.c.price)
+        .returning(wallets.c.balance)
+        .cte("debited")
+    )
     paid = (
         payments.insert()
         .from_select(
@@ -297,13 +308,6 @@ def _sale_in_one_statement() -> Query:
         )
         .returning(payments.c.payment_id, payments.c.user_id, payments.c.amount)
         .cte("paid")
-    )
-    debited = (
-        update(wallets)
-        .where(wallets.c.user_id == paid.c.user_id, wallets.c.balance >= paid.c.amount)
-        .values(balance=wallets.c.balance - paid.c.amount)
-        .returning(wallets.c.balance)
-        .cte("debited")
     )
     entry = (
         ledger.insert()
@@ -315,13 +319,13 @@ def _sale_in_one_statement() -> Query:
                 paid.c.amount,
                 paid.c.payment_id,
                 _NOW,
-            ).select_from(paid.join(debited, true())),
+            ),
         )
         .cte("entry")
     )
     return Query(
         select(sold, paid.c.payment_id, debited.c.balance)
-        .select_from(sold.outerjoin(paid, true()).outerjoin(debited, true()))
+        .select_from(sold.join(paid, true()).join(debited, true()))
         .add_cte(entry)
     )
 

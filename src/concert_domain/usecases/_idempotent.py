@@ -2,15 +2,17 @@
 
 The claim is committed on its own so that a concurrent retry sees it and is told the first is
 still running. The answer is stored in the same transaction as the work, so the two commit or
-roll back together. A domain error raised by the work is an answer too and is kept; an error
-raised before the work (a closed queue gate, say) or a store failure drops the claim, so that
-the retry can go through.
+roll back together; without a key, the work's one change is committed with it (`Finish`). A
+domain error raised by the work is an answer too and is kept; an error raised before the work
+(a closed queue gate, say) or a store failure drops the claim, so that the retry can go
+through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import ConcertError, StoreUnavailable, error_from_code
@@ -20,6 +22,17 @@ from concert_domain.ports import UnitOfWork
 from concert_domain.usecases._retry import retrying
 
 Body = Mapping[str, JsonScalar]
+T = TypeVar("T")
+
+
+class Finish(Protocol):
+    """How ``work`` makes its one change: with `UnitOfWork.commit_with` when nothing follows it
+    in the transaction, else as it is."""
+
+    def __call__(self, change: Awaitable[T], /) -> Awaitable[T]: ...
+
+
+Work = Callable[[UnitOfWork, datetime, Finish], Awaitable[Body]]
 
 
 async def run_idempotently(
@@ -29,7 +42,7 @@ async def run_idempotently(
     key: str | None,
     fingerprint: str,
     before: Callable[[datetime], Awaitable[None]] | None = None,
-    work: Callable[[UnitOfWork, datetime], Awaitable[Body]],
+    work: Work,
 ) -> tuple[Body, bool]:
     """The answer's body, and True if it is a replay of the first answer.
 
@@ -69,17 +82,19 @@ async def run_idempotently(
 
 
 async def _work_once(
-    deps: Dependencies,
-    work: Callable[[UnitOfWork, datetime], Awaitable[Body]],
-    now: datetime,
-    claim: tuple[UserId, str] | None,
+    deps: Dependencies, work: Work, now: datetime, claim: tuple[UserId, str] | None
 ) -> Body:
     async with deps.uow() as uow:
-        body = await work(uow, now)
-        if claim is not None:
-            await uow.idempotency.complete(*claim, StoredOutcome(body=body))
+        if claim is None:
+            return await work(uow, now, uow.commit_with)
+        body = await work(uow, now, _as_it_is)
+        await uow.idempotency.complete(*claim, StoredOutcome(body=body))
         await uow.commit()
     return body
+
+
+async def _as_it_is(change: Awaitable[T]) -> T:
+    return await change
 
 
 async def _release(deps: Dependencies, user_id: UserId, key: str) -> None:

@@ -12,7 +12,7 @@ from concert_domain.idempotency import fingerprint, validate_idempotency_key
 from concert_domain.ids import PaymentId, QueueToken, ReservationId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
-from concert_domain.usecases._idempotent import Body, run_idempotently
+from concert_domain.usecases._idempotent import Body, Finish, run_idempotently
 from concert_domain.usecases._tidy import seat_map_changed, tidy
 from concert_domain.usecases.queue import require_active_token
 from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
@@ -31,8 +31,8 @@ async def charge_wallet(
     validate_charge(amount)
     key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
 
-    async def work(uow: UnitOfWork, now: datetime) -> Body:
-        balance = await uow.wallets.credit(user_id, amount, now, BALANCE_MAX)
+    async def work(uow: UnitOfWork, now: datetime, finish: Finish) -> Body:
+        balance = await finish(uow.wallets.credit(user_id, amount, now, BALANCE_MAX))
         if balance is None:
             raise InvalidRequest(f"a balance may not pass {BALANCE_MAX:,} won")
         return {"balance": balance}
@@ -70,9 +70,9 @@ async def pay(
     async def admit(now: datetime) -> None:
         admitted.append(await require_active_token(user_id, queue_token, now, deps=deps))
 
-    async def work(uow: UnitOfWork, now: datetime) -> Body:
+    async def work(uow: UnitOfWork, now: datetime, finish: Finish) -> Body:
         # the sale first, explained only when it does not happen
-        sale = await uow.payments.pay(reservation_id, user_id, now)
+        sale = await finish(uow.payments.pay(reservation_id, user_id, now))
         if sale is None:
             reservation = await uow.reservations.get(reservation_id)
             if reservation is None or reservation.user_id != user_id:

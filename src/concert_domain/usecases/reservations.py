@@ -46,11 +46,10 @@ async def hold_seat(
 
     async def insert_hold() -> Reservation:
         async with deps.uow() as uow:
-            reservation = await uow.reservations.hold(
-                user_id, seat, now, expires_at, deps.policy.max_holds_per_user
+            limit = deps.policy.max_holds_per_user
+            return await uow.commit_with(
+                uow.reservations.hold(user_id, seat, now, expires_at, limit)
             )
-            await uow.commit()
-        return reservation
 
     try:
         reservation = await retrying(insert_hold)
