@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
 import psycopg
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import create_engine, normalize_url, postgres_conninfo
+from adapters.sql.engine import create_engine, normalize_url, postgres_conninfo, sqlite_engine
 from adapters.sql.errors import translate
 from adapters.sql.migrations import is_current, upgrade
 from adapters.sql.repositories import (
@@ -37,19 +38,24 @@ T = TypeVar("T")
 
 
 class SqlDatabase:
-    """One per process. Build it in a lifespan or a command, never at import: nothing connects
-    until the first unit of work, `ping` or `migrate`.
+    """One per process and event loop. Build it in a lifespan or a command, never at import:
+    nothing connects until the first unit of work, `ping` or `migrate`.
 
-    ``engine`` (SQLAlchemy) runs migrations and, on SQLite, the units of work too; on
-    PostgreSQL they run on a pool of ``pool_size`` psycopg connections."""
+    ``engine`` (SQLAlchemy, async) runs migrations and checks. Units of work run on a pool of
+    ``pool_size`` psycopg connections on PostgreSQL, and on SQLite on one synchronous
+    connection that they take turns on (`sessions.SqliteSession`)."""
 
     def __init__(self, url: str | URL, *, pool_size: int = 8) -> None:
         self.engine: AsyncEngine = create_engine(url)
         self.catalog = CatalogCache()
         self._watchers: list[Callable[[str], None]] = []
         self._postgres: PostgresConnections | None = None
+        self._sqlite: Engine | None = None
+        self._sqlite_turn = asyncio.Lock()
         if normalize_url(url).get_backend_name() == "postgresql":
             self._postgres = PostgresConnections(postgres_conninfo(url), size=pool_size)
+        else:
+            self._sqlite = sqlite_engine(url)
 
     @classmethod
     def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
@@ -63,7 +69,10 @@ class SqlDatabase:
                 self._postgres, read_only=read_only, catalog=self.catalog, watchers=self._watchers
             )
         else:
-            session = SqliteSession(self.engine, read_only=read_only, catalog=self.catalog)
+            assert self._sqlite is not None
+            session = SqliteSession(
+                self._sqlite, self._sqlite_turn, read_only=read_only, catalog=self.catalog
+            )
         return SqlUnitOfWork(session)
 
     def watch(self, watcher: Callable[[str], None]) -> None:
@@ -72,11 +81,11 @@ class SqlDatabase:
         trip in one string, ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` included; on SQLite each
         statement, and ``BEGIN``, ``COMMIT`` and ``ROLLBACK``."""
         self._watchers.append(watcher)
-        if self._postgres is None:
-            sync_engine = self.engine.sync_engine
-            event.listen(sync_engine, "before_cursor_execute", lambda *a: watcher(a[2]))
+        if self._sqlite is not None:
+            engine = self._sqlite
+            event.listen(engine, "before_cursor_execute", lambda *a: watcher(a[2]))
             for name in ("begin", "commit", "rollback"):
-                event.listen(sync_engine, name, lambda *_, n=name: watcher(n.upper()))
+                event.listen(engine, name, lambda *_, n=name: watcher(n.upper()))
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
@@ -115,6 +124,8 @@ class SqlDatabase:
     async def dispose(self) -> None:
         if self._postgres is not None:
             await self._postgres.close()
+        if self._sqlite is not None:
+            self._sqlite.dispose()
         await self.engine.dispose()
 
 

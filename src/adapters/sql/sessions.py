@@ -12,8 +12,11 @@ so each read is a transaction of its own and the session costs no ``ROLLBACK``. 
 with `commit_with` takes the ``COMMIT`` along in its round trip; should one of its statements
 fail, PostgreSQL skips the rest, ``COMMIT`` included, and the transaction is rolled back.
 
-On SQLite the statements go one by one through SQLAlchemy (SQLite runs in the process: a round
-trip there is a thread hop, not a network one).
+On SQLite, which runs in the process, the statements go one by one through SQLAlchemy's
+synchronous engine, on the event loop itself: a statement takes microseconds, where an async
+driver's hop to a thread and back took a few hundred. The process's units of work take turns on
+its one connection (a lock, taken at the first statement and given back at the end), as the
+in-memory store's do; a unit of work awaits nothing else meanwhile, so the turns are short.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sql.engine import READ_ONLY
 from adapters.sql.errors import translate, translate_psycopg
@@ -247,11 +250,14 @@ def _adapted(values: dict[str, Any]) -> dict[str, Any]:
 class SqliteSession:
     dialect = "sqlite"
 
-    def __init__(self, engine: AsyncEngine, *, read_only: bool, catalog: CatalogCache) -> None:
+    def __init__(
+        self, engine: Engine, turn: asyncio.Lock, *, read_only: bool, catalog: CatalogCache
+    ) -> None:
         self.read_only = read_only
         self.catalog = catalog
         self._engine = engine
-        self._connection: AsyncConnection | None = None
+        self._turn = turn
+        self._connection: Connection | None = None
 
     async def run(self, query: Query, **params: Any) -> Sequence[Any]:
         [found] = await self.run_together((query, params))
@@ -261,10 +267,9 @@ class SqliteSession:
         connection = self._connection or await self._begin()
         found = []
         for query, params in steps:
+            statement = query.for_dialect("sqlite")
             try:
-                result = await connection.execute(
-                    query.for_dialect("sqlite"), arguments(query, params)
-                )
+                result = connection.execute(statement, arguments(query, params))
             except DBAPIError as e:
                 translated = translate(e)
                 if translated is e:
@@ -274,7 +279,7 @@ class SqliteSession:
         return found
 
     async def commit_with(self, change: Awaitable[T]) -> T:
-        result = await change  # SQLite runs in the process: a separate COMMIT costs little
+        result = await change  # in the process, a separate COMMIT costs little
         await self.commit()
         return result
 
@@ -282,7 +287,7 @@ class SqliteSession:
         if self._connection is None:
             return  # nothing was sent: nothing to commit
         try:
-            await self._connection.commit()
+            self._connection.commit()
         except DBAPIError as e:
             translated = translate(e)
             raise (
@@ -295,22 +300,27 @@ class SqliteSession:
             return
         try:
             if connection.in_transaction():
-                await connection.rollback()
+                connection.rollback()
         except DBAPIError:
-            pass  # a broken connection rolls back by itself; the pool discards it
+            pass  # a broken connection rolls back by itself
         finally:
-            await connection.close()
+            connection.close()
+            self._turn.release()
 
-    async def _begin(self) -> AsyncConnection:
+    async def _begin(self) -> Connection:
+        await self._turn.acquire()
         connection = None
         try:
-            connection = await self._engine.connect()
+            connection = self._engine.connect()
             if self.read_only:
-                await connection.execution_options(**{READ_ONLY: True})
-            await connection.begin()
-        except (DBAPIError, OSError) as e:
+                connection = connection.execution_options(**{READ_ONLY: True})
+            connection.begin()
+        except BaseException as e:
             if connection is not None:
-                await connection.close()
-            raise StoreUnavailable("the database cannot be reached") from e
+                connection.close()
+            self._turn.release()
+            if isinstance(e, DBAPIError | OSError):
+                raise StoreUnavailable("the database cannot be reached") from e
+            raise
         self._connection = connection
         return connection
