@@ -15,6 +15,7 @@ import attrs
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from adapters.redis import RedisLink
 from concert_domain import BookingPolicy, QueuePolicy
 
 log = logging.getLogger("concert")
@@ -63,8 +64,13 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     here = cwd or Path.cwd()
     database_url = _database_url(env, here)
     redis_url = env.get("CONCERT_REDIS_URL") or None
-    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError("CONCERT_REDIS_URL", f"not a redis:// URL: {redis_url!r}")
+    if redis_url is not None:
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("CONCERT_REDIS_URL", f"not a redis:// URL: {redis_url!r}")
+        try:
+            RedisLink.from_url(redis_url)
+        except ValueError as e:
+            raise SettingsError("CONCERT_REDIS_URL", str(e)) from None
     numbers = {
         "access_token_seconds": _positive(env, "CONCERT_ACCESS_TOKEN_SECONDS", 3600),
         "hold_seconds": _positive(env, "CONCERT_HOLD_SECONDS", 300),

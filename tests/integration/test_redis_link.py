@@ -140,3 +140,9 @@ async def test_an_unreachable_server_fails_at_once() -> None:
     link = RedisLink(port=services.free_port(), timeout=2.0)
     with pytest.raises(exceptions.ConnectionError, match="cannot reach Redis"):
         await link.ping()
+
+
+def test_a_url_may_loosen_tls_checks_but_carries_no_option_the_link_would_ignore() -> None:
+    assert RedisLink.from_url("rediss://cache.internal:6380/0?ssl_cert_reqs=none")
+    with pytest.raises(ValueError, match="health_check_interval"):
+        RedisLink.from_url("redis://cache.internal/0?health_check_interval=5")

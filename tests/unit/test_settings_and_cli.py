@@ -57,6 +57,7 @@ class TestLoadSettings:
             ("CONCERT_DATABASE_URL", "mysql://x/y"),
             ("CONCERT_DATABASE_URL", "::::"),
             ("CONCERT_REDIS_URL", "http://cache"),
+            ("CONCERT_REDIS_URL", "redis://cache:6379/0?socket_timeout=3"),
             ("CONCERT_JWT_SECRET", "too short"),
         ],
     )

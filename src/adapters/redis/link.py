@@ -48,7 +48,7 @@ class RedisLink:
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
-        tls: bool = False,
+        tls: ssl.SSLContext | None = None,
         timeout: float = 2.0,
     ) -> None:
         self._where = path or f"{host}:{port}"
@@ -64,9 +64,18 @@ class RedisLink:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0) -> RedisLink:
-        """For ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS) or
-        ``unix:///path?db=N``."""
+        """For ``redis://[user:password@]host[:port][/db]``, ``unix:///path?db=N``, or
+        ``rediss://`` (TLS, checked against the system's CAs, or ``?ssl_ca_certs=file``;
+        ``ssl_cert_reqs=none`` skips the check). Raises `ValueError` for another option."""
         found = parse_url(url)  # type: ignore[no-untyped-call]
+        tls = None
+        if found.pop("connection_class", None) is SSLConnection:
+            tls = ssl.create_default_context(cafile=found.pop("ssl_ca_certs", None))
+            if found.pop("ssl_cert_reqs", "required") == "none":
+                tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        unknown = sorted(set(found) - {"host", "port", "path", "db", "username", "password"})
+        if unknown:
+            raise ValueError(f"the Redis URL takes no option {', '.join(unknown)}")
         return cls(
             host=found.get("host", "localhost"),
             port=found.get("port", 6379),
@@ -74,7 +83,7 @@ class RedisLink:
             db=int(found.get("db") or 0),
             username=found.get("username"),
             password=found.get("password"),
-            tls=found.get("connection_class") is SSLConnection,
+            tls=tls,
             timeout=timeout,
         )
 
@@ -110,9 +119,8 @@ class RedisLink:
                     if self._path is not None:
                         await loop.create_unix_connection(lambda: connection, self._path)
                     else:
-                        context = ssl.create_default_context() if self._tls else None
                         await loop.create_connection(
-                            lambda: connection, self._host, self._port, ssl=context
+                            lambda: connection, self._host, self._port, ssl=self._tls
                         )
                     for hello in [connection.send(_packed(c)) for c in self._hello]:
                         await hello
