@@ -8,9 +8,11 @@ Starts throwaway PostgreSQL and Redis servers (loopback only), then for each con
 worker) measures the reference endpoints and five scenarios with the same uvicorn settings and
 prints one markdown table. Every run is bounded in time and count and stops by itself.
 
-Besides throughput and latency, each single-kind run reports the server's CPU time per request
-(its processes' user + system time from /proc, over the requests answered): steadier than
-throughput on a machine whose cores the driver and the databases share. ``--profile DIR``
+Besides throughput and latency, each single-kind run reports CPU time per request, over the
+requests answered: the server's (its processes' user + system time, from /proc), steadier than
+throughput on a machine whose cores the driver and the databases share; and the whole
+machine's (every process: service, PostgreSQL, Redis and the driver, from /proc/stat), which is
+what bounds throughput when everything shares two cores. ``--profile DIR``
 records each run of the service with py-spy into ``DIR`` (collapsed stacks, as flame graph
 tools read them); `bench/hotspots.py` summarizes one.
 """
@@ -73,6 +75,7 @@ class Row:
     target: float | None = None
     check: str = ""
     server_cpu: float | None = None  # seconds of the server's CPU over the run
+    machine_cpu: float | None = None  # seconds of the whole machine's CPU over the run
 
     def markdown(self) -> str:
         ratio = self.tally.throughput / self.reference_rate if self.reference_rate else None
@@ -83,15 +86,24 @@ class Row:
             n for label, n in self.tally.statuses.items() if label.startswith(("5", "transport"))
         )
         answered = len(self.tally.latencies)
-        cpu = ""
-        if self.server_cpu is not None and answered:
+        cpu = machine = ""
+        if self.server_cpu is not None and self.machine_cpu is not None and answered:
             cpu = f"{self.server_cpu / answered * 1e6:,.0f}"
+            machine = f"{self.machine_cpu / answered * 1e6:,.0f}"
         return (
             f"| {self.config} | {self.scenario} | {self.tally.throughput:,.0f} | "
-            f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | {cpu} | "
+            f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | {cpu} | {machine} | "
             + (f"{ratio:.2f} of {self.reference}" if ratio is not None else "")
             + f" | {'' if self.target is None else f'≥ {self.target}'} {verdict} | {self.check} |"
         )
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine, every core, from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal, *_ = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def cpu_seconds(pid: int) -> float:
@@ -118,6 +130,7 @@ class Watch:
     label: str
     profile_dir: Path | None = None
     cpu: float = 0.0
+    machine: float = 0.0
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[Watch]:
@@ -134,11 +147,12 @@ class Watch:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)  # let it attach to every worker
-        started = cpu_seconds(self.pid)
+        started, machine_started = cpu_seconds(self.pid), machine_cpu_seconds()
         try:
             yield self
         finally:
             self.cpu = cpu_seconds(self.pid) - started
+            self.machine = machine_cpu_seconds() - machine_started
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                 spy.wait(timeout=60)
@@ -256,8 +270,8 @@ def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[tu
 
 async def references(
     port: int, watch: Watch, connections: int, seconds: float
-) -> dict[str, tuple[loadgen.Tally, float]]:
-    """Each reference endpoint's tally and the server's CPU seconds over it."""
+) -> dict[str, tuple[loadgen.Tally, float, float]]:
+    """Each reference endpoint's tally, and the server's and the machine's CPU seconds."""
 
     async def get(path: str, method: str = "GET") -> loadgen.Step:
         async def step(connection: loadgen.Connection, _: int) -> str:
@@ -266,7 +280,7 @@ async def references(
 
         return step
 
-    found: dict[str, tuple[loadgen.Tally, float]] = {}
+    found: dict[str, tuple[loadgen.Tally, float, float]] = {}
     for name, path, method in (
         ("bare", "/bare", "GET"),
         ("redis", "/redis", "GET"),
@@ -277,7 +291,7 @@ async def references(
             tally = await loadgen.drive(
                 "127.0.0.1", port, connections, await get(path, method), seconds=seconds
             )
-        found[name] = (tally, watch.cpu)
+        found[name] = (tally, watch.cpu, watch.machine)
     return found
 
 
@@ -343,7 +357,17 @@ async def scenarios(
 
     with watch.run("seat map reads"):
         tally = await loadgen.drive(host, port, connections, read, seconds=seconds)
-    rows.append(Row(config, "(a) seat map reads", tally, "bare", target=0.5, server_cpu=watch.cpu))
+    rows.append(
+        Row(
+            config,
+            "(a) seat map reads",
+            tally,
+            "bare",
+            target=0.5,
+            server_cpu=watch.cpu,
+            machine_cpu=watch.machine,
+        )
+    )
 
     # (b) 1,000 customers racing for the 50 seats of one date: hold, then pay
     rush = list(GROUPS["rush"])
@@ -409,7 +433,17 @@ async def scenarios(
             tally = await loadgen.drive(
                 host, port, connections, step, seconds=seconds * 6, limit=len(line)
             )
-        rows.append(Row(config, name, tally, "redis", target=0.8, server_cpu=watch.cpu))
+        rows.append(
+            Row(
+                config,
+                name,
+                tally,
+                "redis",
+                target=0.8,
+                server_cpu=watch.cpu,
+                machine_cpu=watch.machine,
+            )
+        )
 
     # (d) a mixed steady load
     mixed = list(GROUPS["mixed"])
@@ -446,7 +480,16 @@ async def scenarios(
 
     with watch.run("mixed"):
         tally = await loadgen.drive(host, port, connections, mix, seconds=seconds)
-    rows.append(Row(config, "(d) mixed steady load", tally, "bare", server_cpu=watch.cpu))
+    rows.append(
+        Row(
+            config,
+            "(d) mixed steady load",
+            tally,
+            "bare",
+            server_cpu=watch.cpu,
+            machine_cpu=watch.machine,
+        )
+    )
 
     # (e) customers hold distinct free seats for a while, then pay for what they hold: each
     # at its own throughput
@@ -475,7 +518,15 @@ async def scenarios(
             host, port, connections, hold_free, seconds=seconds, limit=len(payers)
         )
     rows.append(
-        Row(config, "(e) holds on free seats", tally, "psycopg", target=0.7, server_cpu=watch.cpu)
+        Row(
+            config,
+            "(e) holds on free seats",
+            tally,
+            "psycopg",
+            target=0.7,
+            server_cpu=watch.cpu,
+            machine_cpu=watch.machine,
+        )
     )
     holding = sorted(reservations)
 
@@ -486,7 +537,17 @@ async def scenarios(
         tally = await loadgen.drive(
             host, port, connections, pay_next, seconds=seconds, limit=len(holding)
         )
-    rows.append(Row(config, "(e) payments", tally, "psycopg", target=0.5, server_cpu=watch.cpu))
+    rows.append(
+        Row(
+            config,
+            "(e) payments",
+            tally,
+            "psycopg",
+            target=0.5,
+            server_cpu=watch.cpu,
+            machine_cpu=watch.machine,
+        )
+    )
     return rows
 
 
@@ -570,7 +631,7 @@ def measure_config(
         )
         asyncio.run(reference_app.prepare(reference_conninfo))
 
-        def measure_references(when: str) -> dict[str, tuple[loadgen.Tally, float]]:
+        def measure_references(when: str) -> dict[str, tuple[loadgen.Tally, float, float]]:
             with reference_server(workers, reference_conninfo, redis_url) as (ref_port, pid):
                 watch = Watch(pid, f"{config} reference {when}", profile_dir)
                 return uvloop.run(references(ref_port, watch, connections, seconds))
@@ -589,9 +650,9 @@ def measure_config(
             for row in rows
         ]
         reference_rows = [
-            Row(config, f"reference: {name}, {when}", tally, server_cpu=cpu)
+            Row(config, f"reference: {name}, {when}", tally, server_cpu=cpu, machine_cpu=machine)
             for when, refs in (("before", before), ("after", after))
-            for name, (tally, cpu) in refs.items()
+            for name, (tally, cpu, machine) in refs.items()
         ]
         check = check_books(
             config, service_url, None if service_url else workdir / "concert.sqlite3"
@@ -617,8 +678,8 @@ def main() -> None:
     configs = [args.only] if args.only else ["postgresql+redis", "embedded"]
     table = [
         "| configuration | scenario | req/s | p50 ms | p99 ms | errors | server CPU µs/req "
-        "| ratio | target | correctness |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|---|",
+        "| machine CPU µs/req | ratio | target | correctness |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     with services.postgres_server() as pg_server, services.redis_server() as redis_url:
         for config in configs:
@@ -626,7 +687,7 @@ def main() -> None:
                 config, pg_server, redis_url, args.connections, args.seconds, args.profile
             )
             table.extend(row.markdown() for row in rows)
-            table.append(f"| {config} | books after the run | | | | | | | | {check} |")
+            table.append(f"| {config} | books after the run | | | | | | | | | {check} |")
             print(f"{config} done", file=sys.stderr)
     print("\n".join(table))
 

@@ -188,19 +188,24 @@ async def measure(url: str, seconds: float, workers: int) -> None:
     seat = SeatId(adapter_seats[-1][0])
     statements.clear()
     held = await usecases.hold_seat(user, token, seat, deps=deps)
-    print(f"hold: {len(statements)} round trips: {' '.join(statements)}")
+    print(f"hold: {trips(statements)}")
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, deps=deps)
-    print(f"pay:  {len(statements)} round trips: {' '.join(statements)}")
+    print(f"pay:  {trips(statements)}")
     token = (await usecases.join_queue(user, deps=deps))[0].token
     held = await usecases.hold_seat(user, token, SeatId(adapter_seats[-2][0]), deps=deps)
     statements.clear()
     await usecases.pay(user, token, held.reservation_id, "bench-key", deps=deps)
-    print(f"pay with an idempotency key: {len(statements)} round trips: {' '.join(statements)}")
+    print(f"pay with an idempotency key: {trips(statements)}")
 
     for connection in raw_connections:
         await connection.close()
     await database.dispose()
+
+
+def trips(statements: list[str]) -> str:
+    plural = "" if len(statements) == 1 else "s"
+    return f"{len(statements)} round trip{plural}: {' '.join(statements)}"
 
 
 def main() -> None:
