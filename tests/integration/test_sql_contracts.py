@@ -3,10 +3,15 @@
 import asyncio
 from datetime import date, timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Integer, select, text
 
 from adapters.sql import SqlDatabase
+from adapters.sql.engine import postgres_conninfo
+from adapters.sql.queries import Query, param
+from adapters.sql.schema import seats
+from adapters.sql.sessions import CatalogCache, PostgresConnections, PostgresSession
 from concert_domain.catalog import Seat
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId
@@ -112,6 +117,27 @@ class TestSqlUnitOfWork:
                 assert await uow.reservations.get(held.reservation_id) == held
         finally:
             await database.dispose()
+
+    async def test_a_statement_that_cannot_be_prepared_costs_its_connection_only(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        connections = PostgresConnections(postgres_conninfo(postgres_database.engine.url), size=1)
+        good = Query(select(seats.c.seat_id).where(seats.c.seat_id == param("seat_id", Integer())))
+        broken = Query(text("SELECT no_such_column FROM seats"))
+
+        def session() -> PostgresSession:
+            return PostgresSession(connections, read_only=True, catalog=CatalogCache())
+
+        try:
+            first = session()
+            with pytest.raises(psycopg.errors.UndefinedColumn):
+                await first.run_together((good, {"seat_id": 1}), (broken, {}))
+            await first.close()
+            again = session()  # on a fresh connection: the old one had `good` half-known
+            assert await again.run(good, seat_id=1) == []
+            await again.close()
+        finally:
+            await connections.close()
 
     async def test_a_read_inside_a_rolled_back_write_is_not_cached(
         self, sqlite_database: SqlDatabase

@@ -217,7 +217,12 @@ class PostgresSession:
         prepared = self._connections.prepared.setdefault(self._connection, set())
         missing = {query.name: query.prepare for query in queries if query.name not in prepared}
         if missing:
-            await self._send(";\n".join(missing.values()), ";\n".join(missing.values()))
+            try:
+                await self._send(";\n".join(missing.values()), ";\n".join(missing.values()))
+            except BaseException:
+                # which of them the server kept is unknown now: the pool replaces the connection
+                await self._connection.close()
+                raise
             prepared.update(missing)
 
     async def _send(self, sql: str, shown: str) -> None:
