@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import random
+import re
 import secrets
 import signal
 import sqlite3
@@ -136,7 +137,7 @@ class Watch:
     def run(self, name: str) -> Iterator[Watch]:
         spy = None
         if self.profile_dir is not None:
-            slug = "".join(c if c.isalnum() else "-" for c in f"{self.label} {name}").strip("-")
+            slug = re.sub(r"[^0-9a-zA-Z]+", "-", f"{self.label} {name}").strip("-")
             spy = subprocess.Popen(
                 [
                     *("py-spy", "record", "--pid", str(self.pid), "--subprocesses"),
@@ -345,6 +346,32 @@ async def scenarios(
     await setup.close()
     rows = []
 
+    async def measured(
+        scenario: str,
+        step: loadgen.Step,
+        *,
+        run_seconds: float = seconds,
+        limit: int | None = None,
+        reference: str | None = None,
+        target: float | None = None,
+    ) -> None:
+        """Drive one kind of request and add its row, with the CPU it cost."""
+        with watch.run(scenario):
+            tally = await loadgen.drive(
+                host, port, connections, step, seconds=run_seconds, limit=limit
+            )
+        rows.append(
+            Row(
+                config,
+                scenario,
+                tally,
+                reference,
+                target=target,
+                server_cpu=watch.cpu,
+                machine_cpu=watch.machine,
+            )
+        )
+
     # (a) admitted customers reading seat maps
     readers = list(GROUPS["reads"])
 
@@ -355,19 +382,7 @@ async def scenarios(
         )
         return str(status)
 
-    with watch.run("seat map reads"):
-        tally = await loadgen.drive(host, port, connections, read, seconds=seconds)
-    rows.append(
-        Row(
-            config,
-            "(a) seat map reads",
-            tally,
-            "bare",
-            target=0.5,
-            server_cpu=watch.cpu,
-            machine_cpu=watch.machine,
-        )
-    )
+    await measured("(a) seat map reads", read, reference="bare", target=0.5)
 
     # (b) 1,000 customers racing for the 50 seats of one date: hold, then pay
     rush = list(GROUPS["rush"])
@@ -429,20 +444,8 @@ async def scenarios(
         return str(status)
 
     for name, step in (("(c) queue joins", queue_join), ("(c) queue status polls", queue_poll)):
-        with watch.run(name):
-            tally = await loadgen.drive(
-                host, port, connections, step, seconds=seconds * 6, limit=len(line)
-            )
-        rows.append(
-            Row(
-                config,
-                name,
-                tally,
-                "redis",
-                target=0.8,
-                server_cpu=watch.cpu,
-                machine_cpu=watch.machine,
-            )
+        await measured(
+            name, step, run_seconds=seconds * 6, limit=len(line), reference="redis", target=0.8
         )
 
     # (d) a mixed steady load
@@ -478,18 +481,7 @@ async def scenarios(
             status, _ = await connection.request("GET", "/queue/status", headers=auth)
         return str(status)
 
-    with watch.run("mixed"):
-        tally = await loadgen.drive(host, port, connections, mix, seconds=seconds)
-    rows.append(
-        Row(
-            config,
-            "(d) mixed steady load",
-            tally,
-            "bare",
-            server_cpu=watch.cpu,
-            machine_cpu=watch.machine,
-        )
-    )
+    await measured("(d) mixed steady load", mix, reference="bare")
 
     # (e) customers hold distinct free seats for a while, then pay for what they hold: each
     # at its own throughput
@@ -513,41 +505,15 @@ async def scenarios(
         )
         return str(status)
 
-    with watch.run("holds on free seats"):
-        tally = await loadgen.drive(
-            host, port, connections, hold_free, seconds=seconds, limit=len(payers)
-        )
-    rows.append(
-        Row(
-            config,
-            "(e) holds on free seats",
-            tally,
-            "psycopg",
-            target=0.7,
-            server_cpu=watch.cpu,
-            machine_cpu=watch.machine,
-        )
+    await measured(
+        "(e) holds on free seats", hold_free, limit=len(payers), reference="psycopg", target=0.7
     )
     holding = sorted(reservations)
 
     async def pay_next(connection: loadgen.Connection, n: int) -> str:
         return await pay_held(connection, holding[n])
 
-    with watch.run("payments"):
-        tally = await loadgen.drive(
-            host, port, connections, pay_next, seconds=seconds, limit=len(holding)
-        )
-    rows.append(
-        Row(
-            config,
-            "(e) payments",
-            tally,
-            "psycopg",
-            target=0.5,
-            server_cpu=watch.cpu,
-            machine_cpu=watch.machine,
-        )
-    )
+    await measured("(e) payments", pay_next, limit=len(holding), reference="psycopg", target=0.5)
     return rows
 
 
