@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import attrs
 
+from adapters.caching.seatmaps import MAX_AGE
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase
 from adapters.security import Argon2PasswordHasher
@@ -27,6 +28,7 @@ def memory_deps(
     clock: ManualClock,
     policy: BookingPolicy | None = None,
     database: InMemoryDatabase | None = None,
+    seat_map_max_age: timedelta = MAX_AGE,
 ) -> Dependencies:
     return build_memory_dependencies(
         clock=clock,
@@ -34,6 +36,7 @@ def memory_deps(
         passwords=cheap_hasher(),
         jwt_secret=b"k" * 32,
         database=database,
+        seat_map_max_age=seat_map_max_age,
     )
 
 

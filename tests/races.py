@@ -61,7 +61,7 @@ def worker_deps(
     database: SqlDatabase, clock: ManualClock, policy: BookingPolicy = POLICY
 ) -> Dependencies:
     return build_dependencies(
-        database=database,
+        uow=database.unit_of_work,
         clock=clock,
         policy=policy,
         passwords=cheap_hasher(),
@@ -88,7 +88,7 @@ def contend_for_seats(url: str, users: list[UserId], seats: list[SeatId]) -> lis
     """For each seat in turn, all of this process's customers try to hold it at once."""
 
     async def main() -> list[list[str]]:
-        database = SqlDatabase.from_url(url, pool_size=len(users))
+        database = SqlDatabase(url, pool_size=len(users))
         deps = worker_deps(database, ManualClock(NOW))
         tokens = await _admit(deps, users)
         rounds = []
@@ -115,7 +115,7 @@ def contend_for_seats(url: str, users: list[UserId], seats: list[SeatId]) -> lis
 
 def pay_all(url: str, user: UserId, reservations: list[ReservationId]) -> list[str]:
     async def main() -> list[str]:
-        database = SqlDatabase.from_url(url, pool_size=len(reservations))
+        database = SqlDatabase(url, pool_size=len(reservations))
         deps = worker_deps(database, ManualClock(NOW), attrs.evolve(POLICY, max_holds_per_user=100))
         [token] = await _admit(deps, [user])
         _line_up()
@@ -130,7 +130,7 @@ def pay_all(url: str, user: UserId, reservations: list[ReservationId]) -> list[s
 
 def charge_many(url: str, user: UserId, count: int, amount: int) -> list[str]:
     async def main() -> list[str]:
-        database = SqlDatabase.from_url(url, pool_size=count)
+        database = SqlDatabase(url, pool_size=count)
         deps = worker_deps(database, ManualClock(NOW))
         _line_up()
         results = await asyncio.gather(
@@ -144,7 +144,7 @@ def charge_many(url: str, user: UserId, count: int, amount: int) -> list[str]:
 
 def hold_many(url: str, user: UserId, seats: list[SeatId]) -> list[str]:
     async def main() -> list[str]:
-        database = SqlDatabase.from_url(url, pool_size=len(seats))
+        database = SqlDatabase(url, pool_size=len(seats))
         deps = worker_deps(database, ManualClock(NOW))
         [token] = await _admit(deps, [user])
         _line_up()
@@ -166,7 +166,7 @@ def pay_or_sweep(
     """``payer``: pay each reservation just before it lapses; ``sweeper``: sweep just after."""
 
     async def main() -> list[str]:
-        database = SqlDatabase.from_url(url, pool_size=2)
+        database = SqlDatabase(url, pool_size=2)
         clock = ManualClock(NOW)
         deps = worker_deps(database, clock)
         results = []
@@ -199,7 +199,7 @@ def mixed_workload(
 
     async def main() -> dict[str, int]:
         rng = random.Random(seed)
-        database = SqlDatabase.from_url(url, pool_size=4)
+        database = SqlDatabase(url, pool_size=4)
         deps = worker_deps(database, ManualClock(NOW))
         tokens = dict(zip(users, await _admit(deps, users), strict=True))
         held: list[tuple[UserId, ReservationId]] = []
@@ -300,10 +300,10 @@ def scheduler_ticks(
     from adapters.redis import Keys, connect
 
     async def main() -> list[tuple[int, int, int]]:
-        database = SqlDatabase.from_url(url, pool_size=2)
+        database = SqlDatabase(url, pool_size=2)
         redis = connect(redis_url)
         deps = build_dependencies(
-            database=database,
+            uow=database.unit_of_work,
             redis=redis,
             redis_keys=Keys(prefix),
             clock=ManualClock(now),

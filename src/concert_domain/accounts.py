@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from concert_domain.errors import InvalidRequest
+from concert_domain.errors import InvalidRequest, Unauthorized
 from concert_domain.ids import UserId
 
 PASSWORD_MIN_LENGTH = 8
@@ -57,3 +57,17 @@ class AccessToken:
     access_token: str = attrs.field(repr=False)
     expires_in: int
     token_type: str = "Bearer"
+
+
+@attrs.frozen
+class Identity:
+    """Whom a genuine access token names, and until when it does."""
+
+    user_id: UserId
+    expires_at: datetime
+
+    def at(self, now: datetime) -> UserId:
+        """The customer, if the token is still valid at ``now``; raises `Unauthorized`."""
+        if now >= self.expires_at:
+            raise Unauthorized("the access token has expired; log in again")
+        return self.user_id

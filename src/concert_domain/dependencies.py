@@ -1,7 +1,7 @@
 """The ports a use case may reach, bundled so that callers pass one keyword argument.
 
 Built once by the composition root (`entrypoints.wiring`) and shared by every request: it holds
-factories, clients and the process's seat-map read model, never per-request state.
+factories and clients, never per-request state.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from concert_domain.ports import (
     LoginRateLimiter,
     PasswordHasher,
     QueueStore,
-    SeatMapStamps,
     UnitOfWorkFactory,
 )
-from concert_domain.seatmaps import SeatMapCache
 
 
 @attrs.frozen
@@ -31,6 +29,4 @@ class Dependencies:
     queue: QueueStore
     timers: HoldTimers
     login_limiter: LoginRateLimiter
-    stamps: SeatMapStamps
     policy: BookingPolicy = attrs.Factory(BookingPolicy)
-    seat_maps: SeatMapCache = attrs.Factory(SeatMapCache)

@@ -46,17 +46,22 @@ class Unauthorized(ConcertError):
     code = "unauthorized"
 
 
-class QueueTokenRequired(ConcertError):
+class NotAdmitted(ConcertError):
+    """The caller is not admitted by the waiting line (yet): an answer about the caller's place
+    in line, not about what they asked for, so an idempotency key does not keep it."""
+
+
+class QueueTokenRequired(NotAdmitted):
     code = "queue_token_required"
 
 
-class QueueTokenInvalid(ConcertError):
+class QueueTokenInvalid(NotAdmitted):
     """Unknown, expired, or another customer's queue token."""
 
     code = "queue_token_invalid"
 
 
-class QueueTokenNotActive(ConcertError):
+class QueueTokenNotActive(NotAdmitted):
     code = "queue_token_not_active"
 
 
@@ -69,9 +74,17 @@ class NotFound(ConcertError):
 class SeatUnavailable(ConcertError):
     code = "seat_unavailable"
 
+    @classmethod
+    def taken(cls, number: int) -> SeatUnavailable:
+        return cls(f"seat {number} is held or sold")
+
 
 class HoldLimitReached(ConcertError):
     code = "hold_limit_reached"
+
+    @classmethod
+    def at(cls, limit: int) -> HoldLimitReached:
+        return cls(f"you already hold {limit} seats, the most allowed; pay or cancel one first")
 
 
 class ReservationNotHeld(ConcertError):
@@ -86,6 +99,13 @@ class HoldExpired(ConcertError):
 
 class InsufficientBalance(ConcertError):
     code = "insufficient_balance"
+
+    @classmethod
+    def for_reservation(cls, reservation_id: int) -> InsufficientBalance:
+        return cls(
+            f"the balance does not cover reservation {reservation_id}; "
+            "top up the wallet and pay again"
+        )
 
 
 class IdempotencyKeyReused(ConcertError):
@@ -107,6 +127,16 @@ class TransactionConflict(StoreUnavailable):
     a deadlock, a busy SQLite file). Safe to retry as a whole; use cases retry a few times."""
 
     code = "conflict"
+
+
+class TransactionClosed(RuntimeError):
+    """A unit of work was asked to write after it committed: a bug in the caller, never an
+    answer to a client."""
+
+
+class TransactionAborted(RuntimeError):
+    """A unit of work was asked to commit after one of its changes failed: the store has
+    rolled it back. A bug in the caller (it went on after an error), never an answer."""
 
 
 def _all_subclasses(cls: type[ConcertError]) -> list[type[ConcertError]]:

@@ -29,9 +29,18 @@ from concert_domain.ids import UserId
 PENDING_LEASE = timedelta(seconds=60)
 RETENTION = timedelta(hours=24)
 
-_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 
 JsonScalar = int | str | None
+
+
+def kept_integer(body: Mapping[str, JsonScalar], name: str) -> int:
+    """An integer of a kept answer."""
+    value = body[name]
+    if not isinstance(value, int):
+        raise TypeError(f"a kept answer has a non-integer {name}: {value!r}")
+    return value
 
 
 def validate_idempotency_key(key: str) -> str:

@@ -8,27 +8,18 @@ infrastructure failure comes out as `StoreUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Protocol, Self
 
-from concert_domain.accounts import AccessToken, Account
+from concert_domain.accounts import AccessToken, Account, Identity
 from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
 from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
-from concert_domain.ids import (
-    ConcertId,
-    DateId,
-    QueueToken,
-    ReservationId,
-    SeatId,
-    UserId,
-)
+from concert_domain.ids import ConcertId, DateId, QueueToken, ReservationId, SeatId, UserId
 from concert_domain.queue import QueuePolicy, QueueTicket
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import LedgerEntry, Payment, Sale
-
-T = TypeVar("T")
+from concert_domain.wallet import Sale
 
 
 class Clock(Protocol):
@@ -53,13 +44,14 @@ class PasswordHasher(Protocol):
 
 
 class AccessTokens(Protocol):
-    """Signed, expiring bearer tokens that name a customer."""
+    """Signed bearer tokens that name a customer until they expire."""
 
     def issue(self, user_id: UserId, now: datetime) -> AccessToken: ...
 
-    def verify(self, token: str, now: datetime) -> UserId:
-        """The customer a token names; raises `Unauthorized` if it is malformed, tampered,
-        signed with another key or algorithm, or expired at ``now``."""
+    def verify(self, token: str) -> Identity:
+        """Whom a genuine token names and until when; raises `Unauthorized` if it is
+        malformed, tampered, or signed with another key or algorithm. Whether it has expired is
+        the caller's question (`Identity.at`)."""
         ...
 
 
@@ -77,12 +69,13 @@ class CatalogRepository(Protocol):
 
     async def add_concert(self, title: str) -> Concert: ...
 
-    async def add_date(
-        self, concert_id: ConcertId, day: date, starts_at: datetime
-    ) -> ConcertDate: ...
+    async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
+        """Raises `InvalidRequest` for an unknown concert."""
+        ...
 
     async def add_seats(self, date_id: DateId, seats: Sequence[tuple[int, int]]) -> list[Seat]:
-        """Add seats given as ``(number, price)``; numbers are unique within a date."""
+        """Add seats given as ``(number, price)``; numbers are unique within a date (raises
+        `InvalidRequest`, as for an unknown date)."""
         ...
 
     async def list_concerts(self) -> list[Concert]:
@@ -98,10 +91,10 @@ class CatalogRepository(Protocol):
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         """Dates of the concert still open at ``now`` with at least one seat available at
         ``now``, soonest first. A seat is available unless it has a live reservation
-        (paid, or held with ``expires_at`` after ``now``)."""
+        (`Reservation.is_live`)."""
         ...
 
-    async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
+    async def seat_map(self, date_id: DateId, now: datetime) -> Sequence[SeatView]:
         """Every seat of the date with its status at ``now``, by number."""
         ...
 
@@ -115,9 +108,10 @@ class ReservationRepository(Protocol):
         expires_at: datetime,
         max_holds: int,
     ) -> Reservation:
-        """Create a held reservation. Atomic, and decided by the store under any concurrency:
-        raises `SeatUnavailable` if the seat has a live reservation at ``now``, and
-        `HoldLimitReached` if the customer already has ``max_holds`` unexpired holds."""
+        """Record `Reservation.hold` of the seat, decided by the store under any concurrency:
+        refused with `SeatUnavailable` if the seat has a live reservation at ``now``, and with
+        `HoldLimitReached` if the customer already has ``max_holds`` unexpired holds. A
+        refusal comes out of this call or of `UnitOfWork.commit`, and leaves nothing."""
         ...
 
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
@@ -153,27 +147,21 @@ class WalletRepository(Protocol):
         Returns the new balance, or None having changed nothing."""
         ...
 
-    async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
-        """The customer's entries, oldest first."""
-        ...
-
 
 class PaymentRepository(Protocol):
     async def pay(
         self, reservation_id: ReservationId, user_id: UserId, now: datetime
     ) -> Sale | None:
         """Pay for the customer's hold in one atomic step, decided by the store under any
-        concurrency: the reservation, if it is ``user_id``'s and held with ``expires_at``
-        after ``now``, becomes paid; a payment of its price is recorded; the wallet is debited
-        by the price, with its ledger entry. A reservation is paid at most once and a balance
-        never goes below zero.
+        concurrency: the reservation, if it is ``user_id``'s and held at ``now``
+        (`Reservation.is_held`), becomes paid; a payment of its price is recorded; the wallet
+        is debited by the price, with its ledger entry. A reservation is paid at most once and
+        a balance never goes below zero.
 
         Returns the sale; None, having changed nothing, when the reservation is not the
-        customer's unexpired hold. Raises `InsufficientBalance` when the balance does not
-        cover the price: the unit of work must then be rolled back, not committed."""
+        customer's unexpired hold. Refused with `InsufficientBalance` when the balance does
+        not cover the price: from this call or from `UnitOfWork.commit`, leaving nothing."""
         ...
-
-    async def for_reservation(self, reservation_id: ReservationId) -> Payment | None: ...
 
 
 class IdempotencyRepository(Protocol):
@@ -199,8 +187,15 @@ class IdempotencyRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction over the database-backed repositories. Leaving the ``async with``
-    block without `commit` rolls everything back."""
+    """One transaction over the database-backed repositories, all or nothing.
+
+    `commit` makes its changes durable; leaving the ``async with`` block without it rolls them
+    back. A store may decide a change when it is asked or when the unit of work commits, so a
+    refusal a repository documents comes out of the call or of `commit`; either way the unit
+    of work keeps nothing. Once committed, a unit of work may still read but raises
+    `TransactionClosed` when asked to change anything; asked to commit after one of its
+    changes failed, it raises `TransactionAborted`.
+    """
 
     accounts: AccountRepository
     catalog: CatalogRepository
@@ -219,16 +214,6 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
-
-    async def commit_with(self, change: Awaitable[T]) -> T:
-        """Make ``change``, one call to a repository, the last change of this unit of work,
-        and commit it with the call: in the same round trip, where the store can.
-
-        What the store decides in the call is committed, also when the call then raises to
-        say it did not do what was asked (a seat someone else holds, say): it wrote nothing
-        but what it decided. An error that breaks the call itself (a constraint, a lost
-        connection) commits nothing. Reads may follow; changes may not."""
-        ...
 
 
 class UnitOfWorkFactory(Protocol):
@@ -252,8 +237,7 @@ class QueueStore(Protocol):
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
         """The ticket as of ``now`` (with its position and the admission rate while waiting),
-        or None if unknown. Expired tickets stay known for a while so that their holder can be
-        told."""
+        or None if unknown. Expired tickets stay known for `queue.EXPIRED_RETENTION`."""
         ...
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
@@ -269,51 +253,31 @@ class QueueStore(Protocol):
         """Expire one active ticket at ``now`` (its holder has paid), freeing its room."""
         ...
 
-    async def admissions_per_second(self, now: datetime) -> float:
-        """The recent admission rate, 0.0 before any has been measured."""
-        ...
-
-
-class SeatMapStamps(Protocol):
-    """A stamp per concert date that changes whenever a committed change alters who holds or
-    owns its seats, so that a process may serve a seat map it read again while the stamp stays
-    the same (`concert_domain.seatmaps`).
-
-    The order makes it exact: a reader takes the stamp before it reads the database, and a
-    writer renews the stamp after it commits and before it answers. Whoever asks after a
-    change has been answered sees a new stamp. Stamps must be shared by every process that
-    writes (Redis); the in-process adapter is right only when one process serves.
-    """
-
-    async def current(self, date_id: DateId) -> str:
-        """The date's stamp, made now if it has none (never changed, or forgotten)."""
-        ...
-
-    async def renew(self, date_id: DateId) -> None:
-        """Give the date a stamp it has never had."""
-        ...
-
 
 class HoldTimers(Protocol):
-    """A fast front guard in front of the database: one owner per seat for a hold's length.
+    """A fast front guard before the database: one owner per seat for a hold's length, taken
+    only by a customer the waiting line admits.
 
-    Advisory only: the database decides. A missing timer never lets a seat be sold twice, and a
-    timer left behind blocks its seat for at most the hold's length.
+    Advisory: the database decides every hold. A missing timer never lets a seat be sold
+    twice, and a timer left behind blocks its seat for at most the hold's length.
     """
 
-    async def acquire(
+    async def take(
         self,
-        concert_id: ConcertId,
+        token: QueueToken,
+        user_id: UserId,
         seat_id: SeatId,
-        owner: str,
         now: datetime,
         expires_at: datetime,
-    ) -> bool:
-        """Atomically take the seat's timer until ``expires_at``; False if another holds it."""
+    ) -> tuple[QueueTicket | None, bool]:
+        """One atomic step: the queue ticket ``token`` as `QueueStore.get` gives it, and
+        whether the seat's timer was taken for ``user_id`` until ``expires_at``. The timer is
+        taken only if the ticket is ``user_id``'s and active at ``now`` (`queue.admitted`),
+        and no timer on the seat runs past ``now``."""
         ...
 
-    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
-        """Drop the timer if, and only if, ``owner`` holds it (atomic compare-and-delete)."""
+    async def release(self, seat_id: SeatId, user_id: UserId) -> None:
+        """Drop the seat's timer if, and only if, ``user_id`` holds it (compare-and-delete)."""
         ...
 
 

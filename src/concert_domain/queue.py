@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
+from concert_domain.errors import QueueTokenInvalid, QueueTokenNotActive, QueueTokenRequired
 from concert_domain.ids import QueueToken, UserId
+
+# the admission rate a waiting customer is told is measured over this window
+RATE_WINDOW = timedelta(minutes=1)
+# an expired ticket stays known this long, so that its holder is told "expired", not "unknown"
+EXPIRED_RETENTION = timedelta(hours=1)
 
 
 class TicketStatus(enum.StrEnum):
@@ -49,6 +55,32 @@ class QueueTicket:
         return self
 
 
+def required(token: str | None) -> QueueToken:
+    """The queue token a request carries. Raises `QueueTokenRequired` when it carries none."""
+    if not token:
+        raise QueueTokenRequired("an X-Queue-Token header is required; join the queue first")
+    return QueueToken(token)
+
+
+def own_ticket(ticket: QueueTicket | None, user_id: UserId, now: datetime) -> QueueTicket:
+    """The caller's ticket as of ``now``. Raises `QueueTokenInvalid` for an unknown ticket or
+    another customer's."""
+    if ticket is None or ticket.user_id != user_id:
+        raise QueueTokenInvalid("this queue token is not valid")
+    return ticket.as_of(now)
+
+
+def admitted(ticket: QueueTicket | None, user_id: UserId, now: datetime) -> QueueToken:
+    """The caller's token if it is active at ``now``. Raises `QueueTokenInvalid` (unknown,
+    expired, someone else's) and `QueueTokenNotActive` (still waiting)."""
+    own = own_ticket(ticket, user_id, now)
+    if own.status is TicketStatus.EXPIRED:
+        raise QueueTokenInvalid("this queue token has expired; join the queue again")
+    if own.status is TicketStatus.WAITING:
+        raise QueueTokenNotActive(f"still waiting in line, at position {own.position}")
+    return own.token
+
+
 @attrs.frozen
 class QueuePolicy:
     capacity: int = 1000
@@ -63,6 +95,19 @@ class QueueStatus:
     status: TicketStatus
     position: int | None
     estimated_wait_seconds: int
+
+    @classmethod
+    def of(cls, ticket: QueueTicket, policy: QueuePolicy) -> QueueStatus:
+        """What the holder of ``ticket`` (as of the instant asked about) is told."""
+        waiting = ticket.status is TicketStatus.WAITING
+        position = ticket.position if waiting else None
+        rate = ticket.admissions_per_second if waiting else 0.0
+        return cls(
+            token=ticket.token,
+            status=ticket.status,
+            position=position,
+            estimated_wait_seconds=estimate_wait_seconds(position, rate, policy),
+        )
 
 
 def estimate_wait_seconds(

@@ -7,11 +7,13 @@ charges in, payments out.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 
 import attrs
 
-from concert_domain.errors import InsufficientBalance, InvalidRequest
+from concert_domain.errors import InvalidRequest
+from concert_domain.idempotency import JsonScalar, kept_integer
 from concert_domain.ids import PaymentId, ReservationId, UserId
 from concert_domain.reservations import Reservation
 
@@ -71,13 +73,6 @@ class Sale:
     balance: int
 
 
-def shortfall(reservation_id: ReservationId) -> InsufficientBalance:
-    """The error for a balance that does not cover the reservation's price."""
-    return InsufficientBalance(
-        f"the balance does not cover reservation {reservation_id}; top up the wallet and pay again"
-    )
-
-
 @attrs.frozen
 class PaymentReceipt:
     """What a successful payment answers: the payment and the balance it left."""
@@ -87,3 +82,21 @@ class PaymentReceipt:
     amount: int
     balance: int
     status: str = "paid"
+
+    @classmethod
+    def of(cls, sale: Sale) -> PaymentReceipt:
+        payment = sale.payment
+        return cls(payment.payment_id, payment.reservation_id, payment.amount, sale.balance)
+
+    def as_body(self) -> dict[str, JsonScalar]:
+        """Plain values, as an idempotency record keeps the answer."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, JsonScalar]) -> PaymentReceipt:
+        return cls(
+            payment_id=PaymentId(kept_integer(body, "payment_id")),
+            reservation_id=ReservationId(kept_integer(body, "reservation_id")),
+            amount=kept_integer(body, "amount"),
+            balance=kept_integer(body, "balance"),
+        )

@@ -6,6 +6,7 @@ A subclass provides a ``uow`` fixture (a `UnitOfWorkFactory` over an empty, migr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,11 +18,14 @@ from concert_domain.errors import (
     InsufficientBalance,
     InvalidRequest,
     SeatUnavailable,
+    TransactionAborted,
+    TransactionClosed,
 )
 from concert_domain.idempotency import IdempotencyState, JsonScalar, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWorkFactory
 from concert_domain.wallet import LedgerKind, Sale, ledger_balance
+from inspection import StoreInspector
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
@@ -75,6 +79,8 @@ async def sell(
 
 
 class DatabaseContract:
+    """A subclass provides ``uow`` and ``inspect`` (a `StoreInspector` of the same store)."""
+
     # -- unit of work -------------------------------------------------------------------------
 
     async def test_a_unit_of_work_left_without_commit_keeps_nothing(
@@ -86,65 +92,83 @@ class DatabaseContract:
             assert await tx.accounts.get_by_email("mina@example.com") is None
 
     async def test_a_failed_unit_of_work_rolls_back_its_earlier_writes(
-        self, uow: UnitOfWorkFactory
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:
         user = await add_customer(uow)
 
-        async def pay_twice() -> None:
+        async def credit_then_clash() -> None:
             async with uow() as tx:
                 await tx.wallets.credit(user, 1_000, NOW, 100_000_000)
                 await tx.accounts.add("mina@example.com", "hash", NOW)
 
         with pytest.raises(EmailTaken):
-            await pay_twice()
+            await credit_then_clash()
         async with uow() as tx:
             assert await tx.wallets.balance(user) == 0
-            assert await tx.wallets.ledger(user) == []
+        assert await inspect.ledger(user) == []
 
-    async def test_a_change_committed_with_its_call_stands_with_what_came_before(
-        self, uow: UnitOfWorkFactory
-    ) -> None:
-        [seat] = await add_seats(uow, count=1)
-        async with uow() as tx:
-            account = await tx.accounts.add("mina@example.com", "hash", NOW)
-            held = await tx.commit_with(
-                tx.reservations.hold(account.user_id, seat, NOW, NOW + HOLD, 4)
-            )
-            assert await tx.reservations.get(held.reservation_id) == held  # reads may follow
-        async with uow() as tx:
-            assert await tx.accounts.get_by_email("mina@example.com") == account
-            assert await tx.reservations.get(held.reservation_id) == held
-
-    async def test_a_refused_change_committed_with_its_call_leaves_the_others_as_they_were(
+    async def test_a_refused_hold_leaves_nothing_of_its_unit_of_work(
         self, uow: UnitOfWorkFactory
     ) -> None:
         [seat] = await add_seats(uow, count=1)
         user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
         first = await hold(uow, user, seat)
-        with pytest.raises(SeatUnavailable):
+
+        async def credit_and_hold() -> None:
             async with uow() as tx:
-                await tx.commit_with(tx.reservations.hold(other, seat, NOW, NOW + HOLD, 4))
+                await tx.wallets.credit(other, 5_000, NOW, 100_000_000)
+                await tx.reservations.hold(other, seat, NOW, NOW + HOLD, 4)
+                await tx.commit()
+
+        with pytest.raises(SeatUnavailable):  # from the hold or from the commit: either way
+            await credit_and_hold()
         async with uow() as tx:
             views = await tx.catalog.seat_map(seat.date_id, NOW)
             assert await tx.reservations.get(first) is not None
+            assert await tx.wallets.balance(other) == 0
         assert [(v.status, v.held_until) for v in views] == [("held", NOW + HOLD)]
 
-    async def test_a_sale_the_balance_does_not_cover_commits_nothing_with_its_call(
+    async def test_a_committed_unit_of_work_may_read_but_not_write(
         self, uow: UnitOfWorkFactory
     ) -> None:
-        [seat] = await add_seats(uow, count=1, price=50_000)
         user = await add_customer(uow)
-        await credit(uow, user, 20_000)
-        reservation_id = await hold(uow, user, seat)
-        with pytest.raises(InsufficientBalance):
+
+        async def credit_after_commit() -> None:
             async with uow() as tx:
-                await tx.commit_with(tx.payments.pay(reservation_id, user, NOW))
+                await tx.wallets.credit(user, 100, NOW, 100_000_000)
+                await tx.commit()
+                assert await tx.wallets.balance(user) == 100  # reads may follow
+                await tx.wallets.credit(user, 5, NOW, 100_000_000)
+
+        with pytest.raises(TransactionClosed):
+            await credit_after_commit()
         async with uow() as tx:
-            reservation = await tx.reservations.get(reservation_id)
-            assert reservation is not None
-            assert reservation.status == "held"
-            assert await tx.wallets.balance(user) == 20_000
-            assert await tx.payments.for_reservation(reservation_id) is None
+            assert await tx.wallets.balance(user) == 100
+
+    async def test_a_commit_after_a_failed_change_raises_and_keeps_nothing(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+
+        async def carry_on_regardless() -> None:
+            async with uow() as tx:
+                await tx.wallets.credit(user, 100, NOW, 100_000_000)
+                with contextlib.suppress(EmailTaken):
+                    await tx.accounts.add("mina@example.com", "hash", NOW)
+                await tx.commit()
+
+        with pytest.raises(TransactionAborted):
+            await carry_on_regardless()
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 0
+
+    async def test_a_read_only_unit_of_work_changes_nothing(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        with pytest.raises(TransactionClosed):
+            async with uow(read_only=True) as tx:
+                await tx.wallets.credit(user, 100, NOW, 100_000_000)
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 0
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -381,7 +405,7 @@ class DatabaseContract:
     # -- wallets and payments -----------------------------------------------------------------
 
     async def test_credits_and_sales_move_the_balance_and_write_the_ledger(
-        self, uow: UnitOfWorkFactory
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:
         [seat] = await add_seats(uow, count=1, price=20_000)
         user = await add_customer(uow)
@@ -395,8 +419,8 @@ class DatabaseContract:
             assert await tx.wallets.credit(user, 90, NOW, 10_090) == 10_090
             await tx.commit()
         async with uow() as tx:
-            entries = await tx.wallets.ledger(user)
             assert await tx.wallets.balance(user) == 10_090
+        entries = await inspect.ledger(user)
         assert [(e.kind, e.amount, e.payment_id) for e in entries] == [
             (LedgerKind.CHARGE, 30_000, None),
             (LedgerKind.PAYMENT, 20_000, sale.payment.payment_id),
@@ -412,15 +436,17 @@ class DatabaseContract:
             await tx.commit()
             assert await tx.wallets.balance(user) == 500
 
-    async def test_concurrent_credits_lose_no_update(self, uow: UnitOfWorkFactory) -> None:
+    async def test_concurrent_credits_lose_no_update(
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
+    ) -> None:
         user = await add_customer(uow)
         await asyncio.gather(*(credit(uow, user, 100) for _ in range(20)))
         async with uow() as tx:
             assert await tx.wallets.balance(user) == 2_000
-            assert len(await tx.wallets.ledger(user)) == 20
+        assert len(await inspect.ledger(user)) == 20
 
     async def test_concurrent_sales_never_take_the_balance_below_zero(
-        self, uow: UnitOfWorkFactory
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:
         seats = await add_seats(uow, count=10, price=300)
         user = await add_customer(uow)
@@ -437,30 +463,29 @@ class DatabaseContract:
         assert all(isinstance(r, InsufficientBalance) for r in results if not isinstance(r, int))
         async with uow() as tx:
             assert await tx.wallets.balance(user) == 100
-            assert len(await tx.wallets.ledger(user)) == 4
             after = [await tx.reservations.get(r) for r in held]
+        assert len(await inspect.ledger(user)) == 4
         assert sorted(r.status for r in after if r is not None) == ["held"] * 7 + ["paid"] * 3
 
     async def test_a_sale_the_balance_does_not_cover_raises_and_is_rolled_back(
-        self, uow: UnitOfWorkFactory
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:
         [seat] = await add_seats(uow, count=1, price=50_000)
         user = await add_customer(uow)
         await credit(uow, user, 49_999)
         reservation_id = await hold(uow, user, seat)
         with pytest.raises(InsufficientBalance, match=f"reservation {reservation_id}"):
-            async with uow() as tx:
-                await tx.payments.pay(reservation_id, user, NOW)
+            await sell(uow, user, reservation_id)
         async with uow() as tx:
             reservation = await tx.reservations.get(reservation_id)
             assert reservation is not None
             assert reservation.status == "held"
             assert await tx.wallets.balance(user) == 49_999
-            assert await tx.payments.for_reservation(reservation_id) is None
-            assert len(await tx.wallets.ledger(user)) == 1
+        assert await inspect.payment_for(reservation_id) is None
+        assert len(await inspect.ledger(user)) == 1
 
     async def test_a_reservation_is_sold_once_and_to_its_holder_only(
-        self, uow: UnitOfWorkFactory
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:
         [seat] = await add_seats(uow, count=1)
         user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
@@ -471,8 +496,8 @@ class DatabaseContract:
         sale = await sell(uow, user, reservation_id)
         assert await sell(uow, user, reservation_id) is None
         assert sale is not None
+        assert await inspect.payment_for(reservation_id) == sale.payment
         async with uow() as tx:
-            assert await tx.payments.for_reservation(reservation_id) == sale.payment
             assert await tx.wallets.balance(other) == 100_000
             assert await tx.wallets.balance(user) == sale.balance == 50_000
         payment = sale.payment
@@ -506,6 +531,7 @@ class DatabaseContract:
             await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
             await tx.idempotency.complete(user, "k", outcome)
             await tx.commit()
+        async with uow() as tx:
             record = await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
         assert record is not None and record.outcome == outcome
 

@@ -1,8 +1,8 @@
 """The contract of the ports Redis backs: the waiting line, hold timers, login counters and
-seat-map stamps.
+seat-map versions.
 
-A subclass provides ``queue``, ``timers``, ``limiter`` and ``stamps`` fixtures over empty
-stores.
+A subclass provides ``queue``, ``timers`` (checking tickets of that ``queue``), ``limiter``
+and ``versions`` fixtures over empty stores.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from concert_domain.ids import ConcertId, DateId, QueueToken, SeatId, UserId
-from concert_domain.ports import HoldTimers, LoginRateLimiter, QueueStore, SeatMapStamps
+from adapters.caching import SeatMapVersions
+from concert_domain.ids import DateId, QueueToken, SeatId, UserId
+from concert_domain.ports import HoldTimers, LoginRateLimiter, QueueStore
 from concert_domain.queue import QueuePolicy, TicketStatus
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 POLICY = QueuePolicy(capacity=2, active_seconds=600)
-CONCERT, SEAT = ConcertId(1), SeatId(7)
+SEAT = SeatId(7)
+UNTIL = NOW + timedelta(minutes=5)
 
 
 async def join_all(queue: QueueStore, users: range, now: datetime = NOW) -> list[QueueToken]:
@@ -106,12 +108,6 @@ class QueueStoreContract:
         assert len({ticket.token for ticket, _ in results}) == 1
         assert sum(created for _, created in results) == 1
 
-    async def test_the_admission_rate_counts_the_last_minute(self, queue: QueueStore) -> None:
-        assert await queue.admissions_per_second(NOW) == 0.0
-        await join_all(queue, range(1, 4))
-        assert await queue.admissions_per_second(NOW) == 2 / 60
-        assert await queue.admissions_per_second(NOW + timedelta(seconds=61)) == 0.0
-
     async def test_a_waiting_ticket_carries_the_admission_rate(self, queue: QueueStore) -> None:
         tokens = await join_all(queue, range(1, 4))
         waiting, created = await queue.join(UserId(4), NOW, POLICY)
@@ -128,34 +124,61 @@ class QueueStoreContract:
 
 
 class HoldTimersContract:
-    async def test_one_owner_at_a_time_until_the_timer_lapses(self, timers: HoldTimers) -> None:
-        until = NOW + timedelta(minutes=5)
-        assert await timers.acquire(CONCERT, SEAT, "user:1", NOW, until)
-        assert not await timers.acquire(CONCERT, SEAT, "user:2", NOW, until)
-        assert not await timers.acquire(CONCERT, SEAT, "user:1", NOW, until)
-        assert await timers.acquire(CONCERT, SEAT, "user:2", until, until + timedelta(minutes=5))
+    async def test_one_owner_at_a_time_until_the_timer_lapses(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
+        assert not (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
+        assert not (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
+        later = UNTIL + timedelta(minutes=5)
+        assert (await timers.take(two, UserId(2), SEAT, UNTIL, later))[1]
 
-    async def test_only_the_owner_releases(self, timers: HoldTimers) -> None:
-        until = NOW + timedelta(minutes=5)
-        await timers.acquire(CONCERT, SEAT, "user:1", NOW, until)
-        await timers.release(CONCERT, SEAT, "user:2")
-        await timers.release(CONCERT, SEAT, "user:")
-        assert not await timers.acquire(CONCERT, SEAT, "user:2", NOW, until)
-        await timers.release(CONCERT, SEAT, "user:1")
-        assert await timers.acquire(CONCERT, SEAT, "user:2", NOW, until)
+    async def test_only_the_owner_releases(self, queue: QueueStore, timers: HoldTimers) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        await timers.take(one, UserId(1), SEAT, NOW, UNTIL)
+        await timers.release(SEAT, UserId(2))
+        assert not (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
+        await timers.release(SEAT, UserId(1))
+        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
 
-    async def test_seats_and_concerts_are_separate(self, timers: HoldTimers) -> None:
-        until = NOW + timedelta(minutes=5)
-        assert await timers.acquire(CONCERT, SEAT, "user:1", NOW, until)
-        assert await timers.acquire(CONCERT, SeatId(8), "user:2", NOW, until)
-        assert await timers.acquire(ConcertId(2), SEAT, "user:3", NOW, until)
+    async def test_seats_are_separate(self, queue: QueueStore, timers: HoldTimers) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
+        assert (await timers.take(two, UserId(2), SeatId(8), NOW, UNTIL))[1]
 
-    async def test_concurrent_contenders_get_one_timer(self, timers: HoldTimers) -> None:
-        until = NOW + timedelta(minutes=5)
-        results = await asyncio.gather(
-            *(timers.acquire(CONCERT, SEAT, f"user:{n}", NOW, until) for n in range(50))
+    async def test_a_timer_is_taken_only_for_the_owner_of_an_active_ticket(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        one, _, waiting = await join_all(queue, range(1, 4))
+        cases = [
+            (waiting, UserId(3), NOW, TicketStatus.WAITING),
+            (one, UserId(2), NOW, TicketStatus.ACTIVE),  # another customer's ticket
+            (one, UserId(1), NOW + timedelta(seconds=600), TicketStatus.EXPIRED),
+        ]
+        for token, user, now, status in cases:
+            ticket, taken = await timers.take(token, user, SEAT, now, now + timedelta(minutes=5))
+            assert not taken
+            assert ticket is not None and (ticket.token, ticket.status) == (token, status)
+        assert await timers.take(QueueToken("made-up"), UserId(1), SEAT, NOW, UNTIL) == (
+            None,
+            False,
         )
-        assert sum(results) == 1
+        ticket, taken = await timers.take(one, UserId(1), SEAT, NOW, UNTIL)
+        assert taken and ticket is not None and ticket.status is TicketStatus.ACTIVE
+
+    async def test_concurrent_contenders_get_one_timer(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        roomy = QueuePolicy(capacity=100, active_seconds=600)
+        tokens = [(await queue.join(UserId(n), NOW, roomy))[0].token for n in range(1, 51)]
+        results = await asyncio.gather(
+            *(
+                timers.take(token, UserId(n), SEAT, NOW, UNTIL)
+                for n, token in enumerate(tokens, start=1)
+            )
+        )
+        assert sum(taken for _, taken in results) == 1
 
 
 class LoginRateLimiterContract:
@@ -177,25 +200,29 @@ class LoginRateLimiterContract:
         assert await limiter.failures("b@example.com", NOW) == 0
 
 
-class SeatMapStampsContract:
-    async def test_a_stamp_stays_until_renewed_and_is_never_given_again(
-        self, stamps: SeatMapStamps
+class SeatMapVersionsContract:
+    async def test_a_version_stays_until_bumped_and_is_never_given_again(
+        self, versions: SeatMapVersions
     ) -> None:
-        first = await stamps.current(DateId(1))
-        assert await stamps.current(DateId(1)) == first
+        first = await versions.current(DateId(1))
+        assert await versions.current(DateId(1)) == first
         seen = {first}
         for _ in range(5):
-            await stamps.renew(DateId(1))
-            stamp = await stamps.current(DateId(1))
-            assert stamp not in seen
-            assert await stamps.current(DateId(1)) == stamp
-            seen.add(stamp)
+            await versions.bump([DateId(1)])
+            version = await versions.current(DateId(1))
+            assert version not in seen
+            assert await versions.current(DateId(1)) == version
+            seen.add(version)
 
-    async def test_dates_have_their_own_stamps(self, stamps: SeatMapStamps) -> None:
-        other = await stamps.current(DateId(2))
-        await stamps.renew(DateId(1))
-        assert await stamps.current(DateId(2)) == other
+    async def test_dates_have_their_own_versions(self, versions: SeatMapVersions) -> None:
+        other = await versions.current(DateId(2))
+        mine = await versions.current(DateId(1))
+        await versions.bump([DateId(1)])
+        assert await versions.current(DateId(2)) == other
+        assert await versions.current(DateId(1)) != mine
 
-    async def test_readers_of_a_new_date_agree_on_its_stamp(self, stamps: SeatMapStamps) -> None:
-        found = await asyncio.gather(*(stamps.current(DateId(3)) for _ in range(10)))
+    async def test_readers_of_a_new_date_agree_on_its_version(
+        self, versions: SeatMapVersions
+    ) -> None:
+        found = await asyncio.gather(*(versions.current(DateId(3)) for _ in range(10)))
         assert len(set(found)) == 1

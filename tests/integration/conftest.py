@@ -8,12 +8,13 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import text
 
 import services
 from adapters.redis import Keys, RedisLink, connect
 from adapters.sql import SqlDatabase
+from adapters.sql.engine import postgres_conninfo
 from adapters.sql.schema import metadata
 
 
@@ -26,6 +27,15 @@ def _running(server: contextlib.AbstractContextManager[str]) -> Iterator[str]:
         except services.ServiceMissing as e:
             services.missing(str(e))
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs real servers: mark it, so that ``-m "not integration"`` leaves
+    them all out."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +56,7 @@ def _migrated_postgres(postgres_url: str) -> str:
     import asyncio
 
     async def migrate() -> None:
-        database = SqlDatabase.from_url(postgres_url, pool_size=1)
+        database = SqlDatabase(postgres_url, pool_size=1)
         await database.migrate()
         await database.dispose()
 
@@ -57,10 +67,12 @@ def _migrated_postgres(postgres_url: str) -> str:
 @pytest.fixture
 async def postgres_database(_migrated_postgres: str) -> AsyncIterator[SqlDatabase]:
     """The session's PostgreSQL schema, emptied before each test."""
-    database = SqlDatabase.from_url(_migrated_postgres, pool_size=8)
+    database = SqlDatabase(_migrated_postgres, pool_size=8)
     tables = ", ".join(table.name for table in metadata.sorted_tables)
-    async with database.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    async with await psycopg.AsyncConnection.connect(
+        postgres_conninfo(_migrated_postgres), autocommit=True
+    ) as connection:
+        await connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     yield database
     await database.dispose()
 
@@ -86,7 +98,7 @@ async def redis_keys(redis_url: str) -> AsyncIterator[tuple[RedisLink, Keys]]:
 @pytest.fixture
 async def sqlite_database(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
     """A fresh, migrated SQLite file."""
-    database = SqlDatabase.from_url(f"sqlite:///{tmp_path / 'concert.sqlite3'}")
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'concert.sqlite3'}")
     await database.migrate()
     yield database
     await database.dispose()

@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql import SqlDatabase
+from adapters.sql.migrations import alembic_config
 from adapters.sql.schema import metadata
+from inspection import sync_engine
 
 
 def schema_differences(connection: Connection) -> list[Any]:
@@ -29,29 +32,27 @@ def database(request: pytest.FixtureRequest) -> SqlDatabase:
 
 class TestMigrations:
     async def test_build_exactly_the_schema_of_the_code(self, database: SqlDatabase) -> None:
-        async with database.engine.connect() as connection:
-            assert await connection.run_sync(schema_differences) == []
+        with sync_engine(str(database.url)).connect() as connection:
+            assert schema_differences(connection) == []
 
     async def test_running_them_again_changes_nothing(self, database: SqlDatabase) -> None:
         await database.migrate()
-        async with database.engine.connect() as connection:
-            version = (
-                await connection.execute(text("SELECT version_num FROM alembic_version"))
-            ).scalar()
-        assert version == "0001"
+        with sync_engine(str(database.url)).connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 class TestSchemaGuards:
     async def seed_wallet(self, database: SqlDatabase) -> None:
-        async with database.engine.begin() as connection:
-            await connection.execute(
+        with sync_engine(str(database.url)).begin() as connection:
+            connection.execute(
                 text(
                     "INSERT INTO accounts (user_id, email, password_hash, created_at) "
                     "VALUES (1, 'a@example.com', 'h', '2026-12-01 00:00:00+00')"
                 )
             )
-            await connection.execute(text("INSERT INTO wallets (user_id, balance) VALUES (1, 10)"))
-            await connection.execute(
+            connection.execute(text("INSERT INTO wallets (user_id, balance) VALUES (1, 10)"))
+            connection.execute(
                 text(
                     "INSERT INTO ledger (user_id, kind, amount, created_at) "
                     "VALUES (1, 'charge', 10, '2026-12-01 00:00:00+00')"
@@ -70,6 +71,5 @@ class TestSchemaGuards:
         self, database: SqlDatabase, statement: str
     ) -> None:
         await self.seed_wallet(database)
-        with pytest.raises(DBAPIError):
-            async with database.engine.begin() as connection:
-                await connection.execute(text(statement))
+        with pytest.raises(DBAPIError), sync_engine(str(database.url)).begin() as connection:
+            connection.execute(text(statement))

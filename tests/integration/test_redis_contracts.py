@@ -8,14 +8,14 @@ from adapters.redis import (
     RedisLink,
     RedisLoginRateLimiter,
     RedisQueueStore,
-    RedisSeatMapStamps,
+    RedisSeatMapVersions,
 )
 from concert_domain.ids import DateId
 from contracts.line import (
     HoldTimersContract,
     LoginRateLimiterContract,
     QueueStoreContract,
-    SeatMapStampsContract,
+    SeatMapVersionsContract,
 )
 
 
@@ -27,6 +27,10 @@ class TestRedisQueueStore(QueueStoreContract):
 
 class TestRedisHoldTimers(HoldTimersContract):
     @pytest.fixture
+    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
+        return RedisQueueStore(*redis_keys)
+
+    @pytest.fixture
     def timers(self, redis_keys: tuple[RedisLink, Keys]) -> RedisHoldTimers:
         return RedisHoldTimers(*redis_keys)
 
@@ -37,18 +41,18 @@ class TestRedisLoginRateLimiter(LoginRateLimiterContract):
         return RedisLoginRateLimiter(*redis_keys)
 
 
-class TestRedisSeatMapStamps(SeatMapStampsContract):
+class TestRedisSeatMapVersions(SeatMapVersionsContract):
     @pytest.fixture
-    def stamps(self, redis_keys: tuple[RedisLink, Keys]) -> RedisSeatMapStamps:
-        return RedisSeatMapStamps(*redis_keys)
+    def versions(self, redis_keys: tuple[RedisLink, Keys]) -> RedisSeatMapVersions:
+        return RedisSeatMapVersions(*redis_keys)
 
-    async def test_a_forgotten_stamp_is_made_again_anew(
-        self, stamps: RedisSeatMapStamps, redis_keys: tuple[RedisLink, Keys]
+    async def test_a_forgotten_version_is_made_again_anew(
+        self, versions: RedisSeatMapVersions, redis_keys: tuple[RedisLink, Keys]
     ) -> None:
         redis, keys = redis_keys
-        before = await stamps.current(DateId(1))
-        await redis.call("DEL", keys.seat_map_stamp(DateId(1)))  # Redis restarted empty, say
-        again = await stamps.current(DateId(1))
+        before = await versions.current(DateId(1))
+        await redis.call("DEL", keys.seat_map_version(DateId(1)))  # Redis restarted empty, say
+        again = await versions.current(DateId(1))
         assert again != before
-        assert await stamps.current(DateId(1)) == again
-        assert 0 < await redis.call("PTTL", keys.seat_map_stamp(DateId(1))) <= 86_400_000
+        assert await versions.current(DateId(1)) == again
+        assert 0 < await redis.call("PTTL", keys.seat_map_version(DateId(1))) <= 86_400_000

@@ -23,6 +23,7 @@ from concert_domain.errors import SeatUnavailable, StoreUnavailable
 from concert_domain.ids import QueueToken, UserId
 from contracts.database import add_seats
 from entrypoints.wiring import build_dependencies
+from inspection import sync_engine
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -67,7 +68,7 @@ async def test_the_service_recovers_from_a_redis_restart_and_sells_nothing_twice
     postgres_database: SqlDatabase, own_redis: services.RedisServer, client: RedisLink
 ) -> None:
     deps = build_dependencies(
-        database=postgres_database,
+        uow=postgres_database.unit_of_work,
         redis=client,
         redis_keys=Keys("fault"),
         clock=ManualClock(START),
@@ -104,16 +105,14 @@ async def test_the_service_recovers_from_a_redis_restart_and_sells_nothing_twice
     joon_token = await join(deps, joon)  # joon lost his place in line, not his hold
     await usecases.pay(joon, joon_token, held.reservation_id, deps=deps)
 
-    async with postgres_database.engine.connect() as connection:
-        live_per_seat = (
-            await connection.execute(
-                text(
-                    "SELECT seat_id, count(*) FROM reservations WHERE status IN ('held', 'paid') "
-                    "GROUP BY seat_id HAVING count(*) > 1"
-                )
+    with sync_engine(str(postgres_database.url)).connect() as connection:
+        live_per_seat = connection.execute(
+            text(
+                "SELECT seat_id, count(*) FROM reservations WHERE status IN ('held', 'paid') "
+                "GROUP BY seat_id HAVING count(*) > 1"
             )
         ).all()
-        paid = (await connection.execute(text("SELECT count(*) FROM payments"))).scalar()
+        paid = connection.execute(text("SELECT count(*) FROM payments")).scalar()
     assert live_per_seat == []
     assert paid == 3
     assert [await usecases.get_balance(u, deps=deps) for u in users] == [40_000] * 3

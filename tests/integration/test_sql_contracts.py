@@ -1,7 +1,7 @@
-"""The SQL adapter against the same port contracts as the in-memory one."""
+"""The SQL adapter against the same port contracts as the in-memory one, and what only
+PostgreSQL's sessions do: round trips, prepared statements, a killed connection."""
 
-import asyncio
-from datetime import date, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -9,21 +9,13 @@ from sqlalchemy import Integer, select, text
 
 from adapters.sql import SqlDatabase
 from adapters.sql.engine import postgres_conninfo
+from adapters.sql.postgres import PostgresConnections, PostgresSession
 from adapters.sql.queries import Query, param
 from adapters.sql.schema import seats
-from adapters.sql.sessions import CatalogCache, PostgresConnections, PostgresSession
-from concert_domain.catalog import Seat
-from concert_domain.errors import StoreUnavailable
-from concert_domain.ids import DateId
+from concert_domain.errors import InsufficientBalance, StoreUnavailable
 from concert_domain.ports import UnitOfWorkFactory
-from contracts.database import (
-    HOLD,
-    NOW,
-    DatabaseContract,
-    add_customer,
-    add_seats,
-    credit,
-)
+from contracts.database import HOLD, NOW, DatabaseContract, add_customer, add_seats, credit, hold
+from inspection import SqlInspector, StoreInspector
 
 
 class TestSqliteDatabase(DatabaseContract):
@@ -31,120 +23,109 @@ class TestSqliteDatabase(DatabaseContract):
     def uow(self, sqlite_database: SqlDatabase) -> UnitOfWorkFactory:
         return sqlite_database.unit_of_work
 
+    @pytest.fixture
+    def inspect(self, sqlite_database: SqlDatabase) -> StoreInspector:
+        return SqlInspector(str(sqlite_database.url))
+
 
 class TestPostgresDatabase(DatabaseContract):
     @pytest.fixture
     def uow(self, postgres_database: SqlDatabase) -> UnitOfWorkFactory:
         return postgres_database.unit_of_work
 
+    @pytest.fixture
+    def inspect(self, postgres_database: SqlDatabase) -> StoreInspector:
+        return SqlInspector(str(postgres_database.url))
 
-class TestSqlUnitOfWork:
-    async def test_a_hold_reads_its_seats_and_date_from_the_cache_after_the_first_time(
+
+def round_trips(sent: list[str]) -> list[list[str]]:
+    """The first word of each statement (as written, before it is prepared) of each round
+    trip, the round trips that prepare statements aside."""
+    trips = [sql.split(";\n") for sql in sent if not sql.startswith("PREPARE")]
+    return [[statement.split()[0] for statement in trip] for trip in trips]
+
+
+class TestPostgresSession:
+    async def test_a_hold_a_sale_and_a_charge_each_go_in_as_few_round_trips_as_they_can(
         self, postgres_database: SqlDatabase
     ) -> None:
-        seats = await add_seats(postgres_database.unit_of_work, count=3)
+        uow = postgres_database.unit_of_work
+        first, second = await add_seats(uow, count=2)
+        user = await add_customer(uow)
+        await hold(uow, user, first)  # takes this process's block of reservation ids
         sent: list[str] = []
         postgres_database.watch(sent.append)
-        for seat in seats:  # the first seat read brings its date's other seats along
-            async with postgres_database.unit_of_work(read_only=True) as uow:
-                assert await uow.catalog.get_seat(seat.seat_id) == seat
-                assert await uow.catalog.get_date(seat.date_id) is not None
-                assert await uow.catalog.get_date(DateId(seat.date_id + 1)) is None
-        statements = [sql.split()[0] for sql in sent if not sql.startswith("PREPARE")]
-        assert statements == ["SELECT"] * 5  # seats and date once; the unknown date each time
-        before = len(sent)
-        async with postgres_database.unit_of_work() as uow:
-            await uow.commit()  # a unit of work that sent nothing commits nothing
-        assert len(sent) == before
-
-    async def test_a_hold_and_a_sale_each_take_one_round_trip(
-        self, postgres_database: SqlDatabase
-    ) -> None:
-        [seat] = await add_seats(postgres_database.unit_of_work, count=1)
-        user = await add_customer(postgres_database.unit_of_work)
-        await credit(postgres_database.unit_of_work, user, 50_000)
-        sent: list[str] = []
-        postgres_database.watch(sent.append)
-        async with postgres_database.unit_of_work() as uow:
-            held = await uow.commit_with(uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4))
-        async with postgres_database.unit_of_work() as uow:
-            await uow.commit_with(uow.payments.pay(held.reservation_id, user, NOW))
-        trips = [sql.split(";\n") for sql in sent if not sql.startswith("PREPARE")]
-        assert [[s.split()[0] for s in trip] for trip in trips] == [
-            ["BEGIN", "WITH", "INSERT", "COMMIT"],
-            ["BEGIN", "WITH", "COMMIT"],
+        held = await hold(uow, user, second)
+        with pytest.raises(InsufficientBalance):
+            async with uow() as tx:
+                await tx.payments.pay(held, user, NOW)
+        await credit(uow, user, 50_000)
+        async with uow() as tx:
+            assert await tx.payments.pay(held, user, NOW) is not None
+            await tx.commit()
+        assert round_trips(sent) == [
+            ["BEGIN", "WITH", "WITH", "COMMIT"],  # the hold (a lock, an insert), committed
+            ["BEGIN", "WITH"],  # a sale the balance does not cover...
+            ["ROLLBACK"],  # ...is rolled back
+            ["BEGIN", "WITH"],  # a charge answers its balance...
+            ["COMMIT"],  # ...so its commit follows
+            ["BEGIN", "WITH"],  # a sale answers its payment and balance likewise
+            ["COMMIT"],
         ]
 
-    async def test_a_cold_process_met_by_many_holds_reads_the_date_once(
+    async def test_a_session_that_sent_nothing_commits_nothing(
         self, postgres_database: SqlDatabase
     ) -> None:
-        seats = await add_seats(postgres_database.unit_of_work, count=20)
         sent: list[str] = []
         postgres_database.watch(sent.append)
+        async with postgres_database.unit_of_work() as uow:
+            await uow.commit()
+        assert sent == []
 
-        async def look_up(seat: Seat) -> Seat | None:
-            async with postgres_database.unit_of_work(read_only=True) as uow:
-                return await uow.catalog.get_seat(seat.seat_id)
-
-        assert await asyncio.gather(*(look_up(seat) for seat in seats)) == seats
-        assert [sql.split()[0] for sql in sent if not sql.startswith("PREPARE")] == ["SELECT"]
-
-    async def test_the_direct_path_reads_utc_and_gives_up_a_killed_connection(
+    async def test_times_come_back_in_utc_and_a_killed_connection_is_given_up(
         self, postgres_database: SqlDatabase
     ) -> None:
         [seat] = await add_seats(postgres_database.unit_of_work, count=1)
-        database = SqlDatabase.from_url(postgres_database.engine.url, pool_size=1)
+        database = SqlDatabase(postgres_database.url, pool_size=1)
+        conninfo = postgres_conninfo(postgres_database.url)
         try:
             async with database.unit_of_work() as uow:
                 user = (await uow.accounts.add("mina@example.com", "x", NOW)).user_id
-                held = await uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4)
+                await uow.wallets.open(user)
                 await uow.commit()
-            assert held.expires_at.utcoffset() == timedelta(0)
-            assert held.expires_at == NOW + HOLD
+            held = await hold(database.unit_of_work, user, seat)
             async with database.unit_of_work() as uow:  # in a transaction: killable
-                assert await uow.reservations.get(held.reservation_id) == held
-                async with postgres_database.engine.connect() as killer:
+                found = await uow.reservations.get(held)
+                assert found is not None and found.expires_at == NOW + HOLD
+                assert found.expires_at.utcoffset() == timedelta(0)
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True
+                ) as killer:
                     await killer.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE pid <> pg_backend_pid() AND datname = current_database() "
-                            "AND state = 'idle in transaction'"
-                        )
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                        "AND state = 'idle in transaction'"
                     )
                 with pytest.raises(StoreUnavailable):
-                    await uow.reservations.get(held.reservation_id)
+                    await uow.reservations.get(held)
             async with database.unit_of_work(read_only=True) as uow:  # a new connection
-                assert await uow.reservations.get(held.reservation_id) == held
+                assert await uow.reservations.get(held) == found
         finally:
             await database.dispose()
 
     async def test_a_statement_that_cannot_be_prepared_costs_its_connection_only(
         self, postgres_database: SqlDatabase
     ) -> None:
-        connections = PostgresConnections(postgres_conninfo(postgres_database.engine.url), size=1)
+        connections = PostgresConnections(postgres_conninfo(postgres_database.url), size=1)
         good = Query(select(seats.c.seat_id).where(seats.c.seat_id == param("seat_id", Integer())))
         broken = Query(text("SELECT no_such_column FROM seats"))
-
-        def session() -> PostgresSession:
-            return PostgresSession(connections, read_only=True, catalog=CatalogCache())
-
         try:
-            first = session()
+            first = PostgresSession(connections, read_only=True)
             with pytest.raises(psycopg.errors.UndefinedColumn):
                 await first.run_together((good, {"seat_id": 1}), (broken, {}))
             await first.close()
-            again = session()  # on a fresh connection: the old one had `good` half-known
+            again = PostgresSession(connections, read_only=True)  # the old one is replaced
             assert await again.run(good, seat_id=1) == []
             await again.close()
         finally:
             await connections.close()
-
-    async def test_a_read_inside_a_rolled_back_write_is_not_cached(
-        self, sqlite_database: SqlDatabase
-    ) -> None:
-        async with sqlite_database.unit_of_work() as uow:
-            concert = await uow.catalog.add_concert("Never")
-            added = await uow.catalog.add_date(concert.concert_id, date(2027, 1, 1), NOW)
-            assert await uow.catalog.get_date(added.date_id) == added
-        async with sqlite_database.unit_of_work(read_only=True) as uow:
-            assert await uow.catalog.get_date(added.date_id) is None

@@ -16,18 +16,19 @@ from sqlalchemy import text
 import races
 from adapters.sql import SqlDatabase
 from contracts.database import HOLD, NOW, add_customer, add_seats, credit, hold
+from inspection import sync_engine
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 
 def url_of(database: SqlDatabase) -> str:
-    return database.engine.url.render_as_string(hide_password=False)
+    return str(database.url)
 
 
 async def scalar(database: SqlDatabase, sql: str) -> int:
-    async with database.engine.connect() as connection:
-        return int((await connection.execute(text(sql))).scalar() or 0)
+    with sync_engine(url_of(database)).connect() as connection:
+        return int(connection.execute(text(sql)).scalar() or 0)
 
 
 def chunks(items: list[T], size: int) -> list[list[T]]:
@@ -115,15 +116,13 @@ async def test_payment_racing_the_sweep_ends_sold_with_one_debit_or_released_wit
         races.pay_or_sweep, [(url, "payer", trials), (url, "sweeper", trials)]
     )
     assert set(payer) <= {"ok", "hold_expired"}, Counter(payer)
-    async with postgres_database.engine.connect() as connection:
-        states = (
-            await connection.execute(
-                text(
-                    "SELECT r.status, count(p.payment_id), count(l.entry_id) FROM reservations r "
-                    "LEFT JOIN payments p ON p.reservation_id = r.reservation_id "
-                    "LEFT JOIN ledger l ON l.payment_id = p.payment_id "
-                    "GROUP BY r.reservation_id, r.status"
-                )
+    with sync_engine(url).connect() as connection:
+        states = connection.execute(
+            text(
+                "SELECT r.status, count(p.payment_id), count(l.entry_id) FROM reservations r "
+                "LEFT JOIN payments p ON p.reservation_id = r.reservation_id "
+                "LEFT JOIN ledger l ON l.payment_id = p.payment_id "
+                "GROUP BY r.reservation_id, r.status"
             )
         ).all()
     outcomes = Counter((status, payments, debits) for status, payments, debits in states)

@@ -52,7 +52,6 @@ from concert_domain.errors import (
 from concert_domain.ids import QueueToken, ReservationId, UserId
 from concert_domain.queue import TicketStatus
 from concert_domain.reservations import Reservation, ReservationStatus
-from concert_domain.seatmaps import SeatMapCache
 from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, ledger_balance
 
 POLICY = BookingPolicy(
@@ -82,10 +81,9 @@ class BookingMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(START)
         self.database = InMemoryDatabase()
-        # kept seat maps never age out here: only stamps and lapsing holds keep them exact
-        self.deps = attrs.evolve(
-            memory_deps(self.clock, POLICY, database=self.database),
-            seat_maps=SeatMapCache(max_age=timedelta(days=365)),
+        # kept seat maps never age out here: only versions and lapsing holds keep them exact
+        self.deps = memory_deps(
+            self.clock, POLICY, database=self.database, seat_map_max_age=timedelta(days=365)
         )
         self.emails: dict[str, UserId] = {}
         self.charged: dict[UserId, int] = defaultdict(int)

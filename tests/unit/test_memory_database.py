@@ -21,7 +21,8 @@ class TestInMemoryUnitOfWork:
             await uow.wallets.credit(account.user_id, 5_000, NOW, 100_000)
         async with db.unit_of_work() as uow:
             assert await uow.accounts.get_by_email("mina@example.com") is None
-            assert await uow.wallets.ledger(account.user_id) == []
+        assert db.ledger.get(account.user_id) is None
+        assert db.wallets.get(account.user_id) is None
 
     async def test_an_error_rolls_back_and_the_next_transaction_starts_clean(self) -> None:
         db = InMemoryDatabase()
@@ -40,14 +41,33 @@ class TestInMemoryUnitOfWork:
             assert await uow.accounts.get_by_email("joon@example.com") is None
             assert await uow.accounts.get_by_email("mina@example.com") is not None
 
-    async def test_writes_after_a_commit_are_undone_unless_committed_again(self) -> None:
+    async def test_a_read_only_unit_of_work_waits_for_a_writer_to_finish_each_read(
+        self,
+    ) -> None:
         db = InMemoryDatabase()
         async with db.unit_of_work() as uow:
             await uow.wallets.open(UserId(1))
             await uow.commit()
-            await uow.wallets.credit(UserId(1), 10, NOW, 100)
-        async with db.unit_of_work() as uow:
-            assert await uow.wallets.balance(UserId(1)) == 0
+        inside, give_up = asyncio.Event(), asyncio.Event()
+
+        async def write_and_give_up() -> None:
+            async with db.unit_of_work() as uow:
+                await uow.wallets.credit(UserId(1), 10, NOW, 100)
+                inside.set()
+                await give_up.wait()
+            # left without commit: the 10 never was
+
+        async def read() -> int:
+            await inside.wait()
+            async with db.unit_of_work(read_only=True) as uow:
+                return await uow.wallets.balance(UserId(1))
+
+        writing, reading = asyncio.ensure_future(write_and_give_up()), asyncio.ensure_future(read())
+        await inside.wait()
+        await asyncio.sleep(0)  # the reader is waiting for its turn now
+        give_up.set()
+        await writing
+        assert await reading == 0
 
     async def test_transactions_take_turns(self) -> None:
         db = InMemoryDatabase()

@@ -1,5 +1,5 @@
-"""The in-memory line, timers, login counters and seat-map stamps against the contracts Redis
-also passes."""
+"""The in-memory line, timers, login counters and seat-map versions against the contracts
+Redis also passes."""
 
 from datetime import timedelta
 
@@ -9,7 +9,7 @@ from adapters.memory import (
     InMemoryHoldTimers,
     InMemoryLoginRateLimiter,
     InMemoryQueueStore,
-    InMemorySeatMapStamps,
+    InMemorySeatMapVersions,
 )
 from concert_domain.ids import UserId
 from contracts.line import (
@@ -18,7 +18,7 @@ from contracts.line import (
     HoldTimersContract,
     LoginRateLimiterContract,
     QueueStoreContract,
-    SeatMapStampsContract,
+    SeatMapVersionsContract,
     join_all,
     statuses,
 )
@@ -32,8 +32,12 @@ class TestInMemoryQueueStore(QueueStoreContract):
 
 class TestInMemoryHoldTimers(HoldTimersContract):
     @pytest.fixture
-    def timers(self) -> InMemoryHoldTimers:
-        return InMemoryHoldTimers()
+    def queue(self) -> InMemoryQueueStore:
+        return InMemoryQueueStore()
+
+    @pytest.fixture
+    def timers(self, queue: InMemoryQueueStore) -> InMemoryHoldTimers:
+        return InMemoryHoldTimers(queue)
 
 
 class TestInMemoryLoginRateLimiter(LoginRateLimiterContract):
@@ -42,10 +46,10 @@ class TestInMemoryLoginRateLimiter(LoginRateLimiterContract):
         return InMemoryLoginRateLimiter()
 
 
-class TestInMemorySeatMapStamps(SeatMapStampsContract):
+class TestInMemorySeatMapVersions(SeatMapVersionsContract):
     @pytest.fixture
-    def stamps(self) -> InMemorySeatMapStamps:
-        return InMemorySeatMapStamps()
+    def versions(self) -> InMemorySeatMapVersions:
+        return InMemorySeatMapVersions()
 
 
 class TestInMemoryQueueStoreForgetting:

@@ -22,7 +22,7 @@ from concert_domain.errors import (
     TransactionConflict,
 )
 from concert_domain.idempotency import PENDING_LEASE, fingerprint
-from concert_domain.ids import ConcertId, QueueToken, ReservationId, SeatId
+from concert_domain.ids import QueueToken, ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
 from concert_domain.usecases import (
@@ -36,6 +36,7 @@ from concert_domain.usecases import (
     sweep_expired_holds,
 )
 from concert_domain.wallet import ledger_balance
+from inspection import StoreInspector
 
 
 async def holding(deps: Dependencies, email: str, *, balance: int) -> tuple[Customer, Reservation]:
@@ -50,21 +51,21 @@ async def holding(deps: Dependencies, email: str, *, balance: int) -> tuple[Cust
 
 
 async def assert_balance_matches_ledger(
-    deps: Dependencies, customer: Customer, balance: int
+    deps: Dependencies, inspect: StoreInspector, customer: Customer, balance: int
 ) -> None:
     assert await get_balance(customer.user_id, deps=deps) == balance
-    async with deps.uow() as uow:
-        assert ledger_balance(await uow.wallets.ledger(customer.user_id)) == balance
+    assert ledger_balance(await inspect.ledger(customer.user_id)) == balance
 
 
 class TestChargeWallet:
-    async def test_adds_to_the_balance_and_the_ledger(self, deps: Dependencies) -> None:
+    async def test_adds_to_the_balance_and_the_ledger(
+        self, deps: Dependencies, inspect: StoreInspector
+    ) -> None:
         mina = await admitted_customer(deps, "mina@example.com")
         assert await charge_wallet(mina.user_id, 30_000, deps=deps) == 30_000
         assert await charge_wallet(mina.user_id, 20_000, deps=deps) == 50_000
         assert await get_balance(mina.user_id, deps=deps) == 50_000
-        async with deps.uow() as uow:
-            entries = await uow.wallets.ledger(mina.user_id)
+        entries = await inspect.ledger(mina.user_id)
         assert [(e.kind, e.amount) for e in entries] == [("charge", 30_000), ("charge", 20_000)]
 
     @pytest.mark.parametrize("amount", [0, -1, 10_000_001, True])
@@ -113,7 +114,7 @@ class TestChargeWallet:
 
 class TestPay:
     async def test_sells_the_seat_debits_the_balance_and_expires_the_queue_token(
-        self, deps: Dependencies
+        self, deps: Dependencies, inspect: StoreInspector
     ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=80_000)
         receipt = await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
@@ -128,9 +129,8 @@ class TestPay:
         ).status == "paid"
         assert await get_balance(mina.user_id, deps=deps) == 30_000
         assert (await queue_status(mina.user_id, mina.queue_token, deps=deps)).status == "expired"
-        async with deps.uow() as uow:
-            payment = await uow.payments.for_reservation(held.reservation_id)
-            entries = await uow.wallets.ledger(mina.user_id)
+        payment = await inspect.payment_for(held.reservation_id)
+        entries = await inspect.ledger(mina.user_id)
         assert payment is not None and payment.payment_id == receipt.payment_id
         assert [(e.kind, e.amount, e.payment_id) for e in entries][-1] == (
             "payment",
@@ -150,20 +150,21 @@ class TestPay:
         ).status == "paid"
 
     async def test_refuses_a_balance_that_does_not_cover_the_price_and_changes_nothing(
-        self, deps: Dependencies, clock: ManualClock
+        self, deps: Dependencies, clock: ManualClock, inspect: StoreInspector
     ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=49_999)
         with pytest.raises(InsufficientBalance):
             await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
-        await assert_balance_matches_ledger(deps, mina, 49_999)
+        await assert_balance_matches_ledger(deps, inspect, mina, 49_999)
         assert (
             await get_reservation(mina.user_id, held.reservation_id, deps=deps)
         ).status == "held"
         assert (await queue_status(mina.user_id, mina.queue_token, deps=deps)).status == "active"
-        async with deps.uow() as uow:
-            assert await uow.payments.for_reservation(held.reservation_id) is None
+        assert await inspect.payment_for(held.reservation_id) is None
 
-    async def test_never_pays_an_expired_hold(self, deps: Dependencies, clock: ManualClock) -> None:
+    async def test_never_pays_an_expired_hold(
+        self, deps: Dependencies, clock: ManualClock, inspect: StoreInspector
+    ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=50_000)
         clock.advance(timedelta(minutes=5))
         with pytest.raises(HoldExpired):
@@ -171,19 +172,21 @@ class TestPay:
         await sweep_expired_holds(deps=deps)
         with pytest.raises(HoldExpired):
             await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
-        await assert_balance_matches_ledger(deps, mina, 50_000)
+        await assert_balance_matches_ledger(deps, inspect, mina, 50_000)
 
-    async def test_refuses_to_pay_twice_or_pay_a_cancelled_hold(self, deps: Dependencies) -> None:
+    async def test_refuses_to_pay_twice_or_pay_a_cancelled_hold(
+        self, deps: Dependencies, inspect: StoreInspector
+    ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=100_000)
         await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
         joon, other = await holding(deps, "joon@example.com", balance=100_000)
         await cancel_reservation(joon.user_id, other.reservation_id, deps=deps)
         with pytest.raises(ReservationNotHeld):
             await pay(joon.user_id, joon.queue_token, other.reservation_id, deps=deps)
-        await assert_balance_matches_ledger(deps, joon, 100_000)
+        await assert_balance_matches_ledger(deps, inspect, joon, 100_000)
 
     async def test_reports_another_customers_reservation_as_not_found(
-        self, deps: Dependencies
+        self, deps: Dependencies, inspect: StoreInspector
     ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=50_000)
         joon = await admitted_customer(deps, "joon@example.com")
@@ -191,21 +194,23 @@ class TestPay:
         for reservation_id in (held.reservation_id, ReservationId(999)):
             with pytest.raises(NotFound):
                 await pay(joon.user_id, joon.queue_token, reservation_id, deps=deps)
-        await assert_balance_matches_ledger(deps, joon, 50_000)
+        await assert_balance_matches_ledger(deps, inspect, joon, 50_000)
         # the attempt left Mina's hold as it was: still hers to pay
         assert (
             await get_reservation(mina.user_id, held.reservation_id, deps=deps)
         ).status == "held"
         await pay(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
 
-    async def test_needs_an_active_queue_token(self, deps: Dependencies) -> None:
+    async def test_needs_an_active_queue_token(
+        self, deps: Dependencies, inspect: StoreInspector
+    ) -> None:
         mina, held = await holding(deps, "mina@example.com", balance=50_000)
         with pytest.raises(QueueTokenRequired):
             await pay(mina.user_id, None, held.reservation_id, deps=deps)
-        await assert_balance_matches_ledger(deps, mina, 50_000)
+        await assert_balance_matches_ledger(deps, inspect, mina, 50_000)
 
     async def test_twenty_concurrent_payments_against_a_balance_that_covers_one(
-        self, clock: ManualClock
+        self, clock: ManualClock, inspect: StoreInspector
     ) -> None:
         deps = memory_deps(clock, BookingPolicy(max_holds_per_user=20))
         venue = await add_venue(deps, seats=20)
@@ -222,7 +227,7 @@ class TestPay:
         assert sum(not isinstance(r, BaseException) for r in results) == 1
         refused = [type(r) for r in results if isinstance(r, BaseException)]
         assert set(refused) <= {InsufficientBalance, QueueTokenInvalid}, refused
-        await assert_balance_matches_ledger(deps, mina, 0)
+        await assert_balance_matches_ledger(deps, inspect, mina, 0)
 
 
 class TestPayIdempotently:
@@ -332,14 +337,15 @@ class ExpiryFails(InMemoryQueueStore):
 class ReleaseFails(InMemoryHoldTimers):
     """Hold timers whose Redis goes away just when a timer is to be dropped."""
 
-    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
+    async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         raise StoreUnavailable("redis is down")
 
 
 class TestRedisLostAfterCommit:
     @pytest.fixture
     def flaky(self, deps: Dependencies) -> Dependencies:
-        return attrs.evolve(deps, queue=ExpiryFails(), timers=ReleaseFails())
+        line = ExpiryFails()
+        return attrs.evolve(deps, queue=line, timers=ReleaseFails(line))
 
     async def test_a_committed_payment_succeeds_though_its_token_stays(
         self, flaky: Dependencies

@@ -5,7 +5,7 @@ import attrs
 import pytest
 
 from adapters.clock import ManualClock
-from adapters.memory import InMemoryDatabase, InMemoryHoldTimers
+from adapters.memory import InMemoryDatabase, InMemoryHoldTimers, InMemoryQueueStore
 from booking import add_venue, admitted_customer, memory_deps, rejoin
 from concert_domain import Dependencies
 from concert_domain.errors import (
@@ -110,8 +110,13 @@ class TestHoldSeat:
         cancelled = await hold_seat(mina.user_id, mina.queue_token, next(seats).seat_id, deps=deps)
         await cancel_reservation(mina.user_id, cancelled.reservation_id, deps=deps)
         await hold_seat(mina.user_id, mina.queue_token, next(seats).seat_id, deps=deps)
-        clock.advance(timedelta(minutes=5))
-        for _ in range(4):
+        clock.advance(timedelta(minutes=5))  # that hold has lapsed
+        held = [
+            await hold_seat(mina.user_id, mina.queue_token, next(seats).seat_id, deps=deps)
+            for _ in range(4)
+        ]
+        assert [reservation.status for reservation in held] == ["held"] * 4
+        with pytest.raises(HoldLimitReached):  # the four new holds, and only they, count
             await hold_seat(mina.user_id, mina.queue_token, next(seats).seat_id, deps=deps)
 
     async def test_refuses_an_unknown_seat_as_not_found(self, deps: Dependencies) -> None:
@@ -158,6 +163,8 @@ class TestHoldSeat:
     ) -> None:
         database = InMemoryDatabase()
         first = memory_deps(clock, database=database)
+        assert isinstance(first.queue, InMemoryQueueStore)
+        line = first.queue
         venue = await add_venue(first, seats=1)
         people = [await admitted_customer(first, f"p{n}@example.com") for n in range(30)]
         # each contender on its own "process" whose timer store has forgotten everything
@@ -167,7 +174,7 @@ class TestHoldSeat:
                     p.user_id,
                     p.queue_token,
                     venue.seats[0].seat_id,
-                    deps=attrs.evolve(first, timers=InMemoryHoldTimers()),
+                    deps=attrs.evolve(first, timers=InMemoryHoldTimers(line)),
                 )
                 for p in people
             ),

@@ -4,14 +4,14 @@ the real stores, within one process."""
 
 from adapters.memory.database import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.queue import InMemoryQueueStore
-from adapters.memory.stamps import InMemorySeatMapStamps
 from adapters.memory.timers import InMemoryHoldTimers, InMemoryLoginRateLimiter
+from adapters.memory.versions import InMemorySeatMapVersions
 
 __all__ = [
     "InMemoryDatabase",
     "InMemoryHoldTimers",
     "InMemoryLoginRateLimiter",
     "InMemoryQueueStore",
-    "InMemorySeatMapStamps",
+    "InMemorySeatMapVersions",
     "InMemoryUnitOfWork",
 ]

@@ -2,17 +2,22 @@
 
 `InMemoryDatabase` holds the tables; `InMemoryUnitOfWork` takes the database's lock for the
 length of one transaction and rolls back unless committed. Each conditional write checks and
-writes in one step with no ``await`` between, as the real stores do in one statement.
+writes in one step with no ``await`` between, as the real stores do in one statement. A
+repository method that changes anything goes through `InMemoryUnitOfWork.changing`, which keeps
+the rules of `ports.UnitOfWork`: no change after commit, no commit after a failed change.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import enum
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from collections.abc import Sequence as Seq
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import attrs
 
@@ -29,8 +34,11 @@ from concert_domain.catalog import (
 from concert_domain.errors import (
     EmailTaken,
     HoldLimitReached,
+    InsufficientBalance,
     InvalidRequest,
     SeatUnavailable,
+    TransactionAborted,
+    TransactionClosed,
 )
 from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
 from concert_domain.ids import (
@@ -51,7 +59,7 @@ from concert_domain.ports import (
     WalletRepository,
 )
 from concert_domain.reservations import Reservation, ReservationStatus
-from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Sale, shortfall
+from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Sale
 
 
 class InMemoryDatabase:
@@ -82,8 +90,8 @@ class InMemoryDatabase:
         self.next_payment = Sequence()
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
-        """A `UnitOfWorkFactory`: pass the bound method. Reads take turns too: it is cheap."""
-        return InMemoryUnitOfWork(self)
+        """A `UnitOfWorkFactory`: pass the bound method."""
+        return InMemoryUnitOfWork(self, read_only=read_only)
 
     def live_reservation(self, seat_id: SeatId, now: datetime) -> Reservation | None:
         for reservation_id in self.reservations_by_seat.get(seat_id) or ():
@@ -116,17 +124,57 @@ class InMemoryDatabase:
 
 K = TypeVar("K")
 V = TypeVar("V")
-T = TypeVar("T")
 
 
 def _append(table: Table[K, tuple[V, ...]], key: K, value: V) -> None:
     table.put(key, (*(table.get(key) or ()), value))
 
 
-class InMemoryAccountRepository(AccountRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
+R = TypeVar("R", bound="_Repository")
+P = ParamSpec("P")
+T = TypeVar("T")
 
+
+def _reads(
+    method: Callable[Concatenate[R, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[R, P], Coroutine[Any, Any, T]]:
+    """A read: in a read-only unit of work, one step of its own (`InMemoryUnitOfWork.reading`)."""
+
+    @functools.wraps(method)
+    async def read(self: R, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._tx.reading():
+            return await method(self, *args, **kwargs)
+
+    return read
+
+
+def _changes(
+    method: Callable[Concatenate[R, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[R, P], Coroutine[Any, Any, T]]:
+    """A change: kept to the rules of `ports.UnitOfWork` (`InMemoryUnitOfWork.changing`)."""
+
+    @functools.wraps(method)
+    async def change(self: R, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._tx.changing():
+            return await method(self, *args, **kwargs)
+
+    return change
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class _Repository:
+    def __init__(self, db: InMemoryDatabase, tx: InMemoryUnitOfWork) -> None:
+        self._db = db
+        self._tx = tx
+
+
+class InMemoryAccountRepository(_Repository, AccountRepository):
+    @_changes
     async def add(self, email: str, password_hash: str, now: datetime) -> Account:
         if email in self._db.account_by_email:
             raise EmailTaken(f"{email} already has an account")
@@ -135,20 +183,20 @@ class InMemoryAccountRepository(AccountRepository):
         self._db.account_by_email.put(email, account.user_id)
         return account
 
+    @_reads
     async def get_by_email(self, email: str) -> Account | None:
         user_id = self._db.account_by_email.get(email)
         return None if user_id is None else self._db.accounts.get(user_id)
 
 
-class InMemoryCatalogRepository(CatalogRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
-
+class InMemoryCatalogRepository(_Repository, CatalogRepository):
+    @_changes
     async def add_concert(self, title: str) -> Concert:
         concert = Concert(ConcertId(self._db.next_concert()), title)
         self._db.concerts.put(concert.concert_id, concert)
         return concert
 
+    @_changes
     async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
         if concert_id not in self._db.concerts:
             raise InvalidRequest(f"no concert {concert_id}")
@@ -156,6 +204,7 @@ class InMemoryCatalogRepository(CatalogRepository):
         self._db.dates.put(concert_date.date_id, concert_date)
         return concert_date
 
+    @_changes
     async def add_seats(self, date_id: DateId, seats: Seq[tuple[int, int]]) -> list[Seat]:
         concert_date = self._db.dates.get(date_id)
         if concert_date is None:
@@ -176,18 +225,23 @@ class InMemoryCatalogRepository(CatalogRepository):
             added.append(seat)
         return added
 
+    @_reads
     async def list_concerts(self) -> list[Concert]:
         return sorted(self._db.concerts.values(), key=lambda concert: concert.concert_id)
 
+    @_reads
     async def get_concert(self, concert_id: ConcertId) -> Concert | None:
         return self._db.concerts.get(concert_id)
 
+    @_reads
     async def get_date(self, date_id: DateId) -> ConcertDate | None:
         return self._db.dates.get(date_id)
 
+    @_reads
     async def get_seat(self, seat_id: SeatId) -> Seat | None:
         return self._db.seats.get(seat_id)
 
+    @_reads
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         found = []
         for concert_date in self._db.dates.values():
@@ -202,6 +256,7 @@ class InMemoryCatalogRepository(CatalogRepository):
                 found.append(DateAvailability(concert_date, available))
         return sorted(found, key=lambda item: (item.date.starts_at, item.date.date_id))
 
+    @_reads
     async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
         seats = [self._seat(seat_id) for seat_id in self._db.seats_by_date.get(date_id) or ()]
         return [
@@ -214,10 +269,8 @@ class InMemoryCatalogRepository(CatalogRepository):
         return seat
 
 
-class InMemoryReservationRepository(ReservationRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
-
+class InMemoryReservationRepository(_Repository, ReservationRepository):
+    @_changes
     async def hold(
         self,
         user_id: UserId,
@@ -227,14 +280,14 @@ class InMemoryReservationRepository(ReservationRepository):
         max_holds: int,
     ) -> Reservation:
         if self._db.live_reservation(seat.seat_id, now) is not None:
-            raise SeatUnavailable(f"seat {seat.number} is held or sold")
+            raise SeatUnavailable.taken(seat.number)
         holds = sum(
             1
             for reservation_id in self._db.reservations_by_user.get(user_id) or ()
             if self._reservation(reservation_id).is_held(now)
         )
         if holds >= max_holds:
-            raise HoldLimitReached(f"you already hold {holds} seats, the most allowed")
+            raise HoldLimitReached.at(max_holds)
         reservation_id = ReservationId(self._db.next_reservation())
         reservation = Reservation.hold(reservation_id, user_id, seat, now, expires_at)
         self._db.save_reservation(reservation)
@@ -242,9 +295,11 @@ class InMemoryReservationRepository(ReservationRepository):
         _append(self._db.reservations_by_user, user_id, reservation_id)
         return reservation
 
+    @_reads
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
         return self._db.reservations.get(reservation_id)
 
+    @_changes
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         reservation = self._db.reservations.get(reservation_id)
         if reservation is None or not reservation.is_held(now):
@@ -253,6 +308,7 @@ class InMemoryReservationRepository(ReservationRepository):
         self._db.save_reservation(cancelled)
         return cancelled
 
+    @_changes
     async def expire_due(self, now: datetime, limit: int) -> list[Reservation]:
         due = sorted(
             (expires_at, reservation_id)
@@ -272,17 +328,17 @@ class InMemoryReservationRepository(ReservationRepository):
         return reservation
 
 
-class InMemoryWalletRepository(WalletRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
-
+class InMemoryWalletRepository(_Repository, WalletRepository):
+    @_changes
     async def open(self, user_id: UserId) -> None:
         if user_id not in self._db.wallets:
             self._db.wallets.put(user_id, 0)
 
+    @_reads
     async def balance(self, user_id: UserId) -> int:
         return self._db.wallets.get(user_id) or 0
 
+    @_changes
     async def credit(
         self, user_id: UserId, amount: int, now: datetime, max_balance: int
     ) -> int | None:
@@ -292,41 +348,33 @@ class InMemoryWalletRepository(WalletRepository):
         entry = LedgerEntry(user_id, LedgerKind.CHARGE, amount, now)
         return self._db.move_money(entry, balance + amount)
 
-    async def ledger(self, user_id: UserId) -> list[LedgerEntry]:
-        return list(self._db.ledger.get(user_id) or ())
 
-
-class InMemoryPaymentRepository(PaymentRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
-
+class InMemoryPaymentRepository(_Repository, PaymentRepository):
+    @_changes
     async def pay(
         self, reservation_id: ReservationId, user_id: UserId, now: datetime
     ) -> Sale | None:
         reservation = self._db.reservations.get(reservation_id)
-        if reservation is None or reservation.user_id != user_id or not reservation.is_held(now):
+        if reservation is None or reservation.user_id != user_id:
+            return None
+        if not reservation.is_held(now):
             return None
         price = reservation.price
         balance = self._db.wallets.get(user_id)
         if balance is None or balance < price:
-            raise shortfall(reservation_id)
+            raise InsufficientBalance.for_reservation(reservation_id)
         paid = reservation.paid()
         self._db.save_reservation(paid)
-        payment = Payment(PaymentId(self._db.next_payment()), reservation_id, user_id, price, now)
+        payment_id = PaymentId(self._db.next_payment())
+        payment = Payment(payment_id, reservation_id, user_id, price, now)
         self._db.payments.put(payment.payment_id, payment)
         self._db.payment_by_reservation.put(reservation_id, payment.payment_id)
         entry = LedgerEntry(user_id, LedgerKind.PAYMENT, price, now, payment.payment_id)
         return Sale(paid, payment, self._db.move_money(entry, balance - price))
 
-    async def for_reservation(self, reservation_id: ReservationId) -> Payment | None:
-        payment_id = self._db.payment_by_reservation.get(reservation_id)
-        return None if payment_id is None else self._db.payments.get(payment_id)
 
-
-class InMemoryIdempotencyRepository(IdempotencyRepository):
-    def __init__(self, db: InMemoryDatabase) -> None:
-        self._db = db
-
+class InMemoryIdempotencyRepository(_Repository, IdempotencyRepository):
+    @_changes
     async def claim(
         self, user_id: UserId, key: str, fingerprint: str, now: datetime, lease: timedelta
     ) -> IdempotencyRecord | None:
@@ -342,17 +390,20 @@ class InMemoryIdempotencyRepository(IdempotencyRepository):
         self._db.idempotency.put((user_id, key), record)
         return None
 
+    @_changes
     async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
         record = self._db.idempotency.get((user_id, key))
         if record is not None:
             done = attrs.evolve(record, state=IdempotencyState.DONE, outcome=outcome)
             self._db.idempotency.put((user_id, key), done)
 
+    @_changes
     async def release(self, user_id: UserId, key: str) -> None:
         record = self._db.idempotency.get((user_id, key))
         if record is not None and record.state is IdempotencyState.PENDING:
             self._db.idempotency.delete((user_id, key))
 
+    @_changes
     async def purge(self, before: datetime) -> int:
         old = [
             (record.user_id, record.key)
@@ -365,19 +416,27 @@ class InMemoryIdempotencyRepository(IdempotencyRepository):
 
 
 class InMemoryUnitOfWork(UnitOfWork):
-    def __init__(self, db: InMemoryDatabase) -> None:
+    """A writing unit of work holds the database's lock from its start to its end, so it sees
+    and leaves a consistent state, as at SERIALIZABLE. A read-only one holds nothing between
+    its reads: each read takes the lock for itself and sees only what is committed, as each
+    statement of a read-only transaction at READ COMMITTED would."""
+
+    def __init__(self, db: InMemoryDatabase, *, read_only: bool = False) -> None:
         self._db = db
-        self.accounts = InMemoryAccountRepository(db)
-        self.catalog = InMemoryCatalogRepository(db)
-        self.reservations = InMemoryReservationRepository(db)
-        self.wallets = InMemoryWalletRepository(db)
-        self.payments = InMemoryPaymentRepository(db)
-        self.idempotency = InMemoryIdempotencyRepository(db)
+        self._read_only = read_only
+        self._state = _State.OPEN
+        self.accounts = InMemoryAccountRepository(db, self)
+        self.catalog = InMemoryCatalogRepository(db, self)
+        self.reservations = InMemoryReservationRepository(db, self)
+        self.wallets = InMemoryWalletRepository(db, self)
+        self.payments = InMemoryPaymentRepository(db, self)
+        self.idempotency = InMemoryIdempotencyRepository(db, self)
 
     async def __aenter__(self) -> Self:
         await asyncio.sleep(0)  # let other coroutines in between transactions, as a server would
-        await self._db.journal.lock.acquire()
-        self._db.journal.begin()
+        if not self._read_only:
+            await self._db.journal.lock.acquire()
+            self._db.journal.begin()
         return self
 
     async def __aexit__(
@@ -386,15 +445,39 @@ class InMemoryUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._read_only:
+            return
         try:
             self._db.journal.rollback()
         finally:
             self._db.journal.lock.release()
 
     async def commit(self) -> None:
-        self._db.journal.commit()
+        if self._state is _State.ABORTED:
+            raise TransactionAborted("a change of this unit of work failed; nothing was kept")
+        if not self._read_only:
+            self._db.journal.commit()
+        self._state = _State.COMMITTED
 
-    async def commit_with(self, change: Awaitable[T]) -> T:
-        result = await change  # this store writes nothing before it has decided
-        await self.commit()
-        return result
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Around every read: a read-only unit of work takes the lock for this read alone."""
+        if not self._read_only:
+            yield
+            return
+        async with self._db.journal.lock:
+            yield
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around every change: none after commit; one that fails aborts the transaction,
+        as a failed statement aborts a database's."""
+        if self._read_only:
+            raise TransactionClosed("a read-only unit of work changes nothing")
+        if self._state is _State.COMMITTED:
+            raise TransactionClosed("this unit of work has committed; open another to change more")
+        try:
+            yield
+        except BaseException:
+            self._state = _State.ABORTED
+            raise

@@ -19,10 +19,13 @@ import attrs
 
 from concert_domain.ids import QueueToken, UserId
 from concert_domain.ports import QueueStore
-from concert_domain.queue import QueuePolicy, QueueTicket, TicketStatus
-
-RATE_WINDOW = timedelta(minutes=1)
-EXPIRED_RETENTION = timedelta(hours=1)
+from concert_domain.queue import (
+    EXPIRED_RETENTION,
+    RATE_WINDOW,
+    QueuePolicy,
+    QueueTicket,
+    TicketStatus,
+)
 
 
 @attrs.define
@@ -66,6 +69,10 @@ class InMemoryQueueStore(QueueStore):
         return self._ticket(token, now), True
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        return self.ticket(token, now)
+
+    def ticket(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        """`get`, in one step: for the hold timers that check admission as they are taken."""
         if token not in self._entries:
             return None
         return self._ticket(token, now).as_of(now)
@@ -96,9 +103,6 @@ class InMemoryQueueStore(QueueStore):
         entry = self._entries.get(token)
         if entry is not None and entry.status is TicketStatus.ACTIVE:
             self._retire(token, now)
-
-    async def admissions_per_second(self, now: datetime) -> float:
-        return self._rate(now)
 
     def _rate(self, now: datetime) -> float:
         while self._admitted_at and self._admitted_at[0] <= now - RATE_WINDOW:

@@ -4,32 +4,45 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from concert_domain.ids import ConcertId, SeatId
+from adapters.memory.queue import InMemoryQueueStore
+from concert_domain import queue
+from concert_domain.errors import NotAdmitted
+from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.ports import HoldTimers, LoginRateLimiter
+from concert_domain.queue import QueueTicket
 
 
 class InMemoryHoldTimers(HoldTimers):
-    def __init__(self) -> None:
-        self._timers: dict[tuple[ConcertId, SeatId], tuple[str, datetime]] = {}
+    """Timers per seat, taken only for a customer the in-memory line admits. Each call runs
+    without an ``await``, so concurrent coroutines see it as one step."""
 
-    async def acquire(
+    def __init__(self, line: InMemoryQueueStore) -> None:
+        self._line = line
+        self._timers: dict[SeatId, tuple[UserId, datetime]] = {}
+
+    async def take(
         self,
-        concert_id: ConcertId,
+        token: QueueToken,
+        user_id: UserId,
         seat_id: SeatId,
-        owner: str,
         now: datetime,
         expires_at: datetime,
-    ) -> bool:
-        current = self._timers.get((concert_id, seat_id))
+    ) -> tuple[QueueTicket | None, bool]:
+        ticket = self._line.ticket(token, now)
+        try:
+            queue.admitted(ticket, user_id, now)
+        except NotAdmitted:
+            return ticket, False
+        current = self._timers.get(seat_id)
         if current is not None and now < current[1]:
-            return False
-        self._timers[(concert_id, seat_id)] = (owner, expires_at)
-        return True
+            return ticket, False
+        self._timers[seat_id] = (user_id, expires_at)
+        return ticket, True
 
-    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
-        current = self._timers.get((concert_id, seat_id))
-        if current is not None and current[0] == owner:
-            del self._timers[(concert_id, seat_id)]
+    async def release(self, seat_id: SeatId, user_id: UserId) -> None:
+        current = self._timers.get(seat_id)
+        if current is not None and current[0] == user_id:
+            del self._timers[seat_id]
 
 
 class InMemoryLoginRateLimiter(LoginRateLimiter):

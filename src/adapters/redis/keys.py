@@ -1,8 +1,8 @@
 """Every Redis key name the service uses, in one place.
 
-All keys start with a configurable prefix. The waiting line's keys share one hash tag, so that
-its Lua scripts touch one Redis Cluster slot; a concert's hold timers share the concert's tag.
-Emails are hashed: no address is written into a key name.
+All keys start with a configurable prefix. The waiting line's keys and the hold timers share
+one hash tag, so that a script that checks a ticket and takes a timer touches one Redis
+Cluster slot. Emails are hashed: no address is written into a key name.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 
 import attrs
 
-from concert_domain.ids import ConcertId, DateId, SeatId, UserId
+from concert_domain.ids import DateId, SeatId, UserId
 
 
 @attrs.frozen
@@ -57,11 +57,12 @@ class Keys:
     def user(self, user_id: UserId) -> str:
         return f"{self.user_prefix}{user_id}"
 
-    def hold(self, concert_id: ConcertId, seat_id: SeatId) -> str:
-        return f"{self.prefix}:{{concert:{concert_id}}}:hold:{seat_id}"
+    def hold(self, seat_id: SeatId) -> str:
+        """String per seat: its hold timer, ``owner|expires`` (ms)."""
+        return f"{self._line}:hold:{seat_id}"
 
-    def seat_map_stamp(self, date_id: DateId) -> str:
-        """String per concert date: its seat map's current stamp."""
+    def seat_map_version(self, date_id: DateId) -> str:
+        """String per concert date: its seat map's current version."""
         return f"{self.prefix}:seatmap:{date_id}"
 
     def login_failures(self, email: str) -> str:

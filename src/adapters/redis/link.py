@@ -1,12 +1,11 @@
 """One connection to Redis per process, shared by every request, pipelined by itself.
 
 redis-py takes a pooled connection for each command, writes the command and waits on that
-connection for its reply: 40 to 70 µs of Python and a few system calls per command on the
-machine this was measured on, more than all else a queue-status request does. Redis answers
-the commands of one connection in the order they came, so a `RedisLink` writes every command
-issued in one turn of the event loop in one write, whoever issued it, and hands out the
-replies in order as they arrive. Under load many requests' commands travel together, a few µs
-each (`bench/`); alone, a command costs one round trip as before.
+connection for its reply: more Python and system calls per command than all else a
+queue-status request does (docs/benchmarks.md). Redis answers the commands of one connection
+in the order they came, so a `RedisLink` writes every command issued in one turn of the event
+loop in one write, whoever issued it, and hands out the replies in order as they arrive. Under
+load many requests' commands travel together; alone, a command costs one round trip as before.
 
 Failures come out as redis-py's exceptions, which `client.translated` turns into the core's
 `StoreUnavailable`: a lost connection fails every command in flight with `ConnectionError`, and
@@ -28,6 +27,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 
+import attrs
 import hiredis
 from redis import exceptions as errors
 from redis.connection import SSLConnection, parse_url
@@ -35,44 +35,32 @@ from redis.connection import SSLConnection, parse_url
 Arg = str | bytes | int | float
 
 
-class RedisLink:
-    """Commands to one Redis server (`call`, `script`). Connects at its first command, in the
-    event loop of the caller; build one per process and event loop."""
+@attrs.frozen
+class RedisAddress:
+    """Where a Redis server is and how to speak to it, as a URL gives it."""
 
-    def __init__(
-        self,
-        *,
-        host: str = "localhost",
-        port: int = 6379,
-        path: str | None = None,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        tls: ssl.SSLContext | None = None,
-        timeout: float = 2.0,
-    ) -> None:
-        self._where = path or f"{host}:{port}"
-        self._host, self._port, self._path, self._tls = host, port, path, tls
-        self._hello: list[tuple[Arg, ...]] = []
-        if password:
-            self._hello.append(("AUTH", *([username] if username else []), password))
-        if db:
-            self._hello.append(("SELECT", db))
-        self._timeout = timeout
-        self._connection: _Connection | None = None
-        self._connecting: asyncio.Lock | None = None
+    host: str = "localhost"
+    port: int = 6379
+    path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 2.0) -> RedisLink:
+    def from_url(cls, url: str) -> RedisAddress:
         """For ``redis://[user:password@]host[:port][/db]``, ``unix:///path?db=N``, or
         ``rediss://`` (TLS, checked against the system's CAs, or ``?ssl_ca_certs=file``;
-        ``ssl_cert_reqs=none`` skips the check). Raises `ValueError` for another option."""
+        ``ssl_cert_reqs=none`` skips the check). Raises `ValueError` for another option or
+        scheme."""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a redis://, rediss:// or unix:// URL: {url!r}")
         found = parse_url(url)  # type: ignore[no-untyped-call]
-        tls = None
-        if found.pop("connection_class", None) is SSLConnection:
-            tls = ssl.create_default_context(cafile=found.pop("ssl_ca_certs", None))
-            if found.pop("ssl_cert_reqs", "required") == "none":
-                tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        tls = found.pop("connection_class", None) is SSLConnection
+        ca_file = found.pop("ssl_ca_certs", None)
+        verify = found.pop("ssl_cert_reqs", "required") != "none"
         unknown = sorted(set(found) - {"host", "port", "path", "db", "username", "password"})
         if unknown:
             raise ValueError(f"the Redis URL takes no option {', '.join(unknown)}")
@@ -84,8 +72,40 @@ class RedisLink:
             username=found.get("username"),
             password=found.get("password"),
             tls=tls,
-            timeout=timeout,
+            tls_ca_file=ca_file,
+            tls_verify=verify,
         )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if not self.tls_verify:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+
+
+class RedisLink:
+    """Commands to one Redis server (`call`, `script`). Connects at its first command, in the
+    event loop of the caller; build one per process and event loop."""
+
+    def __init__(self, address: RedisAddress, *, timeout: float = 2.0) -> None:
+        self._where = address.path or f"{address.host}:{address.port}"
+        self._address = address
+        self._tls = address.tls_context()
+        self._hello: list[tuple[Arg, ...]] = []
+        if address.password:
+            username = [address.username] if address.username else []
+            self._hello.append(("AUTH", *username, address.password))
+        if address.db:
+            self._hello.append(("SELECT", address.db))
+        self._timeout = timeout
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 2.0) -> RedisLink:
+        return cls(RedisAddress.from_url(url), timeout=timeout)
 
     async def call(self, *command: Arg) -> Any:
         """Send one command; its reply (``str`` for text, ``int``, ``None``, lists of those)."""
@@ -116,11 +136,12 @@ class RedisLink:
             connection = _Connection(loop, self._timeout)
             try:
                 async with asyncio.timeout(self._timeout):
-                    if self._path is not None:
-                        await loop.create_unix_connection(lambda: connection, self._path)
+                    address = self._address
+                    if address.path is not None:
+                        await loop.create_unix_connection(lambda: connection, address.path)
                     else:
                         await loop.create_connection(
-                            lambda: connection, self._host, self._port, ssl=self._tls
+                            lambda: connection, address.host, address.port, ssl=self._tls
                         )
                     for hello in [connection.send(_packed(c)) for c in self._hello]:
                         await hello

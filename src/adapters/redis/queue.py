@@ -5,7 +5,7 @@ order."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from adapters.redis import scripts
 from adapters.redis.client import from_ms, to_ms, translated
@@ -13,10 +13,13 @@ from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
 from concert_domain.ids import QueueToken, UserId
 from concert_domain.ports import QueueStore
-from concert_domain.queue import QueuePolicy, QueueTicket, TicketStatus
-
-RATE_WINDOW = timedelta(minutes=1)
-EXPIRED_RETENTION = timedelta(hours=1)
+from concert_domain.queue import (
+    EXPIRED_RETENTION,
+    RATE_WINDOW,
+    QueuePolicy,
+    QueueTicket,
+    TicketStatus,
+)
 
 
 class RedisQueueStore(QueueStore):
@@ -27,7 +30,6 @@ class RedisQueueStore(QueueStore):
         self._expire_idle = redis.script(scripts.EXPIRE_IDLE)
         self._expire_one = redis.script(scripts.EXPIRE_ONE)
         self._describe = redis.script(scripts.TICKET)
-        self._rate = redis.script(scripts.ADMISSION_RATE)
         self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
@@ -50,7 +52,7 @@ class RedisQueueStore(QueueStore):
                     self._rate_window,
                 ],
             )
-        return _ticket(described), bool(created)
+        return ticket_from_reply(described), bool(created)
 
     async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
         k = self._keys
@@ -59,7 +61,7 @@ class RedisQueueStore(QueueStore):
                 keys=[k.ticket(token), k.waiting, k.admitted],
                 args=[token, to_ms(now), self._rate_window],
             )
-        return None if described is None else _ticket(described).as_of(now)
+        return None if described is None else ticket_from_reply(described).as_of(now)
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
         k = self._keys
@@ -94,16 +96,10 @@ class RedisQueueStore(QueueStore):
                 args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention, token],
             )
 
-    async def admissions_per_second(self, now: datetime) -> float:
-        with translated():
-            recent = await self._rate(
-                keys=[self._keys.admitted], args=[to_ms(now), self._rate_window]
-            )
-        return int(recent) / RATE_WINDOW.total_seconds()
 
-
-def _ticket(described: list[str | int]) -> QueueTicket:
-    """A ticket from the reply of the TICKET script (also the tail of JOIN's)."""
+def ticket_from_reply(described: list[str | int]) -> QueueTicket:
+    """A ticket as the scripts' ``describe`` gives it (TICKET, and within JOIN's and
+    TAKE_TIMER's replies)."""
     token, user, status, expires, rank, recent = described
     waiting = status == TicketStatus.WAITING
     return QueueTicket(

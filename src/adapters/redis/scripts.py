@@ -132,16 +132,28 @@ return 0
 """
 )
 
-# KEYS: timer.  ARGV: owner, expires (ms), now (ms), ttl (ms)
-ACQUIRE_TIMER = """
-local current = redis.call('GET', KEYS[1])
+# The queue gate and the seat's timer in one step: the timer is taken only for the owner of a
+# ticket that is active at now (`concert_domain.queue.admitted`), and only if no timer on the
+# seat runs past now. Returns {taken (0 or 1), the ticket as `describe` gives it (nil if
+# unknown)}.
+# KEYS: ticket, waiting, admitted, timer
+# ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms)
+TAKE_TIMER = (
+    _DESCRIBE
+    + """
+local now = tonumber(ARGV[2])
+local ticket = describe(ARGV[1], KEYS[1], KEYS[2], KEYS[3], now, tonumber(ARGV[3]))
+if not ticket or ticket[2] ~= ARGV[4] or ticket[3] ~= 'active' then return {0, ticket} end
+if tonumber(ticket[4]) <= now then return {0, ticket} end
+local current = redis.call('GET', KEYS[4])
 if current then
   local expires = tonumber(string.match(current, '|(%d+)$'))
-  if expires and expires > tonumber(ARGV[3]) then return 0 end
+  if expires and expires > now then return {0, ticket} end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[4])
-return 1
+redis.call('SET', KEYS[4], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
+return {1, ticket}
 """
+)
 
 # KEYS: timer.  ARGV: owner
 RELEASE_TIMER = """
@@ -164,16 +176,10 @@ end
 return redis.call('HINCRBY', KEYS[1], 'count', 1)
 """
 
-# KEYS: stamp.  ARGV: a new stamp, lifetime (ms)
-CURRENT_STAMP = """
-local stamp = redis.call('GET', KEYS[1])
-if stamp then return stamp end
+# KEYS: version.  ARGV: a new version, lifetime (ms)
+CURRENT_VERSION = """
+local version = redis.call('GET', KEYS[1])
+if version then return version end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
-"""
-
-# KEYS: admitted.  ARGV: now (ms), rate window (ms)
-ADMISSION_RATE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-return redis.call('ZCARD', KEYS[1])
 """

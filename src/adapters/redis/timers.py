@@ -8,38 +8,44 @@ from adapters.redis import scripts
 from adapters.redis.client import to_ms, translated
 from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
-from concert_domain.ids import ConcertId, SeatId
+from adapters.redis.queue import ticket_from_reply
+from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.ports import HoldTimers, LoginRateLimiter
+from concert_domain.queue import RATE_WINDOW, QueueTicket
 
 
 class RedisHoldTimers(HoldTimers):
-    """``SET`` with an owner and a TTL, taken only if no unexpired timer is there, and dropped
-    only by its owner (compare-and-delete)."""
+    """A timer is a string ``owner|expires`` with a TTL, set by one script that also reads
+    the customer's queue ticket (so a hold attempt costs one round trip before the database),
+    and dropped only by its owner (compare-and-delete)."""
 
     def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._keys = keys or Keys()
-        self._acquire = redis.script(scripts.ACQUIRE_TIMER)
+        self._take = redis.script(scripts.TAKE_TIMER)
         self._release = redis.script(scripts.RELEASE_TIMER)
+        self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
-    async def acquire(
+    async def take(
         self,
-        concert_id: ConcertId,
+        token: QueueToken,
+        user_id: UserId,
         seat_id: SeatId,
-        owner: str,
         now: datetime,
         expires_at: datetime,
-    ) -> bool:
+    ) -> tuple[QueueTicket | None, bool]:
+        k = self._keys
         ttl = max(to_ms(expires_at) - to_ms(now), 1)
         with translated():
-            taken = await self._acquire(
-                keys=[self._keys.hold(concert_id, seat_id)],
-                args=[owner, to_ms(expires_at), to_ms(now), ttl],
+            taken, described = await self._take(
+                keys=[k.ticket(token), k.waiting, k.admitted, k.hold(seat_id)],
+                args=[token, to_ms(now), self._rate_window, user_id, to_ms(expires_at), ttl],
             )
-        return bool(taken)
+        ticket = None if described is None else ticket_from_reply(described).as_of(now)
+        return ticket, bool(taken)
 
-    async def release(self, concert_id: ConcertId, seat_id: SeatId, owner: str) -> None:
+    async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         with translated():
-            await self._release(keys=[self._keys.hold(concert_id, seat_id)], args=[owner])
+            await self._release(keys=[self._keys.hold(seat_id)], args=[user_id])
 
 
 class RedisLoginRateLimiter(LoginRateLimiter):

@@ -1,25 +1,23 @@
-"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required, expiry judged by the Clock.
+"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required.
 
-A token whose signature has been checked is remembered with its claims (a bounded map per
-process), so a customer's later requests skip decoding and the HMAC; the expiry is still
-judged on every request. Only valid tokens are remembered: a forged one costs its sender a
-full check every time and takes no room.
+Whether a token has expired is judged by the caller against the Clock (`Identity.at`), so this
+adapter reads no time of its own.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 
 import jwt
 
-from concert_domain.accounts import AccessToken
+from concert_domain.accounts import AccessToken, Identity
 from concert_domain.errors import Unauthorized
 from concert_domain.ids import UserId
 from concert_domain.ports import AccessTokens
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
-VERIFIED_LIMIT = 100_000
 
 
 class JwtAccessTokens(AccessTokens):
@@ -30,7 +28,6 @@ class JwtAccessTokens(AccessTokens):
             raise ValueError("an access token must live a positive number of seconds")
         self._secret = secret
         self._lifetime = lifetime_seconds
-        self._verified: dict[str, tuple[UserId, float]] = {}
 
     def issue(self, user_id: UserId, now: datetime) -> AccessToken:
         issued = int(now.timestamp())
@@ -38,14 +35,7 @@ class JwtAccessTokens(AccessTokens):
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return AccessToken(access_token=token, expires_in=self._lifetime)
 
-    def verify(self, token: str, now: datetime) -> UserId:
-        known = self._verified.get(token)
-        user_id, expires_at = known if known is not None else self._check(token)
-        if now.timestamp() >= expires_at:
-            raise Unauthorized("the access token has expired; log in again")
-        return user_id
-
-    def _check(self, token: str) -> tuple[UserId, float]:
+    def verify(self, token: str) -> Identity:
         try:
             claims = jwt.decode(
                 token,
@@ -56,11 +46,12 @@ class JwtAccessTokens(AccessTokens):
         except jwt.PyJWTError as e:
             raise Unauthorized("the access token is not valid") from e
         expires_at, subject = claims["exp"], claims["sub"]
-        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
             raise Unauthorized("the access token is not valid")
-        if not isinstance(subject, str) or not subject.isdigit():
+        if not math.isfinite(expires_at) or not 0 <= expires_at < 2**40:
             raise Unauthorized("the access token is not valid")
-        if len(self._verified) >= VERIFIED_LIMIT:
-            self._verified.clear()
-        checked = self._verified[token] = (UserId(int(subject)), float(expires_at))
-        return checked
+        if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()):
+            raise Unauthorized("the access token is not valid")
+        if len(subject) > 19 or int(subject) < 1:
+            raise Unauthorized("the access token is not valid")
+        return Identity(UserId(int(subject)), datetime.fromtimestamp(expires_at, UTC))

@@ -1,145 +1,159 @@
-"""`SqlDatabase`: a unit of work per request, readiness, and migrations."""
+"""`SqlDatabase`: a unit of work per request, readiness, and migrations, on either dialect."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
 import psycopg
-from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sql.engine import create_engine, normalize_url, postgres_conninfo, sqlite_engine
-from adapters.sql.errors import translate
-from adapters.sql.migrations import is_current, upgrade
+from adapters.sql.engine import (
+    backend_of,
+    migrate,
+    postgres_conninfo,
+    postgres_migrations_engine,
+    schema_is_current,
+    sqlite_engine,
+)
+from adapters.sql.postgres import (
+    PostgresConnections,
+    PostgresPayments,
+    PostgresReservations,
+    PostgresSession,
+    PostgresWallets,
+)
 from adapters.sql.repositories import (
     SqlAccountRepository,
     SqlCatalogRepository,
     SqlIdempotencyRepository,
-    SqlPaymentRepository,
-    SqlReservationRepository,
-    SqlWalletRepository,
 )
-from adapters.sql.sessions import (
-    CatalogCache,
-    PostgresConnections,
-    PostgresSession,
-    Session,
+from adapters.sql.session import Session
+from adapters.sql.sqlite import (
+    SqlitePayments,
+    SqliteReservations,
     SqliteSession,
+    SqliteSessions,
+    SqliteWallets,
 )
 from concert_domain.errors import StoreUnavailable
-from concert_domain.ports import UnitOfWork
-
-T = TypeVar("T")
+from concert_domain.ports import (
+    PaymentRepository,
+    ReservationRepository,
+    UnitOfWork,
+    WalletRepository,
+)
 
 
 class SqlDatabase:
     """One per process and event loop. Build it in a lifespan or a command, never at import:
     nothing connects until the first unit of work, `ping` or `migrate`.
 
-    ``engine`` (SQLAlchemy, async) runs migrations and checks. Units of work run on a pool of
-    ``pool_size`` psycopg connections on PostgreSQL, and on SQLite on one synchronous
-    connection that they take turns on (`sessions.SqliteSession`)."""
+    On PostgreSQL units of work run on a pool of ``pool_size`` psycopg connections
+    (`postgres`); on SQLite on the process's one connection, in turns (`sqlite`)."""
 
     def __init__(self, url: str | URL, *, pool_size: int = 8) -> None:
-        self.engine: AsyncEngine = create_engine(url)
-        self.catalog = CatalogCache()
-        self._watchers: list[Callable[[str], None]] = []
+        self.url = url
+        self.dialect = backend_of(url)
         self._postgres: PostgresConnections | None = None
-        self._sqlite: Engine | None = None
-        self._sqlite_turn = asyncio.Lock()
-        if normalize_url(url).get_backend_name() == "postgresql":
+        self._sqlite: SqliteSessions | None = None
+        if self.dialect == "postgresql":
             self._postgres = PostgresConnections(postgres_conninfo(url), size=pool_size)
         else:
-            self._sqlite = sqlite_engine(url)
-
-    @classmethod
-    def from_url(cls, url: str | URL, *, pool_size: int = 8) -> SqlDatabase:
-        return cls(url, pool_size=pool_size)
+            self._sqlite = SqliteSessions(sqlite_engine(url))
 
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
-        session: Session
         if self._postgres is not None:
-            session = PostgresSession(
-                self._postgres, read_only=read_only, catalog=self.catalog, watchers=self._watchers
+            on_postgres = PostgresSession(self._postgres, read_only=read_only)
+            return SqlUnitOfWork(
+                on_postgres,
+                PostgresReservations(on_postgres, self._postgres),
+                PostgresWallets(on_postgres),
+                PostgresPayments(on_postgres),
             )
-        else:
-            assert self._sqlite is not None
-            session = SqliteSession(
-                self._sqlite, self._sqlite_turn, read_only=read_only, catalog=self.catalog
-            )
-        return SqlUnitOfWork(session)
+        assert self._sqlite is not None
+        on_sqlite = SqliteSession(self._sqlite, read_only=read_only)
+        return SqlUnitOfWork(
+            on_sqlite,
+            SqliteReservations(on_sqlite),
+            SqliteWallets(on_sqlite),
+            SqlitePayments(on_sqlite),
+        )
 
     def watch(self, watcher: Callable[[str], None]) -> None:
-        """Call ``watcher`` with what every round trip of a unit of work sends from now on
-        (for tests and benchmarks that count them): on PostgreSQL the statements of one round
-        trip in one string, ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` included; on SQLite each
-        statement, and ``BEGIN``, ``COMMIT`` and ``ROLLBACK``."""
-        self._watchers.append(watcher)
-        if self._sqlite is not None:
-            engine = self._sqlite
-            event.listen(engine, "before_cursor_execute", lambda *a: watcher(a[2]))
-            for name in ("begin", "commit", "rollback"):
-                event.listen(engine, name, lambda *_, n=name: watcher(n.upper()))
+        """Call ``watcher`` with what each round trip of a unit of work sends to PostgreSQL
+        from now on, ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` included (for tests and
+        benchmarks that count them)."""
+        if self._postgres is None:
+            raise ValueError("round trips are counted on PostgreSQL only")
+        self._postgres.watchers.append(watcher)
 
     async def migrate(self) -> None:
         """Bring the schema up to date (Alembic, to head)."""
-        try:
-            async with self.engine.begin() as connection:
-                await connection.run_sync(upgrade)
-        except DBAPIError as e:
-            raise _translated(e) from e
+        if self._sqlite is not None:
+            await self._sqlite.migrate()
+            return
+        await asyncio.to_thread(self._on_postgres, migrate)
 
     async def schema_is_current(self) -> bool:
         """True if `migrate` has nothing left to do."""
-        try:
-            async with self.engine.connect() as connection:
-                return await connection.run_sync(is_current)
-        except DBAPIError as e:
-            raise _translated(e) from e
+        if self._sqlite is not None:
+            return await self._sqlite.schema_is_current()
+        return bool(await asyncio.to_thread(self._on_postgres, schema_is_current))
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers, through the connections the
         units of work use."""
-        if self._postgres is not None:
-            pooled = await self._postgres.get()
-            try:
-                await pooled.execute("SELECT 1")
-            except (psycopg.Error, OSError) as e:
-                raise StoreUnavailable("the database does not answer") from e
-            finally:
-                await self._postgres.give_back(pooled)
+        if self._sqlite is not None:
+            await self._sqlite.ping()
             return
+        assert self._postgres is not None
+        pooled = await self._postgres.get()
         try:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except (DBAPIError, OSError) as e:
+            await pooled.execute("SELECT 1")
+        except (psycopg.Error, OSError) as e:
             raise StoreUnavailable("the database does not answer") from e
+        finally:
+            await self._postgres.give_back(pooled)
 
     async def dispose(self) -> None:
         if self._postgres is not None:
             await self._postgres.close()
         if self._sqlite is not None:
             self._sqlite.dispose()
-        await self.engine.dispose()
+
+    def _on_postgres(self, work: Callable[..., object]) -> object:
+        engine = postgres_migrations_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                return work(connection)
+        except DBAPIError as e:
+            raise StoreUnavailable("the database cannot be reached") from e
+        finally:
+            engine.dispose()
 
 
 class SqlUnitOfWork(UnitOfWork):
     """One transaction, taken at the first statement; rolled back unless committed."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self,
+        session: Session,
+        reservations: ReservationRepository,
+        wallets: WalletRepository,
+        payments: PaymentRepository,
+    ) -> None:
         self._session = session
         self.accounts = SqlAccountRepository(session)
         self.catalog = SqlCatalogRepository(session)
-        self.reservations = SqlReservationRepository(session)
-        self.wallets = SqlWalletRepository(session)
-        self.payments = SqlPaymentRepository(session)
         self.idempotency = SqlIdempotencyRepository(session)
+        self.reservations = reservations
+        self.wallets = wallets
+        self.payments = payments
 
     async def __aenter__(self) -> Self:
         return self
@@ -154,11 +168,3 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         await self._session.commit()
-
-    async def commit_with(self, change: Awaitable[T]) -> T:
-        return await self._session.commit_with(change)
-
-
-def _translated(error: DBAPIError) -> Exception:
-    translated = translate(error)
-    return StoreUnavailable("the database failed") if translated is error else translated

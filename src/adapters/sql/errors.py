@@ -15,8 +15,7 @@ def translate(error: DBAPIError) -> Exception:
     """The core's error for an error from SQLAlchemy's drivers (SQLite); constraint violations
     and other programming errors stay as they are, for they are bugs, not conditions to
     handle."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate in CONFLICT_STATES or "database is locked" in str(error.orig):
+    if "database is locked" in str(error.orig):
         return TransactionConflict("the database gave up a transaction under contention")
     if isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated:
         return StoreUnavailable("the database cannot be reached")

@@ -1,25 +1,26 @@
 """Statements defined once with SQLAlchemy Core and named parameters, and run on either dialect.
 
-On PostgreSQL each is compiled once, at import, to SQL that a session (`sessions`) prepares on
+On PostgreSQL each is compiled once, at import, to SQL that a session (`postgres`) prepares on
 each connection once, as a named server-side statement, and then runs by name with its
-arguments bound on the client, several in one round trip: SQLAlchemy's async execution path
-costs several times a round trip on this hardware (DESIGN.md), building a Core statement per
-call costs as much again, and parsing and planning them anew costs the server more than
-running them. On SQLite the same statement goes through SQLAlchemy, which applies the column
-types there.
+arguments bound on the client, several in one round trip: SQLAlchemy's execution path and
+building a Core statement per call each cost more than the round trip itself, and parsing and
+planning a statement anew costs the server more than running it (docs/benchmarks.md). On
+SQLite the same statement goes through SQLAlchemy, which applies the column types there.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Executable, bindparam
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
 _PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
@@ -28,42 +29,67 @@ _NAMES = itertools.count(1)
 
 
 class Query:
-    """A statement with named parameters; ``sqlite`` when that dialect needs another form."""
+    """A statement with named parameters; ``sqlite`` when that dialect needs another form.
+    ``writes`` says whether it changes anything: an INSERT, UPDATE or DELETE does; a SELECT
+    that changes rows in a WITH clause, or locks them, must say so. The PostgreSQL form is
+    compiled the first time it is asked for."""
 
-    def __init__(self, statement: ClauseElement, *, sqlite: ClauseElement | None = None) -> None:
+    def __init__(
+        self,
+        statement: ClauseElement,
+        *,
+        sqlite: ClauseElement | None = None,
+        writes: bool | None = None,
+    ) -> None:
         self.statement = statement
-        self.sqlite_statement = statement if sqlite is None else sqlite
-        compiled: Compiled = statement.compile(dialect=_PSYCOPG)
-        self.postgresql = str(compiled)
+        self.writes = isinstance(statement, UpdateBase) if writes is None else writes
+        self.sqlite = statement if sqlite is None else sqlite
         self.name = f"concert_{next(_NAMES)}"
-        # PREPARE takes $1, $2...: the named parameters in their order of first use
-        order: list[str] = []
 
-        def numbered(found: re.Match[str]) -> str:
+    @functools.cached_property
+    def _compiled(self) -> Compiled:
+        return self.statement.compile(dialect=_PSYCOPG)
+
+    @functools.cached_property
+    def postgresql(self) -> str:
+        return str(self._compiled)
+
+    @functools.cached_property
+    def _order(self) -> list[str]:
+        """The named parameters in their order of first use: PREPARE takes $1, $2..."""
+        order: list[str] = []
+        for found in _PLACEHOLDER.finditer(self.postgresql):
             if found[1] not in order:
                 order.append(found[1])
-            return f"${order.index(found[1]) + 1}"
+        return order
 
-        numbered_sql = _PLACEHOLDER.sub(numbered, self.postgresql).replace("%%", "%")
-        self.prepare = f"PREPARE {self.name} AS {numbered_sql}"
-        listed = ", ".join(f"%({name})s" for name in order)
-        self.execute = f"EXECUTE {self.name}({listed})" if order else f"EXECUTE {self.name}"
-        # values fixed in the statement itself (``status = 'held'``) travel as parameters too;
-        # the caller's own (`param`) are left out, so that one not given is an error, not NULL
-        self.fixed: dict[str, Any] = {
-            name: value for name, value in compiled.params.items() if not name.startswith("p_")
+    @functools.cached_property
+    def prepare(self) -> str:
+        order = self._order
+        numbered = _PLACEHOLDER.sub(lambda m: f"${order.index(m[1]) + 1}", self.postgresql)
+        return f"PREPARE {self.name} AS {numbered.replace('%%', '%')}"
+
+    @functools.cached_property
+    def execute(self) -> str:
+        listed = ", ".join(f"%({name})s" for name in self._order)
+        return f"EXECUTE {self.name}({listed})" if listed else f"EXECUTE {self.name}"
+
+    @functools.cached_property
+    def fixed(self) -> dict[str, Any]:
+        """Values fixed in the statement itself (``status = 'held'``), which travel as
+        parameters too; the caller's own (`param`) are left out, so that one not given is an
+        error, not NULL."""
+        return {
+            name: value
+            for name, value in self._compiled.params.items()
+            if not name.startswith("p_")
         }
 
-    def for_dialect(self, dialect: str) -> Executable:
-        chosen = self.sqlite_statement if dialect == "sqlite" else self.statement
-        assert isinstance(chosen, Executable)
-        return chosen
 
-
-def on_each_dialect(build: Callable[[Any], ClauseElement]) -> Query:
+def on_each_dialect(build: Callable[[Any], ClauseElement], *, writes: bool | None = None) -> Query:
     """A Query from ``build(insert)``, where ``insert`` is the dialect's own, which knows
     ``ON CONFLICT``."""
-    return Query(build(postgresql.insert), sqlite=build(sqlite.insert))
+    return Query(build(postgresql.insert), sqlite=build(sqlite.insert), writes=writes)
 
 
 def param(name: str, typed: Any) -> Any:
@@ -75,5 +101,11 @@ def param(name: str, typed: Any) -> Any:
 
 
 def arguments(query: Query, given: dict[str, Any]) -> dict[str, Any]:
-    """The parameters of one execution: the statement's fixed values and the given ones."""
-    return {**query.fixed, **{f"p_{name}": value for name, value in given.items()}}
+    """The parameters of one execution on PostgreSQL: the statement's fixed values and the
+    given ones."""
+    return {**query.fixed, **named(given)}
+
+
+def named(given: dict[str, Any]) -> dict[str, Any]:
+    """The given parameters under their SQL names (`param`)."""
+    return {f"p_{name}": value for name, value in given.items()}

@@ -54,6 +54,21 @@ def reservation_from_row(row: Row[Any]) -> Reservation:
     )
 
 
+def reservation_to_row(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation.reservation_id,
+        "user_id": reservation.user_id,
+        "seat_id": reservation.seat_id,
+        "date_id": reservation.date_id,
+        "concert_id": reservation.concert_id,
+        "number": reservation.number,
+        "price": reservation.price,
+        "status": reservation.status.value,
+        "created_at": reservation.created_at,
+        "expires_at": reservation.expires_at,
+    }
+
+
 def ledger_entry_from_row(row: Row[Any]) -> LedgerEntry:
     payment_id = None if row.payment_id is None else PaymentId(row.payment_id)
     return LedgerEntry(

@@ -103,7 +103,8 @@ seats = Table(
     CheckConstraint("price >= 0", name="price_not_negative"),
 )
 
-LIVE = "status IN ('held', 'paid')"
+# the rows the live-seat index covers: a hold is marked expired before another takes its seat
+HELD_OR_PAID = "status IN ('held', 'paid')"
 
 reservations = Table(
     "reservations",
@@ -119,13 +120,13 @@ reservations = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     CheckConstraint("status IN ('held', 'paid', 'cancelled', 'expired')", name="status_known"),
-    # at most one held-or-paid row per seat; a lapsed hold is marked expired before a new one
+    # at most one held-or-paid row per seat
     Index(
         "uq_reservations_live_seat",
         "seat_id",
         unique=True,
-        postgresql_where=text(LIVE),
-        sqlite_where=text(LIVE),
+        postgresql_where=text(HELD_OR_PAID),
+        sqlite_where=text(HELD_OR_PAID),
     ),
     Index("ix_reservations_user_status", "user_id", "status"),
     Index(

@@ -51,4 +51,4 @@ def authenticate(access_token: str | None, *, deps: Dependencies) -> UserId:
     """The customer an access token names. Raises `Unauthorized`. Does no I/O."""
     if not access_token:
         raise Unauthorized("an access token is required")
-    return deps.tokens.verify(access_token, deps.clock.now())
+    return deps.tokens.verify(access_token).at(deps.clock.now())

@@ -3,6 +3,7 @@ and the demo catalog an operator adds once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, timezone
 
 import attrs
@@ -11,7 +12,6 @@ from concert_domain.catalog import Concert, ConcertDate, DateAvailability, SeatV
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import NotFound
 from concert_domain.ids import ConcertId, DateId, UserId
-from concert_domain.seatmaps import SeatMap
 from concert_domain.usecases.queue import require_active_token
 
 DEMO_TITLE = "Demo Night: The Fifty Seats"
@@ -47,26 +47,16 @@ async def seat_map(
     date_id: DateId,
     *,
     deps: Dependencies,
-) -> SeatMap:
+) -> Sequence[SeatView]:
     """Every seat of a date with its status now, by number. Raises `NotFound` and the queue
-    gate's errors.
-
-    Served from this process's read model (`concert_domain.seatmaps`) while the date's stamp
-    says nothing has changed, else read from the database; never later than a change that has
-    been answered."""
+    gate's errors."""
     now = deps.clock.now()
     await require_active_token(user_id, queue_token, now, deps=deps)
     async with deps.uow(read_only=True) as uow:
-        concert_date = await uow.catalog.get_date(date_id)  # a store may keep dates
-    if concert_date is None or concert_date.concert_id != concert_id:
-        raise NotFound(f"no date {date_id} for concert {concert_id}")
-    stamp = await deps.stamps.current(date_id)  # before the database is read
-
-    async def read() -> list[SeatView]:
-        async with deps.uow(read_only=True) as uow:
-            return await uow.catalog.seat_map(date_id, now)
-
-    return await deps.seat_maps.get(date_id, stamp, now, read)
+        concert_date = await uow.catalog.get_date(date_id)
+        if concert_date is None or concert_date.concert_id != concert_id:
+            raise NotFound(f"no date {date_id} for concert {concert_id}")
+        return await uow.catalog.seat_map(date_id, now)
 
 
 @attrs.frozen

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from concert_domain import queue
+from concert_domain.catalog import ConcertDate, Seat
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import NotFound, ReservationNotHeld, SeatUnavailable
 from concert_domain.ids import ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.reservations import Reservation
+from concert_domain.usecases._follow_up import follow_up
 from concert_domain.usecases._retry import retrying
-from concert_domain.usecases._tidy import seat_map_changed, tidy
-from concert_domain.usecases.queue import require_active_token
 
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 100
-
-
-def timer_owner(user_id: UserId) -> str:
-    """The owner value a customer's hold timers carry: only they may release them."""
-    return f"user:{user_id}"
 
 
 async def hold_seat(
@@ -26,38 +24,23 @@ async def hold_seat(
     """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
     `SeatUnavailable`, `HoldLimitReached` and the queue gate's errors.
 
-    The hold timer turns most contenders away before the database; the database decides.
+    The seat's timer turns most contenders away before the database; the database decides.
     """
+    token = queue.required(queue_token)
     now = deps.clock.now()
-    await require_active_token(user_id, queue_token, now, deps=deps)
-    async with deps.uow(read_only=True) as uow:
-        seat = await uow.catalog.get_seat(seat_id)
-        concert_date = None if seat is None else await uow.catalog.get_date(seat.date_id)
-    if seat is None or concert_date is None:
-        raise NotFound(f"no seat {seat_id}")
-    if not concert_date.is_open(now):
-        raise SeatUnavailable(f"booking for {concert_date.date} has closed")
+    seat, concert_date = await _seat_on_sale(seat_id, now, deps)
     expires_at = now + deps.policy.hold_duration
-    owner = timer_owner(user_id)
-    if not await deps.timers.acquire(seat.concert_id, seat.seat_id, owner, now, expires_at):
+    ticket, timer_taken = await deps.timers.take(token, user_id, seat_id, now, expires_at)
+    queue.admitted(ticket, user_id, now)
+    if not timer_taken:
         raise SeatUnavailable(
             f"seat {seat.number} on {concert_date.date} is held by another customer"
         )
-
-    async def insert_hold() -> Reservation:
-        async with deps.uow() as uow:
-            limit = deps.policy.max_holds_per_user
-            return await uow.commit_with(
-                uow.reservations.hold(user_id, seat, now, expires_at, limit)
-            )
-
     try:
-        reservation = await retrying(insert_hold)
+        return await retrying(lambda: _hold(deps, user_id, seat, now, expires_at))
     except BaseException:
-        await tidy(deps.timers.release(seat.concert_id, seat.seat_id, owner), "drop a timer")
+        await follow_up(deps.timers.release(seat_id, user_id), "drop a hold timer")
         raise
-    await seat_map_changed(seat.date_id, deps)
-    return reservation
 
 
 async def get_reservation(
@@ -84,9 +67,7 @@ async def cancel_reservation(
             (latest or reservation).ensure_cancellable(now)
             raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
         await uow.commit()
-    await seat_map_changed(cancelled.date_id, deps)
-    owner = timer_owner(user_id)
-    await tidy(deps.timers.release(cancelled.concert_id, cancelled.seat_id, owner), "drop a timer")
+    await follow_up(deps.timers.release(cancelled.seat_id, user_id), "drop a hold timer")
     return cancelled
 
 
@@ -99,13 +80,37 @@ async def sweep_expired_holds(*, deps: Dependencies, batch: int = SWEEP_BATCH) -
             expired = await uow.reservations.expire_due(deps.clock.now(), batch)
             await uow.commit()
         for reservation in expired:
-            owner = timer_owner(reservation.user_id)
-            release = deps.timers.release(reservation.concert_id, reservation.seat_id, owner)
-            await tidy(release, "drop a lapsed hold's timer")
+            release = deps.timers.release(reservation.seat_id, reservation.user_id)
+            await follow_up(release, "drop a lapsed hold's timer")
         swept += len(expired)
         if len(expired) < batch:
             break
     return swept
+
+
+async def _hold(
+    deps: Dependencies, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime
+) -> Reservation:
+    async with deps.uow() as uow:
+        limit = deps.policy.max_holds_per_user
+        held = await uow.reservations.hold(user_id, seat, now, expires_at, limit)
+        await uow.commit()
+    return held
+
+
+async def _seat_on_sale(
+    seat_id: SeatId, now: datetime, deps: Dependencies
+) -> tuple[Seat, ConcertDate]:
+    """The seat and its date, if it can be held at ``now``. Raises `NotFound`,
+    `SeatUnavailable` (booking has closed)."""
+    async with deps.uow(read_only=True) as uow:
+        seat = await uow.catalog.get_seat(seat_id)
+        concert_date = None if seat is None else await uow.catalog.get_date(seat.date_id)
+    if seat is None or concert_date is None:
+        raise NotFound(f"no seat {seat_id}")
+    if not concert_date.is_open(now):
+        raise SeatUnavailable(f"booking for {concert_date.date} has closed")
+    return seat, concert_date
 
 
 async def _owned(uow: UnitOfWork, user_id: UserId, reservation_id: ReservationId) -> Reservation:

@@ -1,0 +1,437 @@
+"""PostgreSQL: units of work on a psycopg pool, in as few round trips as the work allows.
+
+A session runs on a psycopg connection in autocommit mode and writes its own ``BEGIN`` and
+``COMMIT``. Statements whose rows nobody needs wait (`PostgresSession.defer`) and go with the
+next round trip; everything a round trip carries, ``BEGIN`` and ``COMMIT`` included, goes as
+one simple-protocol query, bound on the client, each statement still its own with a snapshot of
+its own. So a unit of work that only changes things and then commits is one round trip. Each
+statement is prepared once per connection (`queries.Query`) and sent as an ``EXECUTE`` of it.
+
+A change refused by the database itself (a seat someone holds, a hold limit reached) is raised
+by the statement that tries it, through ``concert_refuse``: PostgreSQL then skips what follows
+in the round trip, ``COMMIT`` included, so the refusal leaves nothing, whether it came out of a
+statement or out of the commit that carried it.
+
+A read-only session sends no ``BEGIN``: under READ COMMITTED every statement reads a snapshot
+of its own anyway. It takes a connection for each round trip and gives it back at once, so it
+holds nothing between its reads.
+
+A hold names its reservation before it is written: each process takes reservation ids a block
+at a time from the table's sequence, whose increment is the block size (migration 0002). That
+is what lets a hold be one round trip: nothing it answers waits for the database.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import (
+    Integer,
+    String,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql
+
+from adapters.sql import rows
+from adapters.sql import statements as sql
+from adapters.sql.errors import translate_psycopg
+from adapters.sql.queries import Query, arguments, param
+from adapters.sql.repositories import SqlReservationRepository, SqlWalletRepository
+from adapters.sql.schema import HELD_OR_PAID, ledger, payments, reservations, wallets
+from adapters.sql.session import Step, TransactionRules
+from concert_domain.catalog import Seat
+from concert_domain.errors import (
+    ConcertError,
+    HoldLimitReached,
+    InsufficientBalance,
+    SeatUnavailable,
+    StoreUnavailable,
+    TransactionAborted,
+)
+from concert_domain.ids import PaymentId, ReservationId, UserId
+from concert_domain.ports import PaymentRepository
+from concert_domain.reservations import Reservation
+from concert_domain.wallet import LedgerKind, Payment, Sale
+
+# SQLSTATE of `concert_refuse`: its message is one of the codes below, its detail a number
+REFUSAL_STATE = "CR001"
+RESERVATION_ID_BLOCK = 100
+REFUSALS: dict[str, Callable[[int], ConcertError]] = {
+    "seat_unavailable": SeatUnavailable.taken,
+    "hold_limit_reached": HoldLimitReached.at,
+}
+# the constraint a debit past the balance breaks, whatever the race
+BALANCE_NOT_NEGATIVE = "ck_wallets_balance_not_negative"
+
+Watcher = Callable[[str], None]
+
+
+@attrs.define
+class _IdBlock:
+    next: int = 0
+    end: int = 0
+
+
+class PostgresConnections:
+    """The psycopg connections of one process: a pool, opened at first use (it needs a
+    running event loop), in autocommit mode, with UTC timestamps; the statements prepared on
+    each; and this process's block of reservation ids."""
+
+    def __init__(self, conninfo: str, *, size: int, wait_seconds: float = 5.0) -> None:
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            timeout=wait_seconds,  # then StoreUnavailable, not a request that hangs
+            open=False,
+            name="concert",
+        )
+        self.prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.reservation_ids = _IdBlock()
+        self.watchers: list[Watcher] = []
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        if self.pool.closed:
+            await self.pool.open()  # safe to call again: every caller may race here at start
+        try:
+            return await self.pool.getconn()
+        except (PoolTimeout, psycopg.OperationalError) as e:
+            raise StoreUnavailable("the database cannot be reached") from e
+
+    async def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """Return ``connection``; the pool discards it if it is broken or mid-query."""
+        await self.pool.putconn(connection)
+
+    async def close(self) -> None:
+        if not self.pool.closed:
+            await self.pool.close()
+
+
+class PostgresSession(TransactionRules):
+    def __init__(self, connections: PostgresConnections, *, read_only: bool) -> None:
+        super().__init__(read_only=read_only)
+        self._connections = connections
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._begun = False
+
+    async def run(self, query: Query, **params: Any) -> Sequence[Any]:
+        [found] = await self.run_together((query, params))
+        return found
+
+    async def run_together(self, *steps: Step) -> list[Sequence[Any]]:
+        self._check_writes(steps)
+        pending = self._take_pending()
+        found = await self._round_trip([*pending, *steps])
+        return found[len(pending) :]
+
+    async def commit(self) -> None:
+        pending = self._to_commit()
+        if pending is None:
+            return
+        if pending or self._begun:
+            await self._round_trip(pending, commit=True)
+        self._committed()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if not connection.broken and _status(connection) != TransactionStatus.IDLE:
+                self._announce("ROLLBACK")
+                await connection.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # a broken connection rolls back by itself; the pool discards it
+        finally:
+            await self._connections.give_back(connection)
+
+    async def _round_trip(self, steps: list[Step], *, commit: bool = False) -> list[Sequence[Any]]:
+        """Send ``steps`` in one query, with ``BEGIN`` when they open the transaction and
+        ``COMMIT`` when asked; the rows of each step."""
+        connection = self._connection or await self._connections.get()
+        if not self.read_only:
+            self._connection = connection  # held until the unit of work ends
+        try:
+            cursor = psycopg.AsyncClientCursor(connection, row_factory=namedtuple_row)
+            await self._prepare(connection, cursor, (query for query, _ in steps))
+            begins = not (self.read_only or self._begun or self.committed)
+            statements = [cursor.mogrify(q.execute, _adapted(arguments(q, p))) for q, p in steps]
+            head, tail = ["BEGIN"] if begins else [], ["COMMIT"] if commit else []
+            shown = [query.postgresql for query, _ in steps]
+            self._announce(";\n".join([*head, *shown, *tail]))
+            self._begun = self._begun or begins
+            await self._send(cursor, ";\n".join([*head, *statements, *tail]))
+            return await _results(cursor, skip=len(head), count=len(steps), commit=commit)
+        finally:
+            if self.read_only:
+                await self._connections.give_back(connection)
+
+    async def _send(self, cursor: psycopg.AsyncClientCursor[Any], sql_text: str) -> None:
+        try:
+            await cursor.execute(sql_text)
+        except psycopg.Error as e:
+            if self._begun:
+                self._aborted()  # PostgreSQL has rolled the transaction back
+            refused = REFUSALS.get(e.diag.message_primary or "")
+            if e.sqlstate == REFUSAL_STATE and refused is not None:
+                raise refused(int(e.diag.message_detail or 0)) from e
+            translated = translate_psycopg(e)
+            if translated is e:
+                raise
+            raise translated from e
+
+    async def _prepare(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        cursor: psycopg.AsyncClientCursor[Any],
+        queries: Iterable[Query],
+    ) -> None:
+        """Prepare, in one round trip, the statements this connection has not seen."""
+        prepared = self._connections.prepared.setdefault(connection, set())
+        missing = {query.name: query.prepare for query in queries if query.name not in prepared}
+        if not missing:
+            return
+        self._announce(";\n".join(missing.values()))
+        try:
+            await cursor.execute(";\n".join(missing.values()))
+        except BaseException as e:
+            # which of them the server kept is unknown now: the pool replaces the connection
+            await connection.close()
+            if isinstance(e, psycopg.OperationalError):
+                raise StoreUnavailable("the database cannot be reached") from e
+            raise
+        prepared.update(missing)
+
+    def _announce(self, sql_text: str) -> None:
+        for watcher in self._connections.watchers:
+            watcher(sql_text)
+
+
+async def _results(
+    cursor: psycopg.AsyncClientCursor[Any], *, skip: int, count: int, commit: bool
+) -> list[Sequence[Any]]:
+    for _ in range(skip):
+        cursor.nextset()
+    found: list[Sequence[Any]] = []
+    for _ in range(count):
+        found.append(await cursor.fetchall() if cursor.description else [])
+        cursor.nextset()
+    if commit and cursor.statusmessage != "COMMIT":  # PostgreSQL answers ROLLBACK when aborted
+        raise TransactionAborted("the database rolled the transaction back at its commit")
+    return found
+
+
+def _status(connection: psycopg.AsyncConnection[Any]) -> TransactionStatus:
+    return TransactionStatus(connection.info.transaction_status)
+
+
+def _adapted(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as psycopg binds them: a mapping (a JSON column's) goes as JSON."""
+    return {k: Json(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+# -- holding a seat -------------------------------------------------------------------------
+
+NEXT_RESERVATION_IDS = Query(
+    select(literal_column("nextval('reservations_reservation_id_seq')").label("first")),
+    writes=False,
+)
+# one statement: the customer's row lock (one customer's holds take turns) and the seat's
+# lapsed hold marked expired, so that it leaves the live-seat index
+LOCK_CUSTOMER_AND_FREE_LAPSED_SEAT = Query(
+    sql.LOCK_CUSTOMER.add_cte(sql.EXPIRE_LAPSED_HOLD_OF_SEAT.cte("lapsed")), writes=True
+)
+
+
+def _hold_or_refuse() -> Query:
+    """In a statement after the lock, whose snapshot sees every hold the customer committed
+    before the lock was granted: the hold, inserted only if the customer is under the limit
+    and the seat has no held or paid row (the live-seat index decides, whatever the race);
+    else `concert_refuse` says which."""
+    max_holds = param("max_holds", Integer())
+    held = select(sql.UNEXPIRED_HOLDS.label("n")).cte("held")
+    columns = ["reservation_id", *sql.HOLD_COLUMNS]
+    inserted = (
+        postgresql.insert(reservations)
+        .from_select(
+            columns,
+            select(*(param(name, reservations.c[name]) for name in columns))
+            .select_from(held)
+            .where(held.c.n < max_holds),
+        )
+        .on_conflict_do_nothing(index_elements=["seat_id"], index_where=text(HELD_OR_PAID))
+        .returning(reservations.c.reservation_id)
+        .cte("inserted")
+    )
+    at_limit = held.c.n >= max_holds
+    refusal = func.concert_refuse(
+        case((at_limit, literal("hold_limit_reached")), else_=literal("seat_unavailable")),
+        case(
+            (at_limit, cast(max_holds, String())), else_=cast(param("number", Integer()), String())
+        ),
+    )
+    return Query(
+        select(refusal).select_from(held).where(~exists(select(inserted.c.reservation_id))),
+        writes=True,
+    )
+
+
+HOLD_OR_REFUSE = _hold_or_refuse()
+
+
+class PostgresReservations(SqlReservationRepository):
+    def __init__(self, db: PostgresSession, connections: PostgresConnections) -> None:
+        super().__init__(db)
+        self._session = db
+        self._connections = connections
+
+    async def hold(
+        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
+    ) -> Reservation:
+        reservation_id = await self._next_reservation_id()
+        held = Reservation.hold(reservation_id, user_id, seat, now, expires_at)
+        self._session.defer(
+            LOCK_CUSTOMER_AND_FREE_LAPSED_SEAT, user_id=user_id, seat_id=seat.seat_id, now=now
+        )
+        self._session.defer(
+            HOLD_OR_REFUSE,
+            **rows.reservation_to_row(held),
+            now=now,
+            max_holds=max_holds,
+        )
+        return held
+
+    async def _next_reservation_id(self) -> ReservationId:
+        block = self._connections.reservation_ids
+        if block.next >= block.end:
+            [row] = await self._session.run(NEXT_RESERVATION_IDS)
+            block.next, block.end = row.first, row.first + RESERVATION_ID_BLOCK
+        block.next += 1
+        return ReservationId(block.next - 1)
+
+
+# -- moving money ---------------------------------------------------------------------------
+
+
+def _with_ledger_entry(move: Any) -> Query:
+    """A wallet move and its ledger entry in one statement: the entry is written only if the
+    move returned a balance, which the statement answers."""
+    moved = move.cte("moved")
+    entry = (
+        ledger.insert()
+        .from_select(
+            sql.LEDGER_COLUMNS,
+            select(*(param(n, ledger.c[n]) for n in sql.LEDGER_COLUMNS)).select_from(moved),
+        )
+        .cte("entry")
+    )
+    return Query(select(moved.c.balance).add_cte(moved, entry), writes=True)
+
+
+CREDIT_WITH_LEDGER_ENTRY = _with_ledger_entry(sql.CREDIT)
+
+
+def _sale() -> Query:
+    """The whole sale in one statement: the hold sold, the debit, the payment and its ledger
+    entry, each written only if the hold is sold. The debit takes the price whatever the
+    balance: one that would go below zero breaks `BALANCE_NOT_NEGATIVE` (checked on the
+    newest row, if another payment changed it meanwhile), which fails the statement and so
+    writes nothing. Answers nothing when the hold is not sold."""
+    sold = sql.SELL.cte("sold")
+    debited = (
+        wallets.update()
+        .where(wallets.c.user_id == sold.c.user_id)
+        .values(balance=wallets.c.balance - sold.c.price)
+        .returning(wallets.c.balance)
+        .cte("debited")
+    )
+    paid = (
+        payments.insert()
+        .from_select(
+            ["reservation_id", "user_id", "amount", "created_at"],
+            select(sold.c.reservation_id, sold.c.user_id, sold.c.price, sql.NOW),
+        )
+        .returning(payments.c.payment_id, payments.c.user_id, payments.c.amount)
+        .cte("paid")
+    )
+    entry = (
+        ledger.insert()
+        .from_select(
+            sql.LEDGER_COLUMNS,
+            select(
+                paid.c.user_id,
+                literal(LedgerKind.PAYMENT.value),
+                paid.c.amount,
+                paid.c.payment_id,
+                sql.NOW,
+            ),
+        )
+        .cte("entry")
+    )
+    return Query(
+        select(sold, paid.c.payment_id, debited.c.balance)
+        .select_from(sold.join(paid, true()).join(debited, true()))
+        .add_cte(entry),
+        writes=True,
+    )
+
+
+SALE = _sale()
+
+
+class PostgresWallets(SqlWalletRepository):
+    async def credit(
+        self, user_id: UserId, amount: int, now: datetime, max_balance: int
+    ) -> int | None:
+        moved = await self._db.run(
+            CREDIT_WITH_LEDGER_ENTRY,
+            user_id=user_id,
+            kind=LedgerKind.CHARGE.value,
+            amount=amount,
+            payment_id=None,
+            created_at=now,
+            max_balance=max_balance,
+        )
+        return int(moved[0].balance) if moved else None
+
+
+class PostgresPayments(PaymentRepository):
+    def __init__(self, db: PostgresSession) -> None:
+        self._db = db
+
+    async def pay(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+    ) -> Sale | None:
+        try:
+            sales = await self._db.run(
+                SALE, reservation_id=reservation_id, user_id=user_id, now=now
+            )
+        except psycopg.errors.CheckViolation as e:
+            if e.diag.constraint_name == BALANCE_NOT_NEGATIVE:
+                raise InsufficientBalance.for_reservation(reservation_id) from e
+            raise
+        if not sales:
+            return None
+        row = sales[0]
+        payment = Payment(PaymentId(row.payment_id), reservation_id, user_id, row.price, now)
+        return Sale(rows.reservation_from_row(row), payment, row.balance)

@@ -1,0 +1,254 @@
+"""SQLite, the embedded default: units of work on the process's one connection, in turns.
+
+The statements go one by one through SQLAlchemy's synchronous engine, on the event loop
+itself: in the process, a statement takes microseconds, less than a hop to a thread and back.
+A unit of work that may write takes the connection from its first statement to its end (a
+lock, `SqliteSessions.lock`) and begins with ``BEGIN IMMEDIATE``, so writers take turns, as the
+in-memory store's do; it awaits nothing else meanwhile, so the turns are short. A read-only
+unit of work takes the connection for each statement alone and reads outside a transaction, so
+it holds nothing between its reads. Statements nobody needs the rows of wait for the next
+statement or the commit, as on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
+
+from adapters.sql import rows
+from adapters.sql import statements as sql
+from adapters.sql.engine import migrate, schema_is_current
+from adapters.sql.errors import translate
+from adapters.sql.queries import Query, named, param
+from adapters.sql.repositories import SqlReservationRepository, SqlWalletRepository
+from adapters.sql.schema import HELD_OR_PAID, ledger, payments, reservations, wallets
+from adapters.sql.session import Step, TransactionRules
+from concert_domain.catalog import Seat
+from concert_domain.errors import (
+    HoldLimitReached,
+    InsufficientBalance,
+    SeatUnavailable,
+    StoreUnavailable,
+)
+from concert_domain.ids import ReservationId, UserId
+from concert_domain.ports import PaymentRepository
+from concert_domain.reservations import Reservation
+from concert_domain.wallet import LedgerKind, Sale
+
+
+class SqliteSessions:
+    """The process's one connection to a SQLite file, and the lock its users take turns on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lock = asyncio.Lock()
+
+    async def migrate(self) -> None:
+        async with self.lock:
+            self._sync(lambda connection: migrate(connection))
+
+    async def schema_is_current(self) -> bool:
+        async with self.lock:
+            return bool(self._sync(schema_is_current))
+
+    async def ping(self) -> None:
+        async with self.lock:
+            self._sync(lambda connection: connection.execute(text("SELECT 1")))
+
+    def _sync(self, work: Any) -> Any:
+        try:
+            with self.engine.connect() as connection:
+                return work(connection)
+        except (DBAPIError, OSError) as e:
+            raise StoreUnavailable("the database does not answer") from e
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class SqliteSession(TransactionRules):
+    def __init__(self, sessions: SqliteSessions, *, read_only: bool) -> None:
+        super().__init__(read_only=read_only)
+        self._sessions = sessions
+        self._connection: Connection | None = None
+
+    async def run(self, query: Query, **params: Any) -> Sequence[Any]:
+        [found] = await self.run_together((query, params))
+        return found
+
+    async def run_together(self, *steps: Step) -> list[Sequence[Any]]:
+        self._check_writes(steps)
+        if self.read_only:
+            async with self._sessions.lock:
+                with self._sessions.engine.connect() as connection:
+                    return [self._execute(connection, q, p) for q, p in steps]
+        connection = self._connection or await self._begin()
+        pending = self._take_pending()
+        found = [self._execute(connection, q, p) for q, p in [*pending, *steps]]
+        return found[len(pending) :]
+
+    async def commit(self) -> None:
+        pending = self._to_commit()
+        if pending is None:
+            return
+        if pending:
+            self._pending = pending
+            await self.run_together()
+        if self._connection is not None:
+            try:
+                self._connection.commit()
+            except DBAPIError as e:
+                self._aborted()
+                raise _translated(e) from e
+        self._committed()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+        except DBAPIError:
+            pass  # a broken connection rolls back by itself
+        finally:
+            connection.close()
+            self._sessions.lock.release()
+
+    def _execute(self, connection: Connection, query: Query, params: dict[str, Any]) -> Any:
+        try:
+            result = connection.execute(query.sqlite, named(params))  # type: ignore[call-overload]
+        except DBAPIError as e:
+            if not self.read_only:
+                self._aborted()
+            translated = translate(e)
+            if translated is e:
+                raise
+            raise translated from e
+        return result.all() if result.returns_rows else []
+
+    async def _begin(self) -> Connection:
+        await self._sessions.lock.acquire()
+        connection = None
+        try:
+            connection = self._sessions.engine.connect()
+            connection.begin()
+        except BaseException as e:
+            if connection is not None:
+                connection.close()
+            self._sessions.lock.release()
+            if isinstance(e, DBAPIError | OSError):
+                raise StoreUnavailable("the database cannot be reached") from e
+            raise
+        self._connection = connection
+        return connection
+
+
+def _translated(error: DBAPIError) -> Exception:
+    translated = translate(error)
+    return StoreUnavailable("the database failed") if translated is error else translated
+
+
+# -- holding a seat: writers take turns, so each step may read and then write ---------------
+
+EXPIRE_LAPSED_HOLD_OF_SEAT = Query(sql.EXPIRE_LAPSED_HOLD_OF_SEAT)
+UNEXPIRED_HOLDS = Query(select(sql.UNEXPIRED_HOLDS.label("n")))
+HOLD = Query(
+    sqlite.insert(reservations)
+    .values({name: param(name, reservations.c[name]) for name in sql.HOLD_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["seat_id"], index_where=text(HELD_OR_PAID))
+    .returning(*reservations.c)
+)
+
+
+class SqliteReservations(SqlReservationRepository):
+    async def hold(
+        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
+    ) -> Reservation:
+        _, [(holds,)] = await self._db.run_together(
+            (EXPIRE_LAPSED_HOLD_OF_SEAT, {"seat_id": seat.seat_id, "now": now}),
+            (UNEXPIRED_HOLDS, {"user_id": user_id, "now": now}),
+        )
+        if holds >= max_holds:
+            raise self._db.refused(HoldLimitReached.at(max_holds))
+        wanted = Reservation.hold(ReservationId(0), user_id, seat, now, expires_at)
+        values = rows.reservation_to_row(wanted)
+        del values["reservation_id"]
+        held = await self._db.run(HOLD, **values)
+        if not held:
+            raise self._db.refused(SeatUnavailable.taken(seat.number))
+        return rows.reservation_from_row(held[0])
+
+
+# -- moving money ---------------------------------------------------------------------------
+
+CREDIT = Query(sql.CREDIT)
+DEBIT = Query(
+    wallets.update()
+    .where(sql.WALLET_OF, wallets.c.balance >= sql.AMOUNT)
+    .values(balance=wallets.c.balance - sql.AMOUNT)
+    .returning(wallets.c.balance)
+)
+LEDGER_ENTRY = Query(ledger.insert().values({n: param(n, ledger.c[n]) for n in sql.LEDGER_COLUMNS}))
+SELL = Query(sql.SELL)
+PAYMENT_ADD = Query(
+    payments.insert()
+    .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
+    .returning(*payments.c)
+)
+
+
+class SqliteWallets(SqlWalletRepository):
+    async def credit(
+        self, user_id: UserId, amount: int, now: datetime, max_balance: int
+    ) -> int | None:
+        moved = await self._db.run(CREDIT, user_id=user_id, amount=amount, max_balance=max_balance)
+        if not moved:
+            return None
+        self._db.defer(LEDGER_ENTRY, **_entry(user_id, LedgerKind.CHARGE, amount, None, now))
+        return int(moved[0].balance)
+
+
+class SqlitePayments(PaymentRepository):
+    def __init__(self, db: SqliteSession) -> None:
+        self._db = db
+
+    async def pay(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+    ) -> Sale | None:
+        sold = await self._db.run(SELL, reservation_id=reservation_id, user_id=user_id, now=now)
+        if not sold:
+            return None
+        reservation = rows.reservation_from_row(sold[0])
+        [added] = await self._db.run(
+            PAYMENT_ADD,
+            reservation_id=reservation_id,
+            user_id=user_id,
+            amount=reservation.price,
+            created_at=now,
+        )
+        payment = rows.payment_from_row(added)
+        debited = await self._db.run(DEBIT, user_id=user_id, amount=payment.amount)
+        if not debited:
+            raise self._db.refused(InsufficientBalance.for_reservation(reservation_id))
+        entry = _entry(user_id, LedgerKind.PAYMENT, payment.amount, payment.payment_id, now)
+        self._db.defer(LEDGER_ENTRY, **entry)
+        return Sale(reservation, payment, int(debited[0].balance))
+
+
+def _entry(
+    user_id: UserId, kind: LedgerKind, amount: int, payment_id: int | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "kind": kind.value,
+        "amount": amount,
+        "payment_id": payment_id,
+        "created_at": now,
+    }
