@@ -1,30 +1,28 @@
 """The ``concert`` command: serve, scheduler, migrate, seed-demo.
 
-Settings come from the environment (see `entrypoints.settings`). A bad setting, or a database or
-Redis that cannot be reached at start, stops the command with one line naming the variable and
-exit status 2.
+Settings come from the environment (`entrypoints.settings`) and everything is built from them
+by `entrypoints.wiring`. A bad setting, or a database or Redis that cannot be reached at start,
+stops the command with one line naming the variable and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
-import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from adapters.redis import Keys, connect
-from adapters.sql import SqlDatabase
 from concert_domain import usecases
 from concert_domain.errors import StoreUnavailable
-from entrypoints.http.app import SCHEDULER_VARIABLE, ping_redis
 from entrypoints.scheduler import run_scheduler
 from entrypoints.settings import Settings, SettingsError, load_settings
-from entrypoints.wiring import build_dependencies
+from entrypoints.wiring import build_app, running
 
 log = logging.getLogger("concert")
 
@@ -69,10 +67,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         raise SettingsError(
             "CONCERT_REDIS_URL", "--workers above 1 needs Redis: the waiting line must be shared"
         )
-    asyncio.run(prepare_database(settings))
-    os.environ[SCHEDULER_VARIABLE] = "0" if args.no_scheduler else "1"
-    uvicorn.run(
-        "entrypoints.http.app:app_from_environment",
+    asyncio.run(prepare_stores(settings))
+    config = uvicorn.Config(
+        # each worker builds its app from the same settings, handed over whole
+        functools.partial(build_app, settings, scheduler=not args.no_scheduler),
         factory=True,
         host=args.host,
         port=args.port,
@@ -82,7 +80,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         lifespan="on",
         log_level="info",
         access_log=False,
+        proxy_headers=False,  # a client's address is taken as the socket gives it
+        server_header=False,  # no banner naming the server software
     )
+    if args.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
     return 0
 
 
@@ -94,26 +98,13 @@ def scheduler(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     async def loop() -> None:
-        await prepare_database(settings, migrate_sqlite=False)
-        database = SqlDatabase.from_url(settings.database_url, pool_size=2)
-        redis = connect(settings.redis_url) if settings.redis_url else None
-        deps = build_dependencies(
-            database=database,
-            redis=redis,
-            redis_keys=Keys(settings.redis_prefix),
-            policy=settings.policy,
-            jwt_secret=settings.jwt_secret,
-        )
-        stop = asyncio.Event()
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
-        log.info("scheduler ticking every %s s", settings.scheduler_interval_seconds)
-        try:
-            await run_scheduler(deps, settings.scheduler_interval_seconds, stop)
-        finally:
-            if redis is not None:
-                await redis.aclose()
-            await database.dispose()
+        await prepare_stores(settings, migrate_sqlite=False)
+        async with running(settings, pool_size=2) as services:
+            stop = asyncio.Event()
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+            log.info("scheduler ticking every %s s", settings.scheduler_interval_seconds)
+            await run_scheduler(services.deps, settings.scheduler_interval_seconds, stop)
 
     asyncio.run(loop())
     return 0
@@ -121,11 +112,9 @@ def scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
 def migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
-        database = await reachable_database(settings)
-        try:
-            await database.migrate()
-        finally:
-            await database.dispose()
+        async with running(settings, pool_size=1) as services:
+            await _reachable(services.database.ping)
+            await services.database.migrate()
 
     asyncio.run(run())
     print("the database schema is up to date")
@@ -134,13 +123,9 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> usecases.DemoCatalog:
-        await prepare_database(settings)
-        database = SqlDatabase.from_url(settings.database_url, pool_size=1)
-        try:
-            deps = build_dependencies(database=database, jwt_secret=settings.jwt_secret)
-            return await usecases.seed_demo_catalog(deps=deps)
-        finally:
-            await database.dispose()
+        await prepare_stores(settings)
+        async with running(settings, pool_size=1) as services:
+            return await usecases.seed_demo_catalog(deps=services.deps)
 
     demo = asyncio.run(run())
     if demo.created:
@@ -151,37 +136,31 @@ def seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def reachable_database(settings: Settings) -> SqlDatabase:
-    database = SqlDatabase.from_url(settings.database_url, pool_size=1)
-    try:
-        await database.ping()
-    except StoreUnavailable as e:
-        await database.dispose()
-        raise SettingsError("CONCERT_DATABASE_URL", "the database cannot be reached") from e
-    return database
-
-
-async def prepare_database(settings: Settings, *, migrate_sqlite: bool = True) -> None:
+async def prepare_stores(settings: Settings, *, migrate_sqlite: bool = True) -> None:
     """Check that the database and Redis answer. The embedded SQLite file is migrated on the
     spot; PostgreSQL must have been migrated by `concert migrate`."""
-    database = await reachable_database(settings)
-    try:
+    async with running(settings, pool_size=1) as services:
+        database = services.database
+        await _reachable(database.ping)
         if settings.is_sqlite and migrate_sqlite:
             await database.migrate()
         elif not await database.schema_is_current():
             raise SettingsError(
                 "CONCERT_DATABASE_URL", "the schema is not up to date: run `concert migrate`"
             )
-    finally:
-        await database.dispose()
-    if settings.redis_url is not None:
-        redis = connect(settings.redis_url)
-        try:
-            await ping_redis(redis)
-        except StoreUnavailable as e:
-            raise SettingsError("CONCERT_REDIS_URL", "Redis cannot be reached") from e
-        finally:
-            await redis.aclose()
+        if services.redis is not None:
+            await _reachable(services.ping_redis, "CONCERT_REDIS_URL", "Redis")
+
+
+async def _reachable(
+    check: Callable[[], Awaitable[None]],
+    variable: str = "CONCERT_DATABASE_URL",
+    what: str = "the database",
+) -> None:
+    try:
+        await check()
+    except StoreUnavailable as e:
+        raise SettingsError(variable, f"{what} cannot be reached") from e
 
 
 if __name__ == "__main__":

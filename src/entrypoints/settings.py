@@ -1,13 +1,12 @@
-"""Configuration, read once from the environment into a frozen object.
+"""Configuration, read once from the environment into a frozen, validated value.
 
-A bad value stops the command with one line naming the variable (`SettingsError`, exit 2).
+Reading settings only reads and checks: it connects to nothing and writes nothing. A bad value
+stops the command with one line naming the variable (`SettingsError`, exit 2).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,14 +14,12 @@ import attrs
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from adapters.redis import RedisLink
+from adapters.redis.link import RedisAddress
+from adapters.security.tokens import MIN_SECRET_BYTES
 from concert_domain import BookingPolicy, QueuePolicy
-
-log = logging.getLogger("concert")
 
 DEFAULT_DATABASE = "concert.sqlite3"
 SECRET_FILE = ".concert-secret"
-MIN_SECRET_BYTES = 32
 
 
 class SettingsError(Exception):
@@ -36,8 +33,10 @@ class SettingsError(Exception):
 @attrs.frozen
 class Settings:
     database_url: str
-    redis_url: str | None
-    jwt_secret: bytes = attrs.field(repr=False)
+    redis_url: str | None = None
+    # the HMAC key when CONCERT_JWT_SECRET gives it; else `secret_file` keeps it (SQLite only)
+    jwt_secret: bytes | None = attrs.field(default=None, repr=False)
+    secret_file: Path | None = None
     redis_prefix: str = "concert"
     access_token_seconds: int = 3600
     hold_seconds: int = 300
@@ -63,35 +62,35 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
     env = os.environ if environ is None else environ
     here = cwd or Path.cwd()
     database_url = _database_url(env, here)
-    redis_url = env.get("CONCERT_REDIS_URL") or None
-    if redis_url is not None:
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("CONCERT_REDIS_URL", f"not a redis:// URL: {redis_url!r}")
+    jwt_secret, secret_file = _jwt_secret(env, database_url, here)
+    return Settings(
+        database_url=database_url,
+        redis_url=_redis_url(env),
+        jwt_secret=jwt_secret,
+        secret_file=secret_file,
+        redis_prefix=_redis_prefix(env),
+        access_token_seconds=_positive(env, "CONCERT_ACCESS_TOKEN_SECONDS", 3600),
+        hold_seconds=_positive(env, "CONCERT_HOLD_SECONDS", 300),
+        max_holds_per_user=_positive(env, "CONCERT_MAX_HOLDS_PER_USER", 4),
+        queue_capacity=_positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
+        queue_active_seconds=_positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),
+        scheduler_interval_seconds=_positive_float(env, "CONCERT_SCHEDULER_INTERVAL_SECONDS", 1.0),
+    )
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("CONCERT_REDIS_URL") or None
+    if url is not None:
         try:
-            RedisLink.from_url(redis_url)
+            RedisAddress.from_url(url)
         except ValueError as e:
             raise SettingsError("CONCERT_REDIS_URL", str(e)) from None
-    numbers = {
-        "access_token_seconds": _positive(env, "CONCERT_ACCESS_TOKEN_SECONDS", 3600),
-        "hold_seconds": _positive(env, "CONCERT_HOLD_SECONDS", 300),
-        "max_holds_per_user": _positive(env, "CONCERT_MAX_HOLDS_PER_USER", 4),
-        "queue_capacity": _positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
-        "queue_active_seconds": _positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),
-    }
-    interval = _positive_float(env, "CONCERT_SCHEDULER_INTERVAL_SECONDS", 1.0)
-    return Settings(  # the secret last: it may write a file, and only once all else is valid
-        database_url=database_url,
-        redis_url=redis_url,
-        redis_prefix=_redis_prefix(env),
-        scheduler_interval_seconds=interval,
-        jwt_secret=_jwt_secret(env, database_url, here),
-        **numbers,
-    )
+    return url
 
 
 def _redis_prefix(env: Mapping[str, str]) -> str:
     prefix = env.get("CONCERT_REDIS_PREFIX") or "concert"
-    if not prefix.replace("-", "").replace("_", "").isalnum():
+    if not (prefix.isascii() and prefix.replace("-", "").replace("_", "").isalnum()):
         raise SettingsError("CONCERT_REDIS_PREFIX", "letters, digits, - and _ only")
     return prefix
 
@@ -107,24 +106,21 @@ def _database_url(env: Mapping[str, str], here: Path) -> str:
     return url
 
 
-def _jwt_secret(env: Mapping[str, str], database_url: str, here: Path) -> bytes:
+def _jwt_secret(
+    env: Mapping[str, str], database_url: str, here: Path
+) -> tuple[bytes | None, Path | None]:
+    """The secret the environment gives, or the file that keeps one beside the SQLite file."""
     given = env.get("CONCERT_JWT_SECRET")
     if given:
         secret = given.encode()
         if len(secret) < MIN_SECRET_BYTES:
             raise SettingsError("CONCERT_JWT_SECRET", f"must be at least {MIN_SECRET_BYTES} bytes")
-        return secret
+        return secret, None
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         raise SettingsError("CONCERT_JWT_SECRET", "is required with PostgreSQL")
     folder = Path(url.database).parent if url.database else here
-    path = (here / folder / SECRET_FILE).resolve()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-        log.warning("CONCERT_JWT_SECRET is unset: made a random one and kept it in %s", path)
-    return path.read_text().strip().encode()
+    return None, (here / folder / SECRET_FILE).resolve()
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

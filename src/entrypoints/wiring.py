@@ -1,19 +1,41 @@
 """The composition root: the one place that chooses adapters and plugs them into the ports.
 
+Everything is built from one `Settings` value (`build_services`), or on in-memory adapters for
+the library and the tests (`build_memory_dependencies`), by the same `build_dependencies`.
 Nothing connects at import: every builder here is called by a command, a lifespan or a test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import logging
+import os
 import secrets
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
 
+import attrs
+from redis import exceptions as redis_errors
+from starlette.applications import Starlette
+
+from adapters.caching import (
+    CatalogCache,
+    SeatMapReadModel,
+    SeatMapVersions,
+    VerifiedTokens,
+    seatmaps,
+)
 from adapters.clock import SystemClock
 from adapters.memory import (
     InMemoryDatabase,
     InMemoryHoldTimers,
     InMemoryLoginRateLimiter,
     InMemoryQueueStore,
-    InMemorySeatMapStamps,
+    InMemorySeatMapVersions,
 )
 from adapters.redis import (
     Keys,
@@ -21,24 +43,34 @@ from adapters.redis import (
     RedisLink,
     RedisLoginRateLimiter,
     RedisQueueStore,
-    RedisSeatMapStamps,
+    RedisSeatMapVersions,
+    connect,
 )
 from adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from adapters.security.tokens import MIN_SECRET_BYTES
 from adapters.sql import SqlDatabase
 from concert_domain import BookingPolicy, Dependencies
+from concert_domain.errors import StoreUnavailable
 from concert_domain.ports import (
     Clock,
     HoldTimers,
     LoginRateLimiter,
     PasswordHasher,
     QueueStore,
-    SeatMapStamps,
+    UnitOfWorkFactory,
 )
+from entrypoints.http.app import create_app
+from entrypoints.scheduler import run_scheduler
+from entrypoints.settings import Settings, SettingsError
+
+log = logging.getLogger("concert")
+
+Check = Callable[[], Awaitable[None]]
 
 
 def build_dependencies(
     *,
-    database: SqlDatabase | InMemoryDatabase,
+    uow: UnitOfWorkFactory,
     redis: RedisLink | None = None,
     redis_keys: Keys | None = None,
     clock: Clock | None = None,
@@ -46,35 +78,35 @@ def build_dependencies(
     passwords: PasswordHasher | None = None,
     jwt_secret: bytes | None = None,
     access_token_seconds: int = 3600,
+    seat_map_max_age: timedelta = seatmaps.MAX_AGE,
 ) -> Dependencies:
-    """Every port: the database for what must not be lost; Redis, when given, for the line,
-    hold timers, login counters and seat-map stamps (shared by every process), else process
-    memory (one process only)."""
+    """Every port over the database's units of work ``uow``: Redis, when given, for the line,
+    hold timers, login counters and seat-map versions (shared by every process), else process
+    memory (one process only). Seats, dates, seat maps and verified tokens are kept by the
+    process (`adapters.caching`); a kept seat map is served at most ``seat_map_max_age``
+    should a change of version be lost."""
     queue: QueueStore
     timers: HoldTimers
     limiter: LoginRateLimiter
-    stamps: SeatMapStamps
+    versions: SeatMapVersions
     if redis is None:
-        queue, timers, limiter, stamps = (
-            InMemoryQueueStore(),
-            InMemoryHoldTimers(),
-            InMemoryLoginRateLimiter(),
-            InMemorySeatMapStamps(),
-        )
+        line = InMemoryQueueStore()
+        queue, timers = line, InMemoryHoldTimers(line)
+        limiter, versions = InMemoryLoginRateLimiter(), InMemorySeatMapVersions()
     else:
         queue = RedisQueueStore(redis, redis_keys)
         timers = RedisHoldTimers(redis, redis_keys)
         limiter = RedisLoginRateLimiter(redis, redis_keys)
-        stamps = RedisSeatMapStamps(redis, redis_keys)
+        versions = RedisSeatMapVersions(redis, redis_keys)
+    tokens = JwtAccessTokens(jwt_secret or secrets.token_bytes(32), access_token_seconds)
     return Dependencies(
-        uow=database.unit_of_work,
+        uow=SeatMapReadModel(CatalogCache(uow), versions, max_age=seat_map_max_age),
         clock=clock or SystemClock(),
         passwords=passwords or Argon2PasswordHasher(),
-        tokens=JwtAccessTokens(jwt_secret or secrets.token_bytes(32), access_token_seconds),
+        tokens=VerifiedTokens(tokens),
         queue=queue,
         timers=timers,
         login_limiter=limiter,
-        stamps=stamps,
         policy=policy or BookingPolicy(),
     )
 
@@ -87,13 +119,150 @@ def build_memory_dependencies(
     jwt_secret: bytes | None = None,
     access_token_seconds: int = 3600,
     database: InMemoryDatabase | None = None,
+    seat_map_max_age: timedelta = seatmaps.MAX_AGE,
 ) -> Dependencies:
     """Every port on in-memory adapters: no servers, one process, nothing kept on exit."""
     return build_dependencies(
-        database=database or InMemoryDatabase(),
+        uow=(database or InMemoryDatabase()).unit_of_work,
         clock=clock,
         policy=policy,
         passwords=passwords,
         jwt_secret=jwt_secret,
         access_token_seconds=access_token_seconds,
+        seat_map_max_age=seat_map_max_age,
     )
+
+
+@attrs.frozen
+class Services:
+    """What a process runs on: the ports, the checks `/readyz` makes, and how to let go."""
+
+    deps: Dependencies
+    database: SqlDatabase
+    redis: RedisLink | None
+
+    @property
+    def readiness(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {"database": self.database.ping}
+        if self.redis is not None:
+            checks["redis"] = self.ping_redis
+        return checks
+
+    async def ping_redis(self) -> None:
+        assert self.redis is not None
+        await ping(self.redis)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.dispose()
+
+
+def build_services(settings: Settings, *, pool_size: int = 8) -> Services:
+    """The database, Redis if configured, and every port on them, for one process."""
+    database = SqlDatabase(settings.database_url, pool_size=pool_size)
+    redis = connect(settings.redis_url) if settings.redis_url else None
+    deps = build_dependencies(
+        uow=database.unit_of_work,
+        redis=redis,
+        redis_keys=Keys(settings.redis_prefix),
+        policy=settings.policy,
+        jwt_secret=jwt_secret(settings),
+        access_token_seconds=settings.access_token_seconds,
+    )
+    return Services(deps, database, redis)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, pool_size: int = 8) -> AsyncIterator[Services]:
+    services = build_services(settings, pool_size=pool_size)
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
+    """The service as ``concert serve`` runs it in each worker: its lifespan builds the
+    services from ``settings`` and, if asked, runs the scheduler loop beside the requests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with running(settings) as services:
+            app.state.deps = services.deps
+            app.state.readiness = services.readiness
+            async with _scheduling(services.deps, settings, on=scheduler):
+                settle_garbage_collector()
+                yield
+
+    return create_app(lifespan=lifespan)
+
+
+@contextlib.asynccontextmanager
+async def _scheduling(deps: Dependencies, settings: Settings, *, on: bool) -> AsyncIterator[None]:
+    if not on:
+        yield
+        return
+    stop = asyncio.Event()
+    ticking = asyncio.create_task(run_scheduler(deps, settings.scheduler_interval_seconds, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await ticking
+
+
+def settle_garbage_collector() -> None:
+    """Move everything built at start-up out of the collector's sight (`gc.freeze`): a full
+    collection then walks only what requests have made since, not every module, table and
+    kept seat (docs/benchmarks.md has what it did to the tail latency)."""
+    gc.collect()
+    gc.freeze()
+
+
+async def ping(redis: RedisLink) -> None:
+    """Raise `StoreUnavailable` unless Redis answers."""
+    try:
+        await redis.ping()
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
+        raise StoreUnavailable("redis does not answer") from e
+
+
+def jwt_secret(settings: Settings) -> bytes:
+    """The key for access tokens: the one the settings give, or the one kept in
+    ``settings.secret_file``, made there (readable by its owner only) the first time."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret
+    assert settings.secret_file is not None, "settings give a secret or a file to keep one"
+    path = settings.secret_file
+    if not path.exists():
+        _write_new_secret(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SettingsError(
+            "CONCERT_JWT_SECRET", f"{path} may be read by others (mode {mode:o}): chmod 600 it"
+        )
+    secret = path.read_bytes().strip()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            "CONCERT_JWT_SECRET", f"{path} holds fewer than {MIN_SECRET_BYTES} bytes"
+        )
+    return secret
+
+
+def _write_new_secret(path: Path) -> None:
+    """Write a random secret to ``path`` whole or not at all, mode 0600: it appears under its
+    name only once written, and a process that loses the race keeps the winner's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}.new")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return
+        log.warning("CONCERT_JWT_SECRET is unset: made a random one and kept it in %s", path)
+    finally:
+        draft.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from entrypoints.http.app import create_app_from_settings
 from entrypoints.settings import SettingsError, load_settings
+from entrypoints.wiring import build_app, jwt_secret, running
 
 
 class TestLoadSettings:
@@ -21,8 +22,8 @@ class TestLoadSettings:
         settings = load_settings({}, tmp_path)
         assert settings.database_url == f"sqlite:///{tmp_path / 'concert.sqlite3'}"
         assert settings.redis_url is None
-        assert (tmp_path / ".concert-secret").read_text().encode() == settings.jwt_secret
-        assert load_settings({}, tmp_path).jwt_secret == settings.jwt_secret
+        assert (settings.jwt_secret, settings.secret_file) == (None, tmp_path / ".concert-secret")
+        assert list(tmp_path.iterdir()) == []  # reading settings writes nothing
         assert (settings.hold_seconds, settings.max_holds_per_user) == (300, 4)
         assert (settings.queue_capacity, settings.queue_active_seconds) == (1000, 600)
         assert (settings.access_token_seconds, settings.scheduler_interval_seconds) == (3600, 1.0)
@@ -74,6 +75,31 @@ class TestLoadSettings:
             load_settings({"CONCERT_DATABASE_URL": "postgresql://app@db/concert"}, tmp_path)
 
 
+class TestSecretFile:
+    def test_is_made_once_readable_by_its_owner_only_and_read_back(self, tmp_path: Path) -> None:
+        settings = load_settings({}, tmp_path)
+        secret = jwt_secret(settings)
+        path = tmp_path / ".concert-secret"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert len(secret) >= 32
+        assert jwt_secret(load_settings({}, tmp_path)) == secret
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".concert-secret"]  # no drafts
+
+    @pytest.mark.parametrize(
+        ("content", "mode", "problem"),
+        [("s" * 48, 0o644, "read by others"), ("", 0o600, "fewer than 32"), ("abc", 0o600, "32")],
+    )
+    def test_a_secret_file_others_can_read_or_too_short_is_refused(
+        self, tmp_path: Path, content: str, mode: int, problem: str
+    ) -> None:
+        path = tmp_path / ".concert-secret"
+        path.write_text(content)
+        path.chmod(mode)
+        with pytest.raises(SettingsError, match=problem) as error:
+            jwt_secret(load_settings({}, tmp_path))
+        assert error.value.variable == "CONCERT_JWT_SECRET"
+
+
 def concert(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "entrypoints.cli", *args],
@@ -117,14 +143,19 @@ class TestCommand:
         assert first.returncode == again.returncode == 0, first.stderr
         assert first.stdout.startswith("added concert 1")
         assert again.stdout.startswith("the demo concert is already there")
-        assert (tmp_path / "concert.sqlite3").exists()
+        files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+        assert files["concert.sqlite3"] == files[".concert-secret"] == 0o600
+        assert all(mode & 0o077 == 0 for mode in files.values()), files
 
 
 class TestServiceLifespan:
     async def test_starts_on_the_embedded_default_and_sets_start_up_objects_aside(
         self, tmp_path: Path
     ) -> None:
-        app = create_app_from_settings(load_settings({}, tmp_path), scheduler=False)
+        settings = load_settings({}, tmp_path)
+        async with running(settings) as services:  # as `concert serve` prepares the file
+            await services.database.migrate()
+        app = build_app(settings, scheduler=False)
         transport = httpx.ASGITransport(app=app)
         try:
             async with (
