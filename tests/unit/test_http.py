@@ -4,7 +4,7 @@ Starlette app over in-memory services."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 import httpx
@@ -15,9 +15,25 @@ from booking import add_venue, memory_deps
 from concert_domain import BookingPolicy, Dependencies, QueuePolicy
 from concert_domain.errors import StoreUnavailable
 from entrypoints.http import create_app
-from entrypoints.http.openapi import openapi_document
-from entrypoints.http.routes import ROUTES
 from http_support import PASSWORD, Caller, admitted, error_code, sign_up_and_log_in
+from openapi_check import canonical, contract_operations, validated_client
+
+# rows of API.md that later issues build (operators, the box office, the web app)
+NOT_BUILT_YET = {
+    ("GET", "/me"),
+    ("GET", "/reservations"),
+    ("POST", "/reservations/{}/extension"),
+    ("GET", "/wallet/transactions"),
+    ("POST", "/admin/concerts"),
+    ("POST", "/admin/concerts/{}/dates"),
+    ("GET", "/admin/concerts/{}/dates/{}/sales"),
+    ("GET", "/admin/concerts/{}/dates/{}/sales.csv"),
+    ("POST", "/admin/reservations/{}/refund"),
+    ("GET", "/metrics"),
+    ("GET", "/"),
+    ("GET", "/ops"),
+    ("GET", "/concerts/{}/dates/{}/seats/events"),
+}
 
 
 @pytest.fixture
@@ -27,8 +43,9 @@ def deps(clock: ManualClock) -> Dependencies:
 
 @pytest.fixture
 async def client(deps: Dependencies) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose every answer is checked against the served OpenAPI document."""
     transport = httpx.ASGITransport(app=create_app(deps))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with validated_client(transport, "http://test") as http:
         yield http
 
 
@@ -235,7 +252,7 @@ class TestCatalog:
         assert response.status_code == 200
         [date] = response.json()["dates"]
         assert (date["date_id"], date["available_seats"]) == (1, 3)
-        assert date["starts_at"].endswith("+00:00")
+        assert datetime.fromisoformat(date["starts_at"]).utcoffset() == timedelta(0)
         assert len(date["date"]) == 10
 
     async def test_shows_the_seat_map_by_number(self, mina: Caller, seats: list[int]) -> None:
@@ -295,7 +312,7 @@ class TestReservations:
             "number": 1,
             "price": 50_000,
             "status": "held",
-            "expires_at": (clock.now() + timedelta(minutes=5)).isoformat(),
+            "expires_at": (clock.now() + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
         }
 
     async def test_refuses_a_held_seat_and_a_fourth_hold_with_409(
@@ -499,28 +516,38 @@ class TestOperations:
             return None
 
         app = create_app(deps, readiness={"database": database_down, "redis": fine})
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
+        async with validated_client(httpx.ASGITransport(app=app), "http://t") as c:
             response = await c.get("/readyz")
         assert response.status_code == 503
         assert response.json()["database"].startswith("unavailable")
         assert response.json()["redis"] == "ok"
 
-    async def test_openapi_describes_every_path_and_method(self, client: httpx.AsyncClient) -> None:
+    async def test_openapi_describes_the_rows_of_the_contract_and_no_others(
+        self, client: httpx.AsyncClient
+    ) -> None:
         document = (await client.get("/openapi.json")).json()
-        assert document == openapi_document()
-        served = {
-            (route.path, method.lower())
-            for route in ROUTES
-            for method in (route.methods or set()) - {"HEAD"}
-        }
         described = {
-            (path, method)
+            (method.upper(), canonical(path))
             for path, operations in document["paths"].items()
             for method in operations
         }
-        assert described == served
+        assert described == contract_operations() - NOT_BUILT_YET
+
+    async def test_openapi_gives_every_operation_its_bodies_and_every_error(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = (await client.get("/openapi.json")).json()
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                answers = operation["responses"]
+                assert any(status.startswith("2") for status in answers), (method, path)
+                for status, answer in answers.items():
+                    schema = answer["content"]["application/json"]["schema"]
+                    if status >= "400" and path != "/readyz":  # its 503 names what fails
+                        assert schema == {"$ref": "#/components/schemas/Error"}, (path, status)
+                if method in ("post",) and path not in ("/queue/tokens",):
+                    body = operation["requestBody"]["content"]["application/json"]["schema"]
+                    assert body["$ref"].startswith("#/components/schemas/")
 
     async def test_unknown_paths_and_methods_get_the_error_body(
         self, client: httpx.AsyncClient

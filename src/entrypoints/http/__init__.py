@@ -1,5 +1,5 @@
-"""The HTTP entrypoint: Starlette, exactly as shared/API.md says."""
+"""The HTTP entrypoint: a Starlette app made from one table of endpoints."""
 
-from entrypoints.http.app import create_app, create_app_from_settings
+from entrypoints.http.app import create_app
 
-__all__ = ["create_app", "create_app_from_settings"]
+__all__ = ["create_app"]

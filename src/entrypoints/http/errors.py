@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from concert_domain import errors
 
@@ -40,8 +41,9 @@ class MalformedJson(errors.InvalidRequest):
 STATUS[MalformedJson] = 400
 
 
-def error_body(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_body(status: int, code: str, message: str) -> Response:
+    body = {"error": {"code": code, "message": message}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
 
 
 def status_of(error: errors.ConcertError) -> int:

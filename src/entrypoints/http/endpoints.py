@@ -1,0 +1,138 @@
+"""An endpoint declared once: its method and path, who may call it, its body type and its
+answers by status. From that one declaration come the Starlette route (auth, decoding,
+encoding) and the endpoint's part of `/openapi.json` (`openapi`)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from concert_domain import Dependencies, usecases
+from concert_domain.errors import InvalidRequest, NotFound, Unauthorized
+from concert_domain.ids import UserId
+from entrypoints.http.errors import MalformedJson
+from entrypoints.http.schema import Answer, Body
+
+MAX_ID = 2**63 - 1
+JSON = "application/json"
+encode = msgspec.json.Encoder().encode
+
+
+class Access(enum.Enum):
+    ANYONE = "anyone"
+    CUSTOMER = "a customer's access token"
+    ADMITTED = "an access token and an active queue token of the same customer"
+
+
+@attrs.frozen
+class Call:
+    """What a handler is given: the request, the ports, the caller and the decoded body."""
+
+    request: Request
+    deps: Dependencies
+    user: UserId
+    body: Any
+
+    def path_id(self, name: str) -> int:
+        """An id in the path; anything but plain ASCII digits naming a positive 64-bit
+        integer names nothing there is: 404."""
+        raw: str = self.request.path_params[name]
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= MAX_ID:
+            raise NotFound(f"no such {name.removesuffix('_id')}: {raw[:40]}")
+        return int(raw)
+
+    @property
+    def queue_token(self) -> str | None:
+        return self.request.headers.get("x-queue-token") or None
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.request.headers.get("idempotency-key")
+
+
+# an answer, or its JSON already encoded
+Handler = Callable[[Call], Awaitable[tuple[int, Answer | dict[str, Any] | bytes]]]
+
+
+@attrs.frozen
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    access: Access
+    answers: Mapping[int, type[Answer] | type[dict[str, Any]]]
+    body: type[Body] | None = None
+    conflicts: tuple[int, ...] = ()  # statuses beside those access, body and path bring
+    idempotency_key: bool = False
+    uses_stores: bool = True  # so a store that is down answers 503
+
+    @property
+    def path_ids(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+    @property
+    def error_statuses(self) -> list[int]:
+        statuses = set(self.conflicts)
+        if self.access is not Access.ANYONE:
+            statuses.add(401)
+        if self.access is Access.ADMITTED:
+            statuses.add(403)
+        if self.body is not None:
+            statuses.update((400, 413, 422))
+        if self.path_ids:
+            statuses.add(404)
+        if self.idempotency_key:
+            statuses.update((409, 422))
+        if self.uses_stores:
+            statuses.add(503)
+        return sorted(statuses - set(self.answers))
+
+    def route(self) -> Route:
+        endpoint = self
+
+        async def serve(request: Request) -> Response:
+            deps: Dependencies = request.app.state.deps
+            user = UserId(0) if endpoint.access is Access.ANYONE else caller(request, deps)
+            body = None if endpoint.body is None else await decoded(request, endpoint.body)
+            status, answer = await endpoint.handler(Call(request, deps, user, body))
+            encoded = answer if isinstance(answer, bytes) else encode(answer)
+            return Response(encoded, status, media_type=JSON)
+
+        return Route(self.path, serve, methods=[self.method])
+
+
+def caller(request: Request, deps: Dependencies) -> UserId:
+    """The customer the bearer token names. Raises `Unauthorized`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send Authorization: Bearer <access token> from /auth/login")
+    return usecases.authenticate(token.strip(), deps=deps)
+
+
+async def decoded(request: Request, kind: type[Body]) -> Any:
+    """The body as ``kind``: 400 if it is not JSON, 422 if it is JSON that breaks a rule."""
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as e:
+        if not _well_formed(raw):
+            raise MalformedJson("the body must be JSON") from None
+        raise InvalidRequest(str(e)) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise MalformedJson("the body must be JSON, nested at most a few hundred deep") from None
+
+
+def _well_formed(raw: bytes) -> bool:
+    try:
+        msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
