@@ -14,6 +14,7 @@ from redis import exceptions
 
 import services
 from adapters.redis import Keys, RedisLink, connect
+from adapters.redis.link import RedisAddress
 
 pytestmark = pytest.mark.integration
 
@@ -126,10 +127,10 @@ async def test_a_server_that_stops_answering_times_out_and_the_link_recovers(
     await link.ping()
     own_redis.process.send_signal(signal.SIGSTOP)
     try:
-        started = asyncio.get_running_loop().time()
-        results = await asyncio.gather(link.ping(), link.ping(), return_exceptions=True)
+        async with asyncio.timeout(10):  # a bound on a broken test, not a measurement
+            results = await asyncio.gather(link.ping(), link.ping(), return_exceptions=True)
+        assert [str(r) for r in results] == ["Redis did not answer within 0.3 s"] * 2
         assert all(isinstance(r, exceptions.TimeoutError) for r in results), results
-        assert asyncio.get_running_loop().time() - started < 2
     finally:
         own_redis.process.send_signal(signal.SIGCONT)
     assert await link.call("ECHO", "back") == "back"
@@ -137,7 +138,7 @@ async def test_a_server_that_stops_answering_times_out_and_the_link_recovers(
 
 
 async def test_an_unreachable_server_fails_at_once() -> None:
-    link = RedisLink(port=services.free_port(), timeout=2.0)
+    link = RedisLink(RedisAddress(port=services.free_port()), timeout=2.0)
     with pytest.raises(exceptions.ConnectionError, match="cannot reach Redis"):
         await link.ping()
 
