@@ -163,6 +163,26 @@ class TestAuthenticate:
         with pytest.raises(Unauthorized):
             JwtAccessTokens(b"s" * 32).verify(token)
 
+    def test_refuses_a_token_of_our_shape_whose_payload_or_signature_was_changed(
+        self, clock: ManualClock
+    ) -> None:
+        tokens = JwtAccessTokens(b"s" * 32)
+        header, payload, signature = tokens.issue(UserId(7), clock.now()).access_token.split(".")
+        other = jwt.encode({"sub": "8", "exp": 4_000_000_000}, b"s" * 32, "HS256").split(".")[1]
+        for bad in (
+            f"{header}.{other}.{signature}",  # another customer's claims, our signature
+            f"{header}.{payload}.{signature}=",  # padded
+            f"{header}.{payload}.{signature[:-1]}",  # cut
+            f"{header}.{payload}",  # no signature at all
+            f"{header}.{payload}.{signature}.extra",
+            f"{header}.{payload}.{signature[:5]}!{signature[5:]}",  # a character base64 skips
+            f"{header}.{payload}.{signature[:5]}+{signature[5:]}",  # standard, not url, base64
+            f"{header}.{payload}.{signature[:-2]}\u00e9\u00e9",  # not ASCII
+        ):
+            with pytest.raises(Unauthorized):
+                tokens.verify(bad)
+        assert tokens.verify(f"{header}.{payload}.{signature}").user_id == 7
+
     def test_round_trips_a_customer_id_and_the_expiry(self, clock: ManualClock) -> None:
         tokens = JwtAccessTokens(b"s" * 32, lifetime_seconds=60)
         identity = tokens.verify(tokens.issue(UserId(42), clock.now()).access_token)
