@@ -1,7 +1,8 @@
 """Hold throughput of the SQL adapter against raw psycopg doing the same conditional write,
 measured in one run on one throwaway PostgreSQL (or CONCERT_TEST_DATABASE_URL), plus the
 round trips of a hold and a payment through the use cases, with the statements each carries
-(a transaction's BEGIN travels with its first statements: `adapters.sql.sessions`).
+(a transaction's BEGIN travels with its first statements and its COMMIT with the statements
+still pending: `adapters.sql.postgres`).
 
     python bench/sql_hold.py [--seconds 5] [--workers 8]
 
@@ -22,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 import services
 from adapters.clock import ManualClock
 from adapters.sql import SqlDatabase
+from adapters.sql.engine import postgres_conninfo
 from booking import cheap_hasher
 from concert_domain import BookingPolicy, QueuePolicy, usecases
 from concert_domain.ids import SeatId, UserId
@@ -49,11 +50,10 @@ RETURNING reservation_id
 """
 
 
-async def seed(database: SqlDatabase) -> list[tuple[int, int, int, int]]:
+async def seed(conninfo: str) -> list[tuple[int, int, int, int]]:
     """Customers, and many seats so that no hold collides: (seat, date, concert, number)."""
-    async with database.engine.begin() as connection:
-        raw = await connection.get_raw_connection()
-        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+    async with await psycopg.AsyncConnection.connect(conninfo) as connection:
+        cursor = connection.cursor()
         await cursor.execute(
             "INSERT INTO accounts (email, password_hash, created_at) "
             "SELECT 'u' || n || '@example.com', 'x', now() FROM generate_series(1, %s) n",
@@ -63,7 +63,9 @@ async def seed(database: SqlDatabase) -> list[tuple[int, int, int, int]]:
             "INSERT INTO wallets (user_id, balance) SELECT user_id, 0 FROM accounts"
         )
         await cursor.execute("INSERT INTO concerts (title) VALUES ('bench') RETURNING concert_id")
-        (concert,) = await cursor.fetchone()
+        created = await cursor.fetchone()
+        assert created is not None
+        (concert,) = created
         await cursor.execute(
             "INSERT INTO concert_dates (concert_id, day, starts_at) "
             "SELECT %s, DATE '2027-01-01' + n, TIMESTAMPTZ '2027-01-01' + n * INTERVAL '1 day' "
@@ -79,7 +81,9 @@ async def seed(database: SqlDatabase) -> list[tuple[int, int, int, int]]:
         await cursor.execute(
             "SELECT seat_id, date_id, concert_id, number FROM seats ORDER BY seat_id"
         )
-        return list(await cursor.fetchall())
+        seats = list(await cursor.fetchall())
+        await connection.commit()
+        return seats
 
 
 async def run_for(
@@ -104,12 +108,12 @@ async def run_for(
 
 
 async def measure(url: str, seconds: float, workers: int) -> None:
-    database = SqlDatabase.from_url(url, pool_size=workers)
+    database = SqlDatabase(url, pool_size=workers)
     await database.migrate()
-    seats = await seed(database)
+    conninfo = postgres_conninfo(url)
+    seats = await seed(conninfo)
     half = len(seats) // 2
     raw_seats, adapter_seats = seats[:half], seats[half:]
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     raw_connections = [
         await psycopg.AsyncConnection.connect(conninfo, autocommit=True) for _ in range(workers)
     ]
@@ -129,7 +133,7 @@ async def measure(url: str, seconds: float, workers: int) -> None:
             free.put_nowait(connection)
 
     deps = build_dependencies(
-        database=database,
+        uow=database.unit_of_work,
         clock=ManualClock(NOW),
         policy=BookingPolicy(max_holds_per_user=1_000_000, queue=QueuePolicy(capacity=10**6)),
         passwords=cheap_hasher(),
