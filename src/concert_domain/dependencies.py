@@ -11,9 +11,9 @@ import attrs
 from concert_domain.policy import BookingPolicy
 from concert_domain.ports import (
     AccessTokens,
+    AttemptLimiter,
     Clock,
     HoldTimers,
-    LoginRateLimiter,
     PasswordHasher,
     QueueStore,
     UnitOfWorkFactory,
@@ -28,5 +28,5 @@ class Dependencies:
     tokens: AccessTokens
     queue: QueueStore
     timers: HoldTimers
-    login_limiter: LoginRateLimiter
+    attempts: AttemptLimiter
     policy: BookingPolicy = attrs.Factory(BookingPolicy)

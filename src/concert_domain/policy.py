@@ -8,8 +8,9 @@ import attrs
 
 from concert_domain.queue import QueuePolicy
 
+# the window every attempt limit counts in: a limit is so many attempts a minute
+ATTEMPT_WINDOW = timedelta(minutes=1)
 LOGIN_FAILURE_LIMIT = 10
-LOGIN_FAILURE_WINDOW = timedelta(minutes=1)
 
 
 @attrs.frozen
@@ -17,6 +18,11 @@ class BookingPolicy:
     hold_seconds: int = 300
     max_holds_per_user: int = 4
     queue: QueuePolicy = attrs.Factory(QueuePolicy)
+    # sign-ups and logins a minute from one client address (argon2id costs each its CPU);
+    # 0 for no limit
+    auth_attempts_per_address: int = 120
+    # hold attempts a minute by one customer, far above what a person clicks; 0 for no limit
+    hold_attempts_per_customer: int = 600
 
     @property
     def hold_duration(self) -> timedelta:

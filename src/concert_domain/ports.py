@@ -18,7 +18,7 @@ from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat,
 from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, QueueToken, ReservationId, SeatId, UserId
 from concert_domain.queue import QueuePolicy, QueueTicket
-from concert_domain.reservations import Reservation
+from concert_domain.reservations import HoldAttempt, Reservation
 from concert_domain.wallet import Sale
 
 
@@ -62,6 +62,10 @@ class AccountRepository(Protocol):
         ...
 
     async def get_by_email(self, email: str) -> Account | None: ...
+
+    async def exists(self, user_id: UserId) -> bool:
+        """Whether the account is there (accounts are never deleted)."""
+        ...
 
 
 class CatalogRepository(Protocol):
@@ -269,11 +273,14 @@ class HoldTimers(Protocol):
         seat_id: SeatId,
         now: datetime,
         expires_at: datetime,
-    ) -> tuple[QueueTicket | None, bool]:
-        """One atomic step: the queue ticket ``token`` as `QueueStore.get` gives it, and
-        whether the seat's timer was taken for ``user_id`` until ``expires_at``. The timer is
-        taken only if the ticket is ``user_id``'s and active at ``now`` (`queue.admitted`),
-        and no timer on the seat runs past ``now``."""
+        attempt_limit: int,
+    ) -> tuple[QueueTicket | None, HoldAttempt]:
+        """One atomic step: the queue ticket ``token`` as `QueueStore.get` gives it, and how
+        the attempt went. For a ticket that is not ``user_id``'s and active at ``now``
+        (`queue.admitted`): NOT_ADMITTED. Otherwise the attempt is counted, in windows of
+        `policy.ATTEMPT_WINDOW` per customer: past ``attempt_limit`` of them (0: no limit),
+        TOO_FREQUENT; else the seat's timer is taken for ``user_id`` until ``expires_at``
+        (TAKEN), unless a timer on the seat runs past ``now`` (SEAT_BUSY)."""
         ...
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
@@ -281,13 +288,16 @@ class HoldTimers(Protocol):
         ...
 
 
-class LoginRateLimiter(Protocol):
-    """Failed-login counters per email, in fixed windows that start at the first failure."""
+class AttemptLimiter(Protocol):
+    """Attempts counted per key (an email, a client address) in fixed windows that open at a
+    key's first attempt and close ``window`` later."""
 
-    async def failures(self, email: str, now: datetime) -> int:
-        """Failures counted in the window open at ``now`` (0 when none is open)."""
+    async def attempt(self, key: str, now: datetime, window: timedelta, limit: int) -> bool:
+        """Count one attempt and return True; or, when ``limit`` attempts are already counted
+        in the window open at ``now``, count nothing and return False. Atomic: attempts made
+        at once never pass the limit together."""
         ...
 
-    async def record_failure(self, email: str, now: datetime, window: timedelta) -> int:
-        """Count one failure, opening a window of ``window`` if none is open; returns the count."""
+    async def forgive(self, key: str, now: datetime) -> None:
+        """Uncount one attempt of the window open at ``now`` (it turned out well)."""
         ...

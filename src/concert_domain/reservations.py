@@ -23,6 +23,15 @@ class ReservationStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class HoldAttempt(enum.Enum):
+    """How the front guard before the database answered an attempt to hold a seat."""
+
+    TAKEN = "taken"
+    SEAT_BUSY = "seat_busy"
+    TOO_FREQUENT = "too_frequent"
+    NOT_ADMITTED = "not_admitted"
+
+
 @attrs.frozen
 class Reservation:
     reservation_id: ReservationId

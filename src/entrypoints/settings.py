@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from adapters.redis.link import RedisAddress
 from adapters.security.tokens import MIN_SECRET_BYTES
 from concert_domain import BookingPolicy, QueuePolicy
+from entrypoints.http.clients import Proxies
 
 DEFAULT_DATABASE = "concert.sqlite3"
 SECRET_FILE = ".concert-secret"
@@ -44,6 +45,9 @@ class Settings:
     queue_capacity: int = 1000
     queue_active_seconds: int = 600
     scheduler_interval_seconds: float = 1.0
+    auth_attempts_per_address: int = 120
+    hold_attempts_per_customer: int = 600
+    trusted_proxies: str = ""
 
     @property
     def policy(self) -> BookingPolicy:
@@ -51,7 +55,13 @@ class Settings:
             hold_seconds=self.hold_seconds,
             max_holds_per_user=self.max_holds_per_user,
             queue=QueuePolicy(self.queue_capacity, self.queue_active_seconds),
+            auth_attempts_per_address=self.auth_attempts_per_address,
+            hold_attempts_per_customer=self.hold_attempts_per_customer,
         )
+
+    @property
+    def proxies(self) -> Proxies:
+        return Proxies.parse(self.trusted_proxies)
 
     @property
     def is_sqlite(self) -> bool:
@@ -75,7 +85,19 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         queue_capacity=_positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
         queue_active_seconds=_positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),
         scheduler_interval_seconds=_positive_float(env, "CONCERT_SCHEDULER_INTERVAL_SECONDS", 1.0),
+        auth_attempts_per_address=_count(env, "CONCERT_AUTH_ATTEMPTS_PER_ADDRESS", 120),
+        hold_attempts_per_customer=_count(env, "CONCERT_HOLD_ATTEMPTS_PER_CUSTOMER", 600),
+        trusted_proxies=_trusted_proxies(env),
     )
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> str:
+    listed = env.get("CONCERT_TRUSTED_PROXIES", "")
+    try:
+        Proxies.parse(listed)
+    except ValueError as e:
+        raise SettingsError("CONCERT_TRUSTED_PROXIES", str(e)) from None
+    return listed
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -133,6 +155,20 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(name, f"not a whole number: {raw!r}") from None
     if value <= 0:
         raise SettingsError(name, f"must be positive, not {value}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number, 0 or more (0: no limit)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"not a whole number: {raw!r}") from None
+    if value < 0:
+        raise SettingsError(name, f"must be 0 (no limit) or more, not {value}")
     return value
 
 

@@ -2,7 +2,7 @@
 seat-map versions.
 
 A subclass provides ``queue``, ``timers`` (checking tickets of that ``queue``), ``limiter``
-and ``versions`` fixtures over empty stores.
+(attempts) and ``versions`` fixtures over empty stores.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.caching import SeatMapVersions
 from concert_domain.ids import DateId, QueueToken, SeatId, UserId
-from concert_domain.ports import HoldTimers, LoginRateLimiter, QueueStore
+from concert_domain.ports import AttemptLimiter, HoldTimers, QueueStore
 from concert_domain.queue import QueuePolicy, TicketStatus
+from concert_domain.reservations import HoldAttempt
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 POLICY = QueuePolicy(capacity=2, active_seconds=600)
 SEAT = SeatId(7)
 UNTIL = NOW + timedelta(minutes=5)
+MANY = 1_000  # attempts a minute: more than any test makes
+TAKEN, BUSY = HoldAttempt.TAKEN, HoldAttempt.SEAT_BUSY
 
 
 async def join_all(queue: QueueStore, users: range, now: datetime = NOW) -> list[QueueToken]:
@@ -128,24 +131,24 @@ class HoldTimersContract:
         self, queue: QueueStore, timers: HoldTimers
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
-        assert not (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
-        assert not (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
+        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is BUSY
         later = UNTIL + timedelta(minutes=5)
-        assert (await timers.take(two, UserId(2), SEAT, UNTIL, later))[1]
+        assert (await timers.take(two, UserId(2), SEAT, UNTIL, later, MANY))[1] is TAKEN
 
     async def test_only_the_owner_releases(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        await timers.take(one, UserId(1), SEAT, NOW, UNTIL)
+        await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY)
         await timers.release(SEAT, UserId(2))
-        assert not (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
+        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is BUSY
         await timers.release(SEAT, UserId(1))
-        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL))[1]
+        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
 
     async def test_seats_are_separate(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL))[1]
-        assert (await timers.take(two, UserId(2), SeatId(8), NOW, UNTIL))[1]
+        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), SeatId(8), NOW, UNTIL, MANY))[1] is TAKEN
 
     async def test_a_timer_is_taken_only_for_the_owner_of_an_active_ticket(
         self, queue: QueueStore, timers: HoldTimers
@@ -157,15 +160,32 @@ class HoldTimersContract:
             (one, UserId(1), NOW + timedelta(seconds=600), TicketStatus.EXPIRED),
         ]
         for token, user, now, status in cases:
-            ticket, taken = await timers.take(token, user, SEAT, now, now + timedelta(minutes=5))
-            assert not taken
+            until = now + timedelta(minutes=5)
+            ticket, attempt = await timers.take(token, user, SEAT, now, until, MANY)
+            assert attempt is HoldAttempt.NOT_ADMITTED
             assert ticket is not None and (ticket.token, ticket.status) == (token, status)
-        assert await timers.take(QueueToken("made-up"), UserId(1), SEAT, NOW, UNTIL) == (
+        made_up = QueueToken("made-up-token-made-up-token-0000")
+        assert await timers.take(made_up, UserId(1), SEAT, NOW, UNTIL, MANY) == (
             None,
-            False,
+            HoldAttempt.NOT_ADMITTED,
         )
-        ticket, taken = await timers.take(one, UserId(1), SEAT, NOW, UNTIL)
-        assert taken and ticket is not None and ticket.status is TicketStatus.ACTIVE
+        ticket, attempt = await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY)
+        assert attempt is TAKEN and ticket is not None and ticket.status is TicketStatus.ACTIVE
+
+    async def test_a_customer_past_the_attempt_limit_takes_no_timer_until_the_minute_passes(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        for n in range(3):  # three attempts, whatever each gives
+            await timers.take(one, UserId(1), SeatId(n), NOW, UNTIL, 3)
+        _, attempt = await timers.take(one, UserId(1), SeatId(9), NOW, UNTIL, 3)
+        assert attempt is HoldAttempt.TOO_FREQUENT
+        assert (await timers.take(two, UserId(2), SeatId(9), NOW, UNTIL, 3))[1] is TAKEN
+        a_minute = NOW + timedelta(minutes=1)
+        _, attempt = await timers.take(one, UserId(1), SeatId(10), a_minute, UNTIL, 3)
+        assert attempt is TAKEN
+        _, attempt = await timers.take(one, UserId(1), SeatId(11), NOW, UNTIL, 0)  # no limit
+        assert attempt is TAKEN
 
     async def test_concurrent_contenders_get_one_timer(
         self, queue: QueueStore, timers: HoldTimers
@@ -174,30 +194,42 @@ class HoldTimersContract:
         tokens = [(await queue.join(UserId(n), NOW, roomy))[0].token for n in range(1, 51)]
         results = await asyncio.gather(
             *(
-                timers.take(token, UserId(n), SEAT, NOW, UNTIL)
+                timers.take(token, UserId(n), SEAT, NOW, UNTIL, MANY)
                 for n, token in enumerate(tokens, start=1)
             )
         )
-        assert sum(taken for _, taken in results) == 1
+        assert [attempt for _, attempt in results].count(TAKEN) == 1
 
 
-class LoginRateLimiterContract:
-    async def test_counts_failures_in_a_window_from_the_first(
-        self, limiter: LoginRateLimiter
+class AttemptLimiterContract:
+    async def test_counts_attempts_in_a_window_from_the_first_up_to_the_limit(
+        self, limiter: AttemptLimiter
     ) -> None:
         window = timedelta(minutes=1)
-        assert await limiter.failures("a@example.com", NOW) == 0
-        for n in range(1, 4):
-            assert (
-                await limiter.record_failure("a@example.com", NOW + timedelta(seconds=n), window)
-                == n
-            )
-        assert await limiter.failures("a@example.com", NOW + timedelta(seconds=60)) == 3
-        assert await limiter.failures("a@example.com", NOW + timedelta(seconds=61)) == 0
-        assert (
-            await limiter.record_failure("a@example.com", NOW + timedelta(seconds=61), window) == 1
-        )
-        assert await limiter.failures("b@example.com", NOW) == 0
+        second = timedelta(seconds=1)
+        counted = [await limiter.attempt("a", NOW + n * second, window, 3) for n in range(5)]
+        assert counted == [True, True, True, False, False]
+        assert not await limiter.attempt("a", NOW + 59 * second, window, 3)
+        assert await limiter.attempt("a", NOW + 60 * second, window, 3)  # a new window
+        assert await limiter.attempt("b", NOW, window, 3)  # keys are separate
+
+    async def test_a_forgiven_attempt_frees_its_place_in_the_window(
+        self, limiter: AttemptLimiter
+    ) -> None:
+        window = timedelta(minutes=1)
+        assert [await limiter.attempt("a", NOW, window, 2) for _ in range(2)] == [True, True]
+        await limiter.forgive("a", NOW)
+        assert await limiter.attempt("a", NOW, window, 2)
+        assert not await limiter.attempt("a", NOW, window, 2)
+        await limiter.forgive("nobody", NOW)  # nothing to forgive: nothing happens
+        assert await limiter.attempt("nobody", NOW, window, 1)
+
+    async def test_attempts_made_at_once_never_pass_the_limit(
+        self, limiter: AttemptLimiter
+    ) -> None:
+        window = timedelta(minutes=1)
+        counted = await asyncio.gather(*(limiter.attempt("a", NOW, window, 10) for _ in range(25)))
+        assert sum(counted) == 10
 
 
 class SeatMapVersionsContract:

@@ -4,16 +4,16 @@ import pytest
 
 from adapters.redis import (
     Keys,
+    RedisAttemptLimiter,
     RedisHoldTimers,
     RedisLink,
-    RedisLoginRateLimiter,
     RedisQueueStore,
     RedisSeatMapVersions,
 )
 from concert_domain.ids import DateId
 from contracts.line import (
+    AttemptLimiterContract,
     HoldTimersContract,
-    LoginRateLimiterContract,
     QueueStoreContract,
     SeatMapVersionsContract,
 )
@@ -35,10 +35,10 @@ class TestRedisHoldTimers(HoldTimersContract):
         return RedisHoldTimers(*redis_keys)
 
 
-class TestRedisLoginRateLimiter(LoginRateLimiterContract):
+class TestRedisAttemptLimiter(AttemptLimiterContract):
     @pytest.fixture
-    def limiter(self, redis_keys: tuple[RedisLink, Keys]) -> RedisLoginRateLimiter:
-        return RedisLoginRateLimiter(*redis_keys)
+    def limiter(self, redis_keys: tuple[RedisLink, Keys]) -> RedisAttemptLimiter:
+        return RedisAttemptLimiter(*redis_keys)
 
 
 class TestRedisSeatMapVersions(SeatMapVersionsContract):

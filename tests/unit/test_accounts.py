@@ -1,3 +1,4 @@
+import asyncio
 import warnings
 from datetime import timedelta
 
@@ -6,8 +7,8 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.security import JwtAccessTokens
-from booking import PASSWORD
-from concert_domain import Dependencies
+from booking import PASSWORD, memory_deps
+from concert_domain import BookingPolicy, Dependencies
 from concert_domain.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -56,7 +57,7 @@ class TestSignUp:
         for email, password in (("a@example.com", "x" * 8), ("b@example.com", "y" * 256)):
             account = await sign_up(email, password, deps=deps)
             token = await log_in(email, password, deps=deps)
-            assert authenticate(token.access_token, deps=deps) == account.user_id
+            assert await authenticate(token.access_token, deps=deps) == account.user_id
 
 
 class TestLogIn:
@@ -65,7 +66,7 @@ class TestLogIn:
         token = await log_in("MINA@example.com", PASSWORD, deps=deps)
         assert token.token_type == "Bearer"
         assert token.expires_in == 3600
-        assert authenticate(token.access_token, deps=deps) == account.user_id
+        assert await authenticate(token.access_token, deps=deps) == account.user_id
 
     async def test_gives_the_same_error_for_a_wrong_password_and_an_unknown_email(
         self, deps: Dependencies
@@ -90,6 +91,34 @@ class TestLogIn:
         clock.advance(10)
         assert (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
 
+    async def test_attempts_sent_at_once_cannot_pass_the_limit_and_right_ones_are_forgiven(
+        self, deps: Dependencies
+    ) -> None:
+        await sign_up("mina@example.com", PASSWORD, deps=deps)
+        for _ in range(20):  # right logins do not count as failures
+            assert (await log_in("mina@example.com", PASSWORD, deps=deps)).access_token
+        attempts = [log_in("mina@example.com", "not the password", deps=deps) for _ in range(24)]
+        attempts.append(log_in("mina@example.com", PASSWORD, deps=deps))  # the right one, last
+        results = await asyncio.gather(*attempts, return_exceptions=True)
+        assert sum(isinstance(r, InvalidCredentials) for r in results) == 10
+        assert sum(isinstance(r, RateLimited) for r in results) == 15
+        assert isinstance(results[-1], RateLimited)
+
+    async def test_counts_sign_ups_and_logins_per_client_address(self, clock: ManualClock) -> None:
+        deps = memory_deps(clock, BookingPolicy(auth_attempts_per_address=3))
+        await sign_up("a@example.com", PASSWORD, "10.0.0.1", deps=deps)
+        await log_in("a@example.com", PASSWORD, "10.0.0.1", deps=deps)
+        with pytest.raises(InvalidCredentials):
+            await log_in("a@example.com", "wrong password", "10.0.0.1", deps=deps)
+        with pytest.raises(RateLimited):
+            await sign_up("b@example.com", PASSWORD, "10.0.0.1", deps=deps)
+        with pytest.raises(RateLimited):
+            await log_in("a@example.com", PASSWORD, "10.0.0.1", deps=deps)
+        await log_in("a@example.com", PASSWORD, "10.0.0.2", deps=deps)  # another address
+        await log_in("a@example.com", PASSWORD, deps=deps)  # an address not known: no limit
+        clock.advance(60)
+        await sign_up("b@example.com", PASSWORD, "10.0.0.1", deps=deps)
+
     async def test_counts_failures_per_email(self, deps: Dependencies) -> None:
         await sign_up("mina@example.com", PASSWORD, deps=deps)
         for _ in range(10):
@@ -106,19 +135,25 @@ class TestLogIn:
 
 
 class TestAuthenticate:
+    async def test_refuses_a_genuine_token_that_names_no_account(self, clock: ManualClock) -> None:
+        deps = memory_deps(clock)
+        forged = deps.tokens.issue(UserId(999), clock.now()).access_token  # signed with our key
+        with pytest.raises(Unauthorized, match="no account"):
+            await authenticate(forged, deps=deps)
+
     async def test_refuses_a_missing_token(self, deps: Dependencies) -> None:
         for missing in (None, ""):
             with pytest.raises(Unauthorized):
-                authenticate(missing, deps=deps)
+                await authenticate(missing, deps=deps)
 
     async def test_refuses_an_expired_token(self, deps: Dependencies, clock: ManualClock) -> None:
         await sign_up("mina@example.com", PASSWORD, deps=deps)
         token = await log_in("mina@example.com", PASSWORD, deps=deps)
         clock.advance(timedelta(seconds=3599))
-        authenticate(token.access_token, deps=deps)
+        await authenticate(token.access_token, deps=deps)
         clock.advance(timedelta(seconds=1))
         with pytest.raises(Unauthorized):
-            authenticate(token.access_token, deps=deps)
+            await authenticate(token.access_token, deps=deps)
 
     async def test_refuses_a_tampered_token(self, deps: Dependencies) -> None:
         await sign_up("mina@example.com", PASSWORD, deps=deps)
@@ -131,7 +166,7 @@ class TestAuthenticate:
             "not a token",
         ):
             with pytest.raises(Unauthorized):
-                authenticate(bad, deps=deps)
+                await authenticate(bad, deps=deps)
 
     def test_refuses_unsigned_and_foreign_algorithm_tokens(self, clock: ManualClock) -> None:
         tokens = JwtAccessTokens(b"s" * 32)

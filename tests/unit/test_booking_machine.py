@@ -131,11 +131,9 @@ class BookingMachine(RuleBasedStateMachine):
         except ConcertError as error:
             assert not (right and email.lower() in self.emails) or error.code == "rate_limited"
             return
-        assert (
-            right
-            and usecases.authenticate(token.access_token, deps=self.deps)
-            == (self.emails[email.lower()])
-        )
+        assert right
+        named = self.run(usecases.authenticate(token.access_token, deps=self.deps))
+        assert named == self.emails[email.lower()]
 
     @rule(customer=customers, amount=strategies.charge_amounts, key=strategies.idempotency_keys)
     def charge(self, customer: UserId, amount: int, key: str | None) -> None:

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from adapters.memory import (
+    InMemoryAttemptLimiter,
     InMemoryHoldTimers,
-    InMemoryLoginRateLimiter,
     InMemoryQueueStore,
     InMemorySeatMapVersions,
 )
@@ -15,8 +15,8 @@ from concert_domain.ids import UserId
 from contracts.line import (
     NOW,
     POLICY,
+    AttemptLimiterContract,
     HoldTimersContract,
-    LoginRateLimiterContract,
     QueueStoreContract,
     SeatMapVersionsContract,
     join_all,
@@ -40,10 +40,18 @@ class TestInMemoryHoldTimers(HoldTimersContract):
         return InMemoryHoldTimers(queue)
 
 
-class TestInMemoryLoginRateLimiter(LoginRateLimiterContract):
+class TestInMemoryAttemptLimiter(AttemptLimiterContract):
     @pytest.fixture
-    def limiter(self) -> InMemoryLoginRateLimiter:
-        return InMemoryLoginRateLimiter()
+    def limiter(self) -> InMemoryAttemptLimiter:
+        return InMemoryAttemptLimiter()
+
+    async def test_forgets_lapsed_windows_and_stays_within_its_bound(self) -> None:
+        limiter = InMemoryAttemptLimiter(limit=100)
+        window = timedelta(minutes=1)
+        for n in range(1_000):  # a thousand distinct (long) keys, one attempt each
+            assert await limiter.attempt(f"{n}@{'x' * 1000}.example", NOW, window, 1)
+        assert len(limiter._windows) == 100
+        assert await limiter.attempt("0@" + "x" * 1000 + ".example", NOW, window, 1)
 
 
 class TestInMemorySeatMapVersions(SeatMapVersionsContract):

@@ -7,11 +7,12 @@ import pytest
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase, InMemoryHoldTimers, InMemoryQueueStore
 from booking import add_venue, admitted_customer, memory_deps, rejoin
-from concert_domain import Dependencies
+from concert_domain import BookingPolicy, Dependencies
 from concert_domain.errors import (
     HoldLimitReached,
     NotFound,
     QueueTokenInvalid,
+    RateLimited,
     QueueTokenRequired,
     ReservationNotHeld,
     SeatUnavailable,
@@ -118,6 +119,25 @@ class TestHoldSeat:
         assert [reservation.status for reservation in held] == ["held"] * 4
         with pytest.raises(HoldLimitReached):  # the four new holds, and only they, count
             await hold_seat(mina.user_id, mina.queue_token, next(seats).seat_id, deps=deps)
+
+    async def test_a_customer_hammering_holds_is_told_to_slow_down_until_the_minute_passes(
+        self, clock: ManualClock
+    ) -> None:
+        deps = memory_deps(clock, BookingPolicy(hold_attempts_per_customer=5))
+        venue = await add_venue(deps, seats=8)
+        mina = await admitted_customer(deps, "mina@example.com")
+        joon = await admitted_customer(deps, "joon@example.com")
+        await hold_seat(joon.user_id, joon.queue_token, venue.seats[0].seat_id, deps=deps)
+        for _ in range(5):  # five attempts at a seat someone holds: refused, and counted
+            with pytest.raises(SeatUnavailable):
+                await hold_seat(mina.user_id, mina.queue_token, venue.seats[0].seat_id, deps=deps)
+        with pytest.raises(RateLimited):
+            await hold_seat(mina.user_id, mina.queue_token, venue.seats[1].seat_id, deps=deps)
+        held = await hold_seat(joon.user_id, joon.queue_token, venue.seats[1].seat_id, deps=deps)
+        assert held.status == "held"  # others are not slowed
+        clock.advance(timedelta(minutes=1))
+        again = await hold_seat(mina.user_id, mina.queue_token, venue.seats[2].seat_id, deps=deps)
+        assert again.status == "held"
 
     async def test_refuses_an_unknown_seat_as_not_found(self, deps: Dependencies) -> None:
         mina = await admitted_customer(deps, "mina@example.com")

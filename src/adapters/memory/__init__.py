@@ -4,13 +4,13 @@ the real stores, within one process."""
 
 from adapters.memory.database import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.queue import InMemoryQueueStore
-from adapters.memory.timers import InMemoryHoldTimers, InMemoryLoginRateLimiter
+from adapters.memory.timers import InMemoryAttemptLimiter, InMemoryHoldTimers
 from adapters.memory.versions import InMemorySeatMapVersions
 
 __all__ = [
+    "InMemoryAttemptLimiter",
     "InMemoryDatabase",
     "InMemoryHoldTimers",
-    "InMemoryLoginRateLimiter",
     "InMemoryQueueStore",
     "InMemorySeatMapVersions",
     "InMemoryUnitOfWork",

@@ -1,24 +1,63 @@
-"""Hold timers and login rate counters in process memory, keyed and expiring as in Redis."""
+"""Hold timers and attempt counters in process memory, keyed and expiring as in Redis.
+
+Each call runs without an ``await``, so concurrent coroutines see it as one step. What they
+keep is bounded: past its limit the least recently used key is forgotten, and what has lapsed
+is forgotten when next looked at.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from adapters.caching.lru import LeastRecentlyUsed
 from adapters.memory.queue import InMemoryQueueStore
 from concert_domain import queue
 from concert_domain.errors import NotAdmitted
 from concert_domain.ids import QueueToken, SeatId, UserId
-from concert_domain.ports import HoldTimers, LoginRateLimiter
+from concert_domain.policy import ATTEMPT_WINDOW
+from concert_domain.ports import AttemptLimiter, HoldTimers
 from concert_domain.queue import QueueTicket
+from concert_domain.reservations import HoldAttempt
+
+LIMIT = 1_000_000
+
+
+class InMemoryAttemptLimiter(AttemptLimiter):
+    def __init__(self, *, limit: int = LIMIT) -> None:
+        self._windows: LeastRecentlyUsed[str, tuple[datetime, int]] = LeastRecentlyUsed(limit)
+
+    async def attempt(self, key: str, now: datetime, window: timedelta, limit: int) -> bool:
+        return self.count(key, now, window, limit)
+
+    def count(self, key: str, now: datetime, window: timedelta, limit: int) -> bool:
+        """`attempt`, in one step."""
+        ends_at, count = self._open(key, now) or (now + window, 0)
+        if count >= limit:
+            return False
+        self._windows.put(key, (ends_at, count + 1))
+        return True
+
+    async def forgive(self, key: str, now: datetime) -> None:
+        opened = self._open(key, now)
+        if opened is not None and opened[1] > 0:
+            self._windows.put(key, (opened[0], opened[1] - 1))
+
+    def _open(self, key: str, now: datetime) -> tuple[datetime, int] | None:
+        window = self._windows.get(key)
+        if window is not None and now >= window[0]:
+            self._windows.pop(key)
+            return None
+        return window
 
 
 class InMemoryHoldTimers(HoldTimers):
-    """Timers per seat, taken only for a customer the in-memory line admits. Each call runs
-    without an ``await``, so concurrent coroutines see it as one step."""
+    """Timers per seat, taken only for a customer the in-memory line admits, with each
+    customer's attempts counted as `InMemoryAttemptLimiter` counts them."""
 
-    def __init__(self, line: InMemoryQueueStore) -> None:
+    def __init__(self, line: InMemoryQueueStore, *, limit: int = LIMIT) -> None:
         self._line = line
-        self._timers: dict[SeatId, tuple[UserId, datetime]] = {}
+        self._timers: LeastRecentlyUsed[SeatId, tuple[UserId, datetime]] = LeastRecentlyUsed(limit)
+        self._attempts = InMemoryAttemptLimiter(limit=limit)
 
     async def take(
         self,
@@ -27,37 +66,24 @@ class InMemoryHoldTimers(HoldTimers):
         seat_id: SeatId,
         now: datetime,
         expires_at: datetime,
-    ) -> tuple[QueueTicket | None, bool]:
+        attempt_limit: int,
+    ) -> tuple[QueueTicket | None, HoldAttempt]:
         ticket = self._line.ticket(token, now)
         try:
             queue.admitted(ticket, user_id, now)
         except NotAdmitted:
-            return ticket, False
+            return ticket, HoldAttempt.NOT_ADMITTED
+        if attempt_limit and not self._attempts.count(
+            f"user:{user_id}", now, ATTEMPT_WINDOW, attempt_limit
+        ):
+            return ticket, HoldAttempt.TOO_FREQUENT
         current = self._timers.get(seat_id)
         if current is not None and now < current[1]:
-            return ticket, False
-        self._timers[seat_id] = (user_id, expires_at)
-        return ticket, True
+            return ticket, HoldAttempt.SEAT_BUSY
+        self._timers.put(seat_id, (user_id, expires_at))
+        return ticket, HoldAttempt.TAKEN
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         current = self._timers.get(seat_id)
         if current is not None and current[0] == user_id:
-            del self._timers[seat_id]
-
-
-class InMemoryLoginRateLimiter(LoginRateLimiter):
-    def __init__(self) -> None:
-        self._windows: dict[str, tuple[datetime, int]] = {}
-
-    async def failures(self, email: str, now: datetime) -> int:
-        window = self._windows.get(email)
-        if window is None or now >= window[0]:
-            return 0
-        return window[1]
-
-    async def record_failure(self, email: str, now: datetime, window: timedelta) -> int:
-        ends_at, count = self._windows.get(email) or (now, 0)
-        if now >= ends_at:
-            ends_at, count = now + window, 0
-        self._windows[email] = (ends_at, count + 1)
-        return count + 1
+            self._timers.pop(seat_id)

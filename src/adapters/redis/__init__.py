@@ -1,4 +1,4 @@
-"""The Redis adapter: the waiting line, hold timers, login rate counters and seat-map versions,
+"""The Redis adapter: the waiting line, hold timers, attempt counters and seat-map versions,
 shared by every server process. What it holds may be lost without harm: a lost line costs
 places, never seats or money, for the database decides every sale."""
 
@@ -6,14 +6,14 @@ from adapters.redis.client import connect
 from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
 from adapters.redis.queue import RedisQueueStore
-from adapters.redis.timers import RedisHoldTimers, RedisLoginRateLimiter
+from adapters.redis.timers import RedisAttemptLimiter, RedisHoldTimers
 from adapters.redis.versions import RedisSeatMapVersions
 
 __all__ = [
     "Keys",
+    "RedisAttemptLimiter",
     "RedisHoldTimers",
     "RedisLink",
-    "RedisLoginRateLimiter",
     "RedisQueueStore",
     "RedisSeatMapVersions",
     "connect",

@@ -65,6 +65,12 @@ class Keys:
         """String per concert date: its seat map's current version."""
         return f"{self.prefix}:seatmap:{date_id}"
 
-    def login_failures(self, email: str) -> str:
-        digest = hashlib.sha256(email.encode()).hexdigest()[:32]
-        return f"{self.prefix}:login:{digest}"
+    def hold_attempts(self, user_id: UserId) -> str:
+        """Hash per customer: their hold attempts in the open window (beside the line's keys,
+        for the script that takes a timer counts them)."""
+        return f"{self._line}:attempts:{user_id}"
+
+    def attempts(self, key: str) -> str:
+        """Hash per key (an email, a client address; hashed): attempts in the open window."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return f"{self.prefix}:attempts:{digest}"

@@ -132,26 +132,68 @@ return 0
 """
 )
 
-# The queue gate and the seat's timer in one step: the timer is taken only for the owner of a
-# ticket that is active at now (`concert_domain.queue.admitted`), and only if no timer on the
-# seat runs past now. Returns {taken (0 or 1), the ticket as `describe` gives it (nil if
-# unknown)}.
-# KEYS: ticket, waiting, admitted, timer
-# ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms)
+# Shared by ATTEMPT and TAKE_TIMER: count one attempt in the key's fixed window (opened at
+# its first attempt), or refuse it when `limit` are counted already. 1 if counted, 0 if not.
+_COUNT_ATTEMPT = """
+local function count_attempt(key, now, window_ms, limit)
+  local ends = tonumber(redis.call('HGET', key, 'ends'))
+  if not ends or ends <= now then
+    if limit < 1 then return 0 end
+    redis.call('HSET', key, 'ends', now + window_ms, 'count', 1)
+    redis.call('PEXPIRE', key, window_ms)
+    return 1
+  end
+  if tonumber(redis.call('HGET', key, 'count')) >= limit then return 0 end
+  redis.call('HINCRBY', key, 'count', 1)
+  return 1
+end
+"""
+
+# KEYS: counter.  ARGV: now (ms), window (ms), limit
+ATTEMPT = (
+    _COUNT_ATTEMPT
+    + """
+return count_attempt(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
+# KEYS: counter.  ARGV: now (ms)
+FORGIVE = """
+local ends = tonumber(redis.call('HGET', KEYS[1], 'ends'))
+if ends and ends > tonumber(ARGV[1]) and tonumber(redis.call('HGET', KEYS[1], 'count')) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 0
+"""
+
+# The queue gate, the customer's attempts and the seat's timer in one step: for the owner of a
+# ticket that is active at now (`concert_domain.queue.admitted`), count the attempt (unless
+# the limit is 0) and take the timer if no timer on the seat runs past now. Returns {how it
+# went (`HoldAttempt`'s values), the ticket as `describe` gives it (nil if unknown)}.
+# KEYS: ticket, waiting, admitted, timer, the customer's attempts
+# ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms), attempt limit,
+#       attempt window (ms)
 TAKE_TIMER = (
     _DESCRIBE
+    + _COUNT_ATTEMPT
     + """
 local now = tonumber(ARGV[2])
 local ticket = describe(ARGV[1], KEYS[1], KEYS[2], KEYS[3], now, tonumber(ARGV[3]))
-if not ticket or ticket[2] ~= ARGV[4] or ticket[3] ~= 'active' then return {0, ticket} end
-if tonumber(ticket[4]) <= now then return {0, ticket} end
+if not ticket or ticket[2] ~= ARGV[4] or ticket[3] ~= 'active' then
+  return {'not_admitted', ticket}
+end
+if (tonumber(ticket[4]) or 0) <= now then return {'not_admitted', ticket} end
+local limit = tonumber(ARGV[7])
+if limit > 0 and count_attempt(KEYS[5], now, tonumber(ARGV[8]), limit) == 0 then
+  return {'too_frequent', ticket}
+end
 local current = redis.call('GET', KEYS[4])
 if current then
   local expires = tonumber(string.match(current, '|(%d+)$'))
-  if expires and expires > now then return {0, ticket} end
+  if expires and expires > now then return {'seat_busy', ticket} end
 end
 redis.call('SET', KEYS[4], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
-return {1, ticket}
+return {'taken', ticket}
 """
 )
 
@@ -162,18 +204,6 @@ if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-"""
-
-# KEYS: counter.  ARGV: now (ms), window (ms)
-RECORD_FAILURE = """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ends = tonumber(redis.call('HGET', KEYS[1], 'ends'))
-if not ends or ends <= now then
-  redis.call('HSET', KEYS[1], 'ends', now + window, 'count', 1)
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 1
-end
-return redis.call('HINCRBY', KEYS[1], 'count', 1)
 """
 
 # KEYS: version.  ARGV: a new version, lifetime (ms)

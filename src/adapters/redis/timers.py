@@ -1,4 +1,4 @@
-"""Hold timers and login failure counters in Redis, each change one atomic script."""
+"""Hold timers and attempt counters in Redis, each change one atomic script."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
 from adapters.redis.queue import ticket_from_reply
 from concert_domain.ids import QueueToken, SeatId, UserId
-from concert_domain.ports import HoldTimers, LoginRateLimiter
+from concert_domain.policy import ATTEMPT_WINDOW
+from concert_domain.ports import AttemptLimiter, HoldTimers
 from concert_domain.queue import RATE_WINDOW, QueueTicket
+from concert_domain.reservations import HoldAttempt
 
 
 class RedisHoldTimers(HoldTimers):
@@ -24,6 +26,7 @@ class RedisHoldTimers(HoldTimers):
         self._take = redis.script(scripts.TAKE_TIMER)
         self._release = redis.script(scripts.RELEASE_TIMER)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
+        self._attempt_window = int(ATTEMPT_WINDOW.total_seconds() * 1000)
 
     async def take(
         self,
@@ -32,41 +35,52 @@ class RedisHoldTimers(HoldTimers):
         seat_id: SeatId,
         now: datetime,
         expires_at: datetime,
-    ) -> tuple[QueueTicket | None, bool]:
+        attempt_limit: int,
+    ) -> tuple[QueueTicket | None, HoldAttempt]:
         k = self._keys
         ttl = max(to_ms(expires_at) - to_ms(now), 1)
         with translated():
-            taken, described = await self._take(
-                keys=[k.ticket(token), k.waiting, k.admitted, k.hold(seat_id)],
-                args=[token, to_ms(now), self._rate_window, user_id, to_ms(expires_at), ttl],
+            outcome, described = await self._take(
+                keys=[
+                    k.ticket(token),
+                    k.waiting,
+                    k.admitted,
+                    k.hold(seat_id),
+                    k.hold_attempts(user_id),
+                ],
+                args=[
+                    token,
+                    to_ms(now),
+                    self._rate_window,
+                    user_id,
+                    to_ms(expires_at),
+                    ttl,
+                    attempt_limit,
+                    self._attempt_window,
+                ],
             )
         ticket = None if described is None else ticket_from_reply(described).as_of(now)
-        return ticket, bool(taken)
+        return ticket, HoldAttempt(outcome)
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         with translated():
             await self._release(keys=[self._keys.hold(seat_id)], args=[user_id])
 
 
-class RedisLoginRateLimiter(LoginRateLimiter):
+class RedisAttemptLimiter(AttemptLimiter):
     def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
-        self._redis = redis
         self._keys = keys or Keys()
-        self._record = redis.script(scripts.RECORD_FAILURE)
+        self._attempt = redis.script(scripts.ATTEMPT)
+        self._forgive = redis.script(scripts.FORGIVE)
 
-    async def failures(self, email: str, now: datetime) -> int:
-        with translated():
-            ends, count = await self._redis.call(
-                "HMGET", self._keys.login_failures(email), "ends", "count"
-            )
-        if ends is None or int(ends) <= to_ms(now):
-            return 0
-        return int(count or 0)
-
-    async def record_failure(self, email: str, now: datetime, window: timedelta) -> int:
+    async def attempt(self, key: str, now: datetime, window: timedelta, limit: int) -> bool:
         window_ms = int(window.total_seconds() * 1000)
         with translated():
-            count = await self._record(
-                keys=[self._keys.login_failures(email)], args=[to_ms(now), window_ms]
+            counted = await self._attempt(
+                keys=[self._keys.attempts(key)], args=[to_ms(now), window_ms, limit]
             )
-        return int(count)
+        return bool(counted)
+
+    async def forgive(self, key: str, now: datetime) -> None:
+        with translated():
+            await self._forgive(keys=[self._keys.attempts(key)], args=[to_ms(now)])

@@ -7,10 +7,10 @@ from datetime import datetime
 from concert_domain import queue
 from concert_domain.catalog import ConcertDate, Seat
 from concert_domain.dependencies import Dependencies
-from concert_domain.errors import NotFound, ReservationNotHeld, SeatUnavailable
+from concert_domain.errors import NotFound, RateLimited, ReservationNotHeld, SeatUnavailable
 from concert_domain.ids import ReservationId, SeatId, UserId
 from concert_domain.ports import UnitOfWork
-from concert_domain.reservations import Reservation
+from concert_domain.reservations import HoldAttempt, Reservation
 from concert_domain.usecases._follow_up import follow_up
 from concert_domain.usecases._retry import retrying
 
@@ -22,7 +22,8 @@ async def hold_seat(
     user_id: UserId, queue_token: str | None, seat_id: SeatId, *, deps: Dependencies
 ) -> Reservation:
     """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
-    `SeatUnavailable`, `HoldLimitReached` and the queue gate's errors.
+    `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too many attempts this minute) and
+    the queue gate's errors.
 
     The seat's timer turns most contenders away before the database; the database decides.
     """
@@ -30,9 +31,12 @@ async def hold_seat(
     now = deps.clock.now()
     seat, concert_date = await _seat_on_sale(seat_id, now, deps)
     expires_at = now + deps.policy.hold_duration
-    ticket, timer_taken = await deps.timers.take(token, user_id, seat_id, now, expires_at)
+    limit = deps.policy.hold_attempts_per_customer
+    ticket, attempt = await deps.timers.take(token, user_id, seat_id, now, expires_at, limit)
     queue.admitted(ticket, user_id, now)
-    if not timer_taken:
+    if attempt is HoldAttempt.TOO_FREQUENT:
+        raise RateLimited("too many attempts to hold seats; try again within a minute")
+    if attempt is not HoldAttempt.TAKEN:
         raise SeatUnavailable(
             f"seat {seat.number} on {concert_date.date} is held by another customer"
         )

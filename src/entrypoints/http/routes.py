@@ -64,13 +64,13 @@ def body_id(value: int, name: str) -> int:
 
 async def signup(call: Call) -> Answered:
     body: schema.SignUp = call.body
-    account = await usecases.sign_up(body.email, body.password, deps=call.deps)
+    account = await usecases.sign_up(body.email, body.password, call.client, deps=call.deps)
     return 201, schema.Account(user_id=account.user_id, email=account.email)
 
 
 async def login(call: Call) -> Answered:
     body: schema.LogIn = call.body
-    token = await usecases.log_in(body.email, body.password, deps=call.deps)
+    token = await usecases.log_in(body.email, body.password, call.client, deps=call.deps)
     return 200, schema.AccessToken(
         access_token=token.access_token, token_type="Bearer", expires_in=token.expires_in
     )
@@ -238,7 +238,7 @@ ENDPOINTS = (
         Access.ADMITTED,
         {201: schema.Reservation},
         body=schema.HoldSeat,
-        conflicts=(404, 409),
+        conflicts=(404, 409, 429),
     ),
     Endpoint(
         "POST",
@@ -316,7 +316,7 @@ ENDPOINTS = (
         Access.ANYONE,
         {201: schema.Account},
         body=schema.SignUp,
-        conflicts=(409,),
+        conflicts=(409, 429),
     ),
     Endpoint(
         "GET",
