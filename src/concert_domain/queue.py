@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from datetime import datetime, timedelta
 
 import attrs
@@ -18,6 +19,7 @@ from concert_domain.ids import QueueToken, UserId
 
 # the admission rate a waiting customer is told is measured over this window
 RATE_WINDOW = timedelta(minutes=1)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # an expired ticket stays known this long, so that its holder is told "expired", not "unknown"
 EXPIRED_RETENTION = timedelta(hours=1)
 
@@ -56,9 +58,13 @@ class QueueTicket:
 
 
 def required(token: str | None) -> QueueToken:
-    """The queue token a request carries. Raises `QueueTokenRequired` when it carries none."""
+    """The queue token a request carries. Raises `QueueTokenRequired` when it carries none and
+    `QueueTokenInvalid` for one that cannot be a token (stores hand out 32 URL-safe
+    characters; nothing else is looked up)."""
     if not token:
         raise QueueTokenRequired("an X-Queue-Token header is required; join the queue first")
+    if not _TOKEN.fullmatch(token):
+        raise QueueTokenInvalid("this queue token is not valid")
     return QueueToken(token)
 
 

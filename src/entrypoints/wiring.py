@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from adapters.caching import (
     CatalogCache,
+    KnownAccounts,
     SeatMapReadModel,
     SeatMapVersions,
     VerifiedTokens,
@@ -31,17 +32,17 @@ from adapters.caching import (
 )
 from adapters.clock import SystemClock
 from adapters.memory import (
+    InMemoryAttemptLimiter,
     InMemoryDatabase,
     InMemoryHoldTimers,
-    InMemoryLoginRateLimiter,
     InMemoryQueueStore,
     InMemorySeatMapVersions,
 )
 from adapters.redis import (
     Keys,
+    RedisAttemptLimiter,
     RedisHoldTimers,
     RedisLink,
-    RedisLoginRateLimiter,
     RedisQueueStore,
     RedisSeatMapVersions,
     connect,
@@ -52,9 +53,9 @@ from adapters.sql import SqlDatabase
 from concert_domain import BookingPolicy, Dependencies
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ports import (
+    AttemptLimiter,
     Clock,
     HoldTimers,
-    LoginRateLimiter,
     PasswordHasher,
     QueueStore,
     UnitOfWorkFactory,
@@ -81,32 +82,32 @@ def build_dependencies(
     seat_map_max_age: timedelta = seatmaps.MAX_AGE,
 ) -> Dependencies:
     """Every port over the database's units of work ``uow``: Redis, when given, for the line,
-    hold timers, login counters and seat-map versions (shared by every process), else process
-    memory (one process only). Seats, dates, seat maps and verified tokens are kept by the
-    process (`adapters.caching`); a kept seat map is served at most ``seat_map_max_age``
-    should a change of version be lost."""
+    hold timers, attempt counters and seat-map versions (shared by every process), else process
+    memory (one process only). Seats, dates, seat maps, verified tokens and the accounts seen
+    to exist are kept by the process (`adapters.caching`); a kept seat map is served at most
+    ``seat_map_max_age`` should a change of version be lost."""
     queue: QueueStore
     timers: HoldTimers
-    limiter: LoginRateLimiter
+    limiter: AttemptLimiter
     versions: SeatMapVersions
     if redis is None:
         line = InMemoryQueueStore()
         queue, timers = line, InMemoryHoldTimers(line)
-        limiter, versions = InMemoryLoginRateLimiter(), InMemorySeatMapVersions()
+        limiter, versions = InMemoryAttemptLimiter(), InMemorySeatMapVersions()
     else:
         queue = RedisQueueStore(redis, redis_keys)
         timers = RedisHoldTimers(redis, redis_keys)
-        limiter = RedisLoginRateLimiter(redis, redis_keys)
+        limiter = RedisAttemptLimiter(redis, redis_keys)
         versions = RedisSeatMapVersions(redis, redis_keys)
     tokens = JwtAccessTokens(jwt_secret or secrets.token_bytes(32), access_token_seconds)
     return Dependencies(
-        uow=SeatMapReadModel(CatalogCache(uow), versions, max_age=seat_map_max_age),
+        uow=SeatMapReadModel(KnownAccounts(CatalogCache(uow)), versions, max_age=seat_map_max_age),
         clock=clock or SystemClock(),
         passwords=passwords or Argon2PasswordHasher(),
         tokens=VerifiedTokens(tokens),
         queue=queue,
         timers=timers,
-        login_limiter=limiter,
+        attempts=limiter,
         policy=policy or BookingPolicy(),
     )
 
@@ -195,7 +196,7 @@ def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
                 settle_garbage_collector()
                 yield
 
-    return create_app(lifespan=lifespan)
+    return create_app(lifespan=lifespan, proxies=settings.proxies)
 
 
 @contextlib.asynccontextmanager

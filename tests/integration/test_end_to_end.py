@@ -47,6 +47,8 @@ def service(
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CONCERT_HOLD_SECONDS": str(HOLD_SECONDS),
+        # every customer here signs up from 127.0.0.1
+        "CONCERT_AUTH_ATTEMPTS_PER_ADDRESS": "10000",
         "CONCERT_SCHEDULER_INTERVAL_SECONDS": "0.2",
     }
     workers = "1"
@@ -201,3 +203,13 @@ async def test_every_worker_shows_a_hold_and_its_cancellation_at_once(
         )
         assert cancelled.status_code == 200
         assert await statuses_seen(path) == {"available"}
+
+
+async def test_answers_name_no_server_software_and_ask_not_to_be_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    mina = await customer(client)
+    for response in (await client.get("/concerts"), await client.get("/wallet", headers=mina.auth)):
+        assert "server" not in response.headers
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"

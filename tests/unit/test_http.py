@@ -3,6 +3,7 @@ Starlette app over in-memory services."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -14,7 +15,9 @@ from adapters.clock import ManualClock
 from booking import add_venue, memory_deps
 from concert_domain import BookingPolicy, Dependencies, QueuePolicy
 from concert_domain.errors import StoreUnavailable
+from concert_domain.ids import UserId
 from entrypoints.http import create_app
+from entrypoints.http.clients import Proxies
 from http_support import PASSWORD, Caller, admitted, error_code, sign_up_and_log_in
 from openapi_check import canonical, contract_operations, validated_client
 
@@ -554,6 +557,136 @@ class TestOperations:
     ) -> None:
         assert error_code(await client.get("/nowhere")) == (404, "not_found")
         assert error_code(await client.delete("/concerts")) == (405, "invalid_request")
+
+
+class TestHostileInput:
+    """What an attacker sends gets a 4xx with the error body, never a 5xx."""
+
+    @pytest.mark.parametrize(
+        ("path", "content"),
+        [
+            ("/auth/login", b'{"a":' * 1_000),
+            ("/wallet/charges", b"[" * 1_000),
+            ("/auth/signup", b'{"a":' * 5_000 + b"1" + b"}" * 5_000),  # well formed, deep
+            ("/wallet/charges", b'{"amount": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}"),
+            ("/auth/login", b'{"email": "\\ud800@example.com", "password": "x"}'),
+            ("/auth/signup", b'{"email": "a@example.com", "password": "\\udfff\\udfff123456"}'),
+            ("/auth/login", b'{"email": "a@example.com", "password": "\xff\xfe invalid"}'),
+        ],
+    )
+    async def test_malformed_or_absurdly_nested_json_is_a_400(
+        self, mina: Caller, path: str, content: bytes
+    ) -> None:
+        response = await mina.client.post(path, content=content, headers=mina.auth)
+        assert error_code(response) == (400, "invalid_request")
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/auth/signup", {"email": "a\u0000b@example.com", "password": PASSWORD}),
+            ("/auth/signup", {"email": "a@example.com", "password": "pass\u0000word"}),
+            ("/auth/login", {"email": "a\u0000@example.com", "password": PASSWORD}),
+            ("/auth/login", {"email": "x" * 250 + "@example.com", "password": PASSWORD}),
+            ("/auth/login", {"email": "a@example.com", "password": "x" * 257}),
+            ("/wallet/charges", {"amount": 10**30}),
+            ("/wallet/charges", {"amount": 1.5}),
+        ],
+    )
+    async def test_strings_with_nul_and_absurd_values_are_a_422(
+        self, mina: Caller, path: str, body: dict[str, object]
+    ) -> None:
+        payload = json.dumps(body).replace("\\\\u0000", "\\u0000").encode()
+        response = await mina.client.post(path, content=payload, headers=mina.auth)
+        assert error_code(response) == (422, "invalid_request")
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/reservations/%C2%B2",  # a superscript two, which str.isdigit accepts
+            "/reservations/%D9%A1",  # an Arabic-Indic one
+            "/reservations/" + "9" * 4_301,
+            "/reservations/0",
+            "/reservations/-1",
+            "/concerts/%D9%A1/dates",
+            "/concerts/1/dates/%EF%BC%91/seats",  # a full-width one
+        ],
+    )
+    async def test_ids_that_are_not_plain_ascii_digits_name_nothing(
+        self, mina: Caller, path: str
+    ) -> None:
+        assert error_code(await mina.get(path)) == (404, "not_found")
+
+    @pytest.mark.parametrize(
+        "token",
+        [b"a" * 10_000, b"not a token!", "\u00e9".encode("latin-1") * 32, b"../etc/passwd" * 3],
+    )
+    async def test_a_queue_token_that_cannot_be_one_is_refused_without_a_lookup(
+        self, mina: Caller, token: bytes
+    ) -> None:
+        headers = {**mina.auth, "X-Queue-Token": token}
+        response = await mina.client.get("/queue/status", headers=headers)
+        assert error_code(response) == (403, "queue_token_invalid")
+
+    async def test_a_genuine_token_naming_no_account_is_a_401_everywhere(
+        self, client: httpx.AsyncClient, deps: Dependencies, clock: ManualClock, seats: list[int]
+    ) -> None:
+        ghost = deps.tokens.issue(UserId(4_242), clock.now()).access_token
+        auth = {"Authorization": f"Bearer {ghost}"}
+        for method, path, body in [
+            ("GET", "/wallet", None),
+            ("POST", "/queue/tokens", None),
+            ("POST", "/reservations", {"seat_id": seats[0]}),
+        ]:
+            response = await client.request(method, path, json=body, headers=auth)
+            assert error_code(response) == (401, "unauthorized"), path
+
+    async def test_every_answer_is_neither_sniffed_nor_stored(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await sign_up_and_log_in(client, "mina@example.com")
+        login = await client.post(
+            "/auth/login", json={"email": "mina@example.com", "password": PASSWORD}
+        )
+        for response in (login, await client.get("/concerts"), await client.get("/nowhere")):
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["cache-control"] == "no-store"
+
+
+class TestClientAddress:
+    async def test_sign_ups_and_logins_are_limited_per_client_address(
+        self, clock: ManualClock
+    ) -> None:
+        deps = memory_deps(clock, BookingPolicy(auth_attempts_per_address=2))
+        app = create_app(deps, proxies=Proxies.parse("10.0.0.0/8"))
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.5", 4000))  # via our proxy
+        async with validated_client(transport, "http://test") as client:
+
+            async def sign_up(email: str, forwarded: str) -> httpx.Response:
+                body = {"email": email, "password": PASSWORD}
+                headers = {"X-Forwarded-For": forwarded}
+                return await client.post("/auth/signup", json=body, headers=headers)
+
+            assert (await sign_up("a@example.com", "198.51.100.7")).status_code == 201
+            assert (await sign_up("b@example.com", "203.0.113.9, 198.51.100.7")).status_code == 201
+            third = await sign_up("c@example.com", "198.51.100.7")
+            assert error_code(third) == (429, "rate_limited")
+            assert (await sign_up("c@example.com", "198.51.100.8")).status_code == 201
+            # a proxy of ours forwarding a chain: the last hop before our proxies counts
+            assert (await sign_up("d@example.com", "198.51.100.8, 10.0.0.9")).status_code == 201
+            spoofed = await sign_up("e@example.com", "198.51.100.8, 10.0.0.9")
+            assert error_code(spoofed) == (429, "rate_limited")
+
+    async def test_forwarded_for_from_an_unnamed_peer_is_not_believed(
+        self, clock: ManualClock
+    ) -> None:
+        deps = memory_deps(clock, BookingPolicy(auth_attempts_per_address=1))
+        transport = httpx.ASGITransport(app=create_app(deps), client=("192.0.2.1", 4000))
+        async with validated_client(transport, "http://test") as client:
+            for n, forwarded in enumerate(["198.51.100.1", "198.51.100.2"]):
+                body = {"email": f"{n}@example.com", "password": PASSWORD}
+                headers = {"X-Forwarded-For": forwarded}
+                response = await client.post("/auth/signup", json=body, headers=headers)
+                assert response.status_code == (201 if n == 0 else 429)
 
 
 async def admitted_again(client: httpx.AsyncClient, caller: Caller) -> Caller:

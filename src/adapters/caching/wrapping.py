@@ -8,9 +8,11 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Self
 
+from concert_domain.accounts import Account
 from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
 from concert_domain.ports import (
+    AccountRepository,
     CatalogRepository,
     PaymentRepository,
     ReservationRepository,
@@ -44,6 +46,20 @@ class WrappedUnitOfWork(UnitOfWork):
 
     async def commit(self) -> None:
         await self.inner.commit()
+
+
+class WrappedAccounts(AccountRepository):
+    def __init__(self, inner: AccountRepository) -> None:
+        self.inner = inner
+
+    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
+        return await self.inner.add(email, password_hash, now)
+
+    async def get_by_email(self, email: str) -> Account | None:
+        return await self.inner.get_by_email(email)
+
+    async def exists(self, user_id: UserId) -> bool:
+        return await self.inner.exists(user_id)
 
 
 class WrappedCatalog(CatalogRepository):

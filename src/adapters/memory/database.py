@@ -188,6 +188,10 @@ class InMemoryAccountRepository(_Repository, AccountRepository):
         user_id = self._db.account_by_email.get(email)
         return None if user_id is None else self._db.accounts.get(user_id)
 
+    @_reads
+    async def exists(self, user_id: UserId) -> bool:
+        return user_id in self._db.accounts
+
 
 class InMemoryCatalogRepository(_Repository, CatalogRepository):
     @_changes

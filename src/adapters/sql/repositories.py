@@ -48,6 +48,9 @@ class SqlAccountRepository(AccountRepository):
         found = await self._db.run(sql.ACCOUNT_BY_EMAIL, email=email)
         return rows.account_from_row(found[0]) if found else None
 
+    async def exists(self, user_id: UserId) -> bool:
+        return bool(await self._db.run(sql.ACCOUNT_EXISTS, user_id=user_id))
+
 
 class SqlCatalogRepository(CatalogRepository):
     def __init__(self, db: Session) -> None:

@@ -55,6 +55,9 @@ ACCOUNT_ADD = on_each_dialect(
 ACCOUNT_BY_EMAIL = Query(
     select(accounts).where(accounts.c.email == param("email", accounts.c.email))
 )
+ACCOUNT_EXISTS = Query(
+    select(accounts.c.user_id).where(accounts.c.user_id == param("user_id", accounts.c.user_id))
+)
 
 # -- catalog --------------------------------------------------------------------------------
 

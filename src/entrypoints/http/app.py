@@ -13,7 +13,9 @@ from starlette.middleware import Middleware
 
 from concert_domain import Dependencies
 from concert_domain.errors import ConcertError
+from entrypoints.http.clients import Proxies
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
+from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.limits import BodySizeLimit
 from entrypoints.http.routes import ENDPOINTS, SeatMapBodies
 
@@ -26,11 +28,13 @@ def create_app(
     *,
     readiness: Mapping[str, Check] | None = None,
     lifespan: Lifespan | None = None,
+    proxies: Proxies | None = None,
 ) -> Starlette:
-    """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``."""
+    """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``.
+    ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
     app = Starlette(
         routes=[endpoint.route() for endpoint in ENDPOINTS],
-        middleware=[Middleware(BodySizeLimit)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit)],
         exception_handlers={
             ConcertError: on_concert_error,
             HTTPException: on_http_error,
@@ -42,4 +46,5 @@ def create_app(
         app.state.deps = deps
     app.state.readiness = dict(readiness or {})
     app.state.seat_map_bodies = SeatMapBodies()
+    app.state.proxies = proxies or Proxies()
     return app

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from concert_domain import Dependencies, usecases
 from concert_domain.errors import InvalidRequest, NotFound, Unauthorized
 from concert_domain.ids import UserId
+from entrypoints.http.clients import client_address
 from entrypoints.http.errors import MalformedJson
 from entrypoints.http.schema import Answer, Body
 
@@ -47,6 +48,10 @@ class Call:
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= MAX_ID:
             raise NotFound(f"no such {name.removesuffix('_id')}: {raw[:40]}")
         return int(raw)
+
+    @property
+    def client(self) -> str | None:
+        return client_address(self.request)
 
     @property
     def queue_token(self) -> str | None:
@@ -100,7 +105,7 @@ class Endpoint:
 
         async def serve(request: Request) -> Response:
             deps: Dependencies = request.app.state.deps
-            user = UserId(0) if endpoint.access is Access.ANYONE else caller(request, deps)
+            user = UserId(0) if endpoint.access is Access.ANYONE else await caller(request, deps)
             body = None if endpoint.body is None else await decoded(request, endpoint.body)
             status, answer = await endpoint.handler(Call(request, deps, user, body))
             encoded = answer if isinstance(answer, bytes) else encode(answer)
@@ -109,12 +114,12 @@ class Endpoint:
         return Route(self.path, serve, methods=[self.method])
 
 
-def caller(request: Request, deps: Dependencies) -> UserId:
+async def caller(request: Request, deps: Dependencies) -> UserId:
     """The customer the bearer token names. Raises `Unauthorized`."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <access token> from /auth/login")
-    return usecases.authenticate(token.strip(), deps=deps)
+    return await usecases.authenticate(token.strip(), deps=deps)
 
 
 async def decoded(request: Request, kind: type[Body]) -> Any:
