@@ -1,6 +1,7 @@
 """The SQL adapter against the same port contracts as the in-memory one, and what only
 PostgreSQL's sessions do: round trips, prepared statements, a killed connection."""
 
+import asyncio
 from datetime import timedelta
 
 import psycopg
@@ -13,6 +14,7 @@ from adapters.sql.postgres import PostgresConnections, PostgresSession
 from adapters.sql.queries import Query, param
 from adapters.sql.schema import seats
 from concert_domain.errors import InsufficientBalance, StoreUnavailable
+from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWorkFactory
 from contracts.database import HOLD, NOW, DatabaseContract, add_customer, add_seats, credit, hold
 from inspection import SqlInspector, StoreInspector
@@ -112,6 +114,34 @@ class TestPostgresSession:
                 assert await uow.reservations.get(held) == found
         finally:
             await database.dispose()
+
+    async def test_backends_terminated_while_idle_cost_no_request(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        uow = postgres_database.unit_of_work
+        seats = await add_seats(uow, count=8)
+        users = [await add_customer(uow, f"p{n}@example.com") for n in range(8)]
+
+        async def balance(user: UserId) -> int:
+            async with uow(read_only=True) as tx:
+                return await tx.wallets.balance(user)
+
+        await asyncio.gather(*(balance(user) for user in users * 4))  # the pool opens up
+        conninfo = postgres_conninfo(postgres_database.url)
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as killer:
+            cursor = await killer.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                "AND application_name = '' AND state = 'idle'"
+            )
+            found = await cursor.fetchone()
+        assert found is not None and found[0] >= 2  # as a restart would
+        results = await asyncio.gather(
+            *(hold(uow, user, seat) for user, seat in zip(users, seats, strict=True)),
+            *(balance(user) for user in users),
+            return_exceptions=True,
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
 
     async def test_a_statement_that_cannot_be_prepared_costs_its_connection_only(
         self, postgres_database: SqlDatabase

@@ -24,7 +24,7 @@ from adapters.sql.migrations import is_current, upgrade
 # how long a writer waits for another process's write to end (units of work wait on the event
 # loop itself: short, and the embedded default runs one process)
 SQLITE_BUSY_SECONDS = 5
-CONNECT_SECONDS = 5
+CONNECT_SECONDS = 2
 
 
 def backend_of(url: str | URL) -> str:

@@ -23,6 +23,8 @@ is what lets a hold be one round trip: nothing it answers waits for the database
 
 from __future__ import annotations
 
+import asyncio
+import select as sockets
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -72,6 +74,11 @@ from concert_domain.wallet import LedgerKind, Payment, Sale
 
 # SQLSTATE of `concert_refuse`: its message is one of the codes below, its detail a number
 REFUSAL_STATE = "CR001"
+# no request waits much longer than this on a database that does not answer
+ROUND_TRIP_SECONDS = 2.0
+WAIT_SECONDS = 2.0  # for a pooled connection
+# connection exceptions, and a server shutting down or terminating the backend
+LOST_STATES = ("08", "57P")
 RESERVATION_ID_BLOCK = 100
 REFUSALS: dict[str, Callable[[int], ConcertError]] = {
     "seat_unavailable": SeatUnavailable.taken,
@@ -94,7 +101,8 @@ class PostgresConnections:
     running event loop), in autocommit mode, with UTC timestamps; the statements prepared on
     each; and this process's block of reservation ids."""
 
-    def __init__(self, conninfo: str, *, size: int, wait_seconds: float = 5.0) -> None:
+    def __init__(self, conninfo: str, *, size: int, wait_seconds: float = WAIT_SECONDS) -> None:
+        self.size = size
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -111,12 +119,22 @@ class PostgresConnections:
         self.watchers: list[Watcher] = []
 
     async def get(self) -> psycopg.AsyncConnection[Any]:
+        """A connection that has heard nothing from the server since it was last used: an
+        idle connection the server has written to was told it is finished (a restart, a
+        terminated backend), so it is dropped for the next, at the cost of a poll of its
+        socket, not of a round trip."""
         if self.pool.closed:
             await self.pool.open()  # safe to call again: every caller may race here at start
         try:
-            return await self.pool.getconn()
+            for _ in range(self.size + 1):
+                connection = await self.pool.getconn()
+                if not _spoken_to(connection):
+                    return connection
+                await connection.close()
+                await self.pool.putconn(connection)  # closed: the pool makes a new one
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise StoreUnavailable("the database cannot be reached") from e
+        raise StoreUnavailable("the database keeps closing its connections")
 
     async def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
         """Return ``connection``; the pool discards it if it is broken or mid-query."""
@@ -167,7 +185,25 @@ class PostgresSession(TransactionRules):
 
     async def _round_trip(self, steps: list[Step], *, commit: bool = False) -> list[Sequence[Any]]:
         """Send ``steps`` in one query, with ``BEGIN`` when they open the transaction and
-        ``COMMIT`` when asked; the rows of each step."""
+        ``COMMIT`` when asked; the rows of each step.
+
+        A round trip that changes nothing once done, because it is a read or because it opens
+        the transaction without committing it, is sent again on a fresh connection when its
+        connection turns out to be gone: the server has forgotten what it had begun. One that
+        carries a ``COMMIT`` is not, for it may have been committed: that is `StoreUnavailable`.
+        """
+        first = self.read_only or not (self._begun or self.committed)
+        try:
+            return await self._round_trip_once(steps, commit=commit)
+        except _ConnectionLost as lost:
+            if not first or commit:
+                raise StoreUnavailable("the database connection was lost") from lost.__cause__
+            self._begun = False
+            return await self._round_trip_once(steps, commit=commit)
+
+    async def _round_trip_once(
+        self, steps: list[Step], *, commit: bool = False
+    ) -> list[Sequence[Any]]:
         connection = self._connection or await self._connections.get()
         if not self.read_only:
             self._connection = connection  # held until the unit of work ends
@@ -188,8 +224,15 @@ class PostgresSession(TransactionRules):
 
     async def _send(self, cursor: psycopg.AsyncClientCursor[Any], sql_text: str) -> None:
         try:
-            await cursor.execute(sql_text)
+            async with asyncio.timeout(ROUND_TRIP_SECONDS):
+                await cursor.execute(sql_text)
+        except TimeoutError as e:
+            await self._lose(cursor.connection)
+            raise StoreUnavailable("the database did not answer in time") from e
         except psycopg.Error as e:
+            if _lost(cursor.connection, e):
+                await self._lose(cursor.connection)
+                raise _ConnectionLost() from e
             if self._begun:
                 self._aborted()  # PostgreSQL has rolled the transaction back
             refused = REFUSALS.get(e.diag.message_primary or "")
@@ -213,18 +256,46 @@ class PostgresSession(TransactionRules):
             return
         self._announce(";\n".join(missing.values()))
         try:
-            await cursor.execute(";\n".join(missing.values()))
+            async with asyncio.timeout(ROUND_TRIP_SECONDS):
+                await cursor.execute(";\n".join(missing.values()))
         except BaseException as e:
             # which of them the server kept is unknown now: the pool replaces the connection
-            await connection.close()
-            if isinstance(e, psycopg.OperationalError):
-                raise StoreUnavailable("the database cannot be reached") from e
+            await self._lose(connection)
+            if isinstance(e, TimeoutError):
+                raise StoreUnavailable("the database did not answer in time") from e
+            if isinstance(e, psycopg.Error) and _lost(connection, e):
+                raise _ConnectionLost() from e
             raise
         prepared.update(missing)
 
     def _announce(self, sql_text: str) -> None:
         for watcher in self._connections.watchers:
             watcher(sql_text)
+
+    async def _lose(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """Give up ``connection``: closed, it goes back to be replaced by the pool."""
+        await connection.close()
+        if self._connection is connection:
+            self._connection = None
+            await self._connections.give_back(connection)
+        # a read-only session's goes back after the round trip
+
+
+class _ConnectionLost(Exception):
+    """The connection broke in a round trip (its cause says how)."""
+
+
+def _lost(connection: psycopg.AsyncConnection[Any], error: psycopg.Error) -> bool:
+    """Whether ``error`` says the connection is gone (rather than a statement failed)."""
+    return connection.broken or (error.sqlstate or "").startswith(LOST_STATES)
+
+
+def _spoken_to(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has written to this idle connection (or closed it)."""
+    if connection.closed or connection.broken:
+        return True
+    readable, _, _ = sockets.select([connection.fileno()], [], [], 0)
+    return bool(readable)
 
 
 async def _results(
