@@ -58,6 +58,31 @@ async def test_an_error_reply_fails_its_own_command_only(
     assert results[2] == 2
 
 
+async def test_a_reply_that_is_not_utf8_fails_its_own_command_only(
+    redis_keys: tuple[RedisLink, Keys],
+) -> None:
+    link, keys = redis_keys
+    binary, text = f"{keys.prefix}:binary", f"{keys.prefix}:text"
+    await link.call("SET", binary, b"\xff\xfe")
+    await link.call("SET", text, "caf\u00e9")
+    client_id = await link.call("CLIENT", "ID")
+    results = await asyncio.gather(
+        link.call("GET", text),
+        link.call("GET", binary),
+        link.call("ECHO", b"caf\xc3"),  # cut short in the middle of a character
+        link.call("MGET", text, binary),
+        link.call("ECHO", b"x" * 100_000 + b"\xff"),  # read in many pieces
+        link.call("GET", text),
+        return_exceptions=True,
+    )
+    assert results[0] == results[-1] == "caf\u00e9"
+    for failed in results[1:-1]:
+        assert isinstance(failed, exceptions.ResponseError), failed
+        assert "not UTF-8" in str(failed)
+    assert await link.call("CLIENT", "ID") == client_id  # the same connection all along
+    assert await link.call("STRLEN", binary) == 2
+
+
 async def test_a_caller_who_gives_up_leaves_the_others_replies_in_order(
     redis_keys: tuple[RedisLink, Keys],
 ) -> None:

@@ -8,10 +8,17 @@ loop in one write, whoever issued it, and hands out the replies in order as they
 load many requests' commands travel together; alone, a command costs one round trip as before.
 
 Failures come out as redis-py's exceptions, which `client.translated` turns into the core's
-`StoreUnavailable`: a lost connection fails every command in flight with `ConnectionError`, and
-the next command connects again; a reply later than ``timeout`` fails every command in flight
-with `TimeoutError` and drops the connection, for the replies behind it would be as late. An
-error reply raises `ResponseError` (`NoScriptError` for an unknown script) for its command only.
+`StoreUnavailable`. A lost connection fails every command in flight with `ConnectionError`, and
+the next command connects again: the commands issued meanwhile wait on that one attempt, in the
+order they came, and go out once it has connected and greeted (AUTH, SELECT). An attempt that
+fails (refused, or no answer) fails them all with `ConnectionError`, and for a pause after it
+(0.1 s, doubled by each failure up to 2 s, gone once an attempt succeeds) commands fail at once
+instead of trying again, so a dead or silent server costs a caller no more than ``timeout`` and
+gets no storm of connections. A command waits at most ``timeout`` from when it was issued,
+connecting included: a reply later than that fails every command in flight with `TimeoutError`
+and drops the connection, for the replies behind it would be as late. An error reply raises
+`ResponseError` (`NoScriptError` for an unknown script) for its command only, and so does a reply
+that is not UTF-8 text (`NotUtf8Error`).
 
 Since commands from everywhere share the connection, none may block it (no ``BLPOP``) and no
 command may span several (no ``MULTI``): an atomic step is a Lua script (`script`).
@@ -23,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import math
 import ssl
 from collections.abc import Sequence
 from typing import Any, cast
@@ -33,6 +41,14 @@ from redis import exceptions as errors
 from redis.connection import SSLConnection, parse_url
 
 Arg = str | bytes | int | float
+
+FIRST_PAUSE = 0.1  # seconds without a new attempt after one failed; doubled by each failure
+LONGEST_PAUSE = 2.0
+
+
+class NotUtf8Error(errors.ResponseError):
+    """A reply that is not UTF-8 text (a value written as bytes): its command fails, the
+    connection and the commands around it go on."""
 
 
 @attrs.frozen
@@ -93,15 +109,19 @@ class RedisLink:
         self._where = address.path or f"{address.host}:{address.port}"
         self._address = address
         self._tls = address.tls_context()
-        self._hello: list[tuple[Arg, ...]] = []
+        hello: list[tuple[Arg, ...]] = []
         if address.password:
             username = [address.username] if address.username else []
-            self._hello.append(("AUTH", *username, address.password))
+            hello.append(("AUTH", *username, address.password))
         if address.db:
-            self._hello.append(("SELECT", address.db))
+            hello.append(("SELECT", address.db))
+        self._hello = [_packed(command) for command in hello]
         self._timeout = timeout
         self._connection: _Connection | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._pause = 0.0  # after the last attempt, if it failed
+        self._retry_at = -math.inf
+        self._failure = ""
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0) -> RedisLink:
@@ -111,7 +131,7 @@ class RedisLink:
         """Send one command; its reply (``str`` for text, ``int``, ``None``, lists of those)."""
         connection = self._connection
         if connection is None or connection.closed:
-            connection = await self._connect()
+            connection = self._reconnect()
         return await connection.send(_packed(command))
 
     def script(self, source: str) -> Script:
@@ -123,36 +143,59 @@ class RedisLink:
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
+        opening, self._opening = self._opening, None
+        if opening is not None and not opening.done():
+            opening.cancel()
+            if opening.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait((opening,))
         if connection is not None:
             connection.close()
 
-    async def _connect(self) -> _Connection:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:  # one connection, however many ask at once
-            if self._connection is not None and not self._connection.closed:
-                return self._connection
-            loop = asyncio.get_running_loop()
-            connection = _Connection(loop, self._timeout)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    address = self._address
-                    if address.path is not None:
-                        await loop.create_unix_connection(lambda: connection, address.path)
-                    else:
-                        await loop.create_connection(
-                            lambda: connection, address.host, address.port, ssl=self._tls
-                        )
-                    for hello in [connection.send(_packed(c)) for c in self._hello]:
-                        await hello
-            except (OSError, TimeoutError, errors.ResponseError) as e:  # a refused AUTH too
-                connection.close()
-                raise errors.ConnectionError(f"cannot reach Redis at {self._where}: {e}") from e
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
-            return connection
+    def _reconnect(self) -> _Connection:
+        """The connection for a command that found none: a new one, on which the commands
+        issued while it connects wait. In the pause after a failed attempt, `ConnectionError`."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._retry_at:
+            raise errors.ConnectionError(self._failure)
+        connection = self._connection = _Connection(loop, self._timeout, self._hello)
+        self._opening = loop.create_task(self._open(connection, now + self._timeout))
+        return connection
+
+    async def _open(self, connection: _Connection, deadline: float) -> None:
+        """Connect and greet by ``deadline`` (no command issued since has a nearer one), then
+        let the waiting commands go; or fail them all and pause."""
+        loop = asyncio.get_running_loop()
+        address = self._address
+        try:
+            async with asyncio.timeout_at(deadline):
+                if address.path is not None:
+                    await loop.create_unix_connection(lambda: connection, address.path)
+                else:
+                    await loop.create_connection(
+                        lambda: connection, address.host, address.port, ssl=self._tls
+                    )
+                for greeted in connection.greeted:
+                    await greeted
+            if connection.closed:
+                raise errors.ConnectionError("the connection to Redis was lost")
+        except Exception as e:  # refused, no answer, a refused AUTH, TLS, a bad host name
+            cause = str(e) or f"no answer within {self._timeout} s"
+            failure = f"cannot reach Redis at {self._where}: {cause}"
+            connection.fail(errors.ConnectionError(failure))
+            if self._connection is connection:
+                self._pause = min(max(2 * self._pause, FIRST_PAUSE), LONGEST_PAUSE)
+                self._retry_at = loop.time() + self._pause
+                self._failure = f"{failure} (trying again after a pause of {self._pause:.1f} s)"
+        except BaseException:  # cancelled: the link is closing
+            connection.close()
+            raise
+        else:
+            self._pause, self._retry_at = 0.0, -math.inf
+            connection.ready()
+        finally:
+            if self._opening is asyncio.current_task():
+                self._opening = None
 
 
 class Script:
@@ -172,53 +215,83 @@ class Script:
 
 class _Connection(asyncio.Protocol):
     """One connection's life: commands to write at the end of this turn of the event loop,
-    and the callers awaiting replies, in the order the commands were written."""
+    and the callers awaiting replies, in the order the commands were written. Until the link
+    has connected and greeted the server (`ready`), commands wait unwritten, the greeting's
+    replies (`greeted`) first, and the link's deadline for connecting is the only clock."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, greeting: Sequence[bytes]
+    ) -> None:
         self._loop = loop
         self._timeout = timeout
-        self._reader = hiredis.Reader(encoding="utf-8", replyError=errors.ResponseError)
+        self._reader = hiredis.Reader(
+            encoding="utf-8", errors="strict", replyError=errors.ResponseError
+        )
         self._transport: asyncio.Transport | None = None
+        self._greeting = b"".join(greeting)
         self._outgoing: list[bytes] = []
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._ready = False
         self.closed = False
+        due = loop.time() + timeout
+        self.greeted = [loop.create_future() for _ in greeting]
+        self._waiting.extend((reply, due) for reply in self.greeted)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.closed:
             raise errors.ConnectionError("the connection to Redis is closed")
         reply = self._loop.create_future()
         self._waiting.append((reply, self._loop.time() + self._timeout))
-        if not self._outgoing:
-            self._loop.call_soon(self._flush)
+        if self._ready:
+            if not self._outgoing:
+                self._loop.call_soon(self._flush)
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._waiting[0][1], self._check_time)
         self._outgoing.append(command)
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(self._waiting[0][1], self._check_time)
         return reply
+
+    def ready(self) -> None:
+        """Connected and greeted: write what waited, and from now on watch the time."""
+        if self.closed:
+            return
+        self._ready = True
+        self._flush()
+        if self._waiting and self._watchdog is None:
+            self._watchdog = self._loop.call_at(self._waiting[0][1], self._check_time)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's are not asyncio.Transport subclasses)
         self._transport = cast(asyncio.Transport, transport)
+        if self._greeting:
+            self._transport.write(self._greeting)
 
     def data_received(self, data: bytes) -> None:
+        reader, waiting = self._reader, self._waiting
         try:
-            self._reader.feed(data)
-            while (reply := self._reader.gets()) is not False:
-                waiter, _ = self._waiting.popleft()
+            reader.feed(data)
+            while True:
+                try:
+                    reply = reader.gets()
+                except UnicodeDecodeError as e:  # hiredis has read the whole reply all the same
+                    reply = NotUtf8Error(f"Redis's reply is not UTF-8 text ({e})")
+                if reply is False:
+                    return
+                waiter = waiting.popleft()[0]
                 if waiter.done():  # its caller gave up; the order holds all the same
                     continue
                 if isinstance(reply, errors.ResponseError):
                     waiter.set_exception(_error(reply))
                 else:
                     waiter.set_result(reply)
-        except (hiredis.ProtocolError, IndexError) as e:
-            self._fail(errors.ConnectionError(f"Redis sent what cannot be read: {e}"))
+        except Exception as e:  # not Redis's protocol, or a reply to no command
+            self.fail(errors.ConnectionError(f"Redis sent what cannot be read: {e!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(errors.ConnectionError("the connection to Redis was lost"))
+        self.fail(errors.ConnectionError("the connection to Redis was lost"))
 
     def close(self) -> None:
-        self._fail(errors.ConnectionError("the connection to Redis was closed"))
+        self.fail(errors.ConnectionError("the connection to Redis was closed"))
 
     def _flush(self) -> None:
         if self._outgoing and not self.closed and self._transport is not None:
@@ -231,11 +304,11 @@ class _Connection(asyncio.Protocol):
             return
         due = self._waiting[0][1]
         if self._loop.time() >= due:
-            self._fail(errors.TimeoutError(f"Redis did not answer within {self._timeout} s"))
+            self.fail(errors.TimeoutError(f"Redis did not answer within {self._timeout} s"))
         else:
             self._watchdog = self._loop.call_at(due, self._check_time)
 
-    def _fail(self, error: Exception) -> None:
+    def fail(self, error: Exception) -> None:
         """Close for good: every caller still waiting gets ``error``."""
         self.closed = True
         self._outgoing.clear()
@@ -246,6 +319,9 @@ class _Connection(asyncio.Protocol):
             waiter, _ = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
+        for greeted in self.greeted:  # the link may never look: the attempt was cancelled
+            if greeted.done() and not greeted.cancelled():
+                greeted.exception()
         if self._transport is not None:
             transport, self._transport = self._transport, None
             with contextlib.suppress(RuntimeError):  # its event loop may be gone already
