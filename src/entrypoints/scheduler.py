@@ -13,12 +13,16 @@ log = logging.getLogger("concert.scheduler")
 
 
 async def run_scheduler(deps: Dependencies, interval: float, stop: asyncio.Event) -> None:
-    """Tick until ``stop`` is set; a store that is down is logged and tried again next tick."""
+    """Tick until ``stop`` is set. A store that is down is logged and tried again next tick;
+    so is anything else a tick raises, with its traceback: the loop outlives any one tick, for
+    without it holds stay held past their time and the line stops moving."""
     while not stop.is_set():
         try:
             report = await usecases.run_scheduler_tick(deps=deps)
         except StoreUnavailable as e:
             log.warning("scheduler tick skipped: %s", e.message)
+        except Exception:
+            log.exception("scheduler tick failed; trying again next tick")
         else:
             if report.expired_holds or report.expired_tokens or report.admitted_tokens:
                 log.info(

@@ -1,8 +1,14 @@
+import asyncio
 from datetime import timedelta
+
+import attrs
+import pytest
 
 from adapters.clock import ManualClock
 from booking import PASSWORD, add_venue, admitted_customer, memory_deps
 from concert_domain import BookingPolicy, Dependencies, QueuePolicy
+from concert_domain.errors import StoreUnavailable
+from concert_domain.ports import UnitOfWork
 from concert_domain.usecases import (
     charge_wallet,
     hold_seat,
@@ -12,6 +18,7 @@ from concert_domain.usecases import (
     run_scheduler_tick,
     sign_up,
 )
+from entrypoints.scheduler import run_scheduler
 
 
 class TestSchedulerTick:
@@ -47,3 +54,28 @@ class TestSchedulerTick:
         clock.advance(timedelta(hours=1, seconds=1))
         assert (await run_scheduler_tick(deps=deps)).purged_idempotency_keys == 2
         assert await charge_wallet(mina.user_id, 1_000, "charge", deps=deps) == 1_000
+
+
+class TestSchedulerLoop:
+    async def test_outlives_a_tick_that_fails_in_any_way(
+        self, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        deps = memory_deps(clock)
+        ticks: list[str] = []
+        stop = asyncio.Event()
+        failures = iter([StoreUnavailable("the database cannot be reached"), RuntimeError("bug")])
+
+        def unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+            ticks.append("tick")
+            if len(ticks) == 4:
+                stop.set()
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            return deps.uow(read_only=read_only)
+
+        flaky = attrs.evolve(deps, uow=unit_of_work)
+        await asyncio.wait_for(run_scheduler(flaky, 0, stop), timeout=5)
+        assert len(ticks) >= 4  # went on after both failures
+        assert "scheduler tick skipped: the database cannot be reached" in caplog.text
+        assert "scheduler tick failed" in caplog.text and "RuntimeError: bug" in caplog.text

@@ -114,8 +114,8 @@ class SqlDatabase:
         assert self._postgres is not None
         pooled = await self._postgres.get()
         try:
-            await pooled.execute("SELECT 1")
-        except (psycopg.Error, OSError) as e:
+            await self._postgres.bounded(pooled, pooled.execute("SELECT 1"))
+        except (psycopg.Error, OSError, TimeoutError) as e:
             raise StoreUnavailable("the database does not answer") from e
         finally:
             await self._postgres.give_back(pooled)

@@ -24,11 +24,14 @@ is what lets a hold be one round trip: nothing it answers waits for the database
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import select as sockets
+import socket
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import psycopg
@@ -88,6 +91,7 @@ REFUSALS: dict[str, Callable[[int], ConcertError]] = {
 BALANCE_NOT_NEGATIVE = "ck_wallets_balance_not_negative"
 
 Watcher = Callable[[str], None]
+T = TypeVar("T")
 
 
 @attrs.define
@@ -117,6 +121,7 @@ class PostgresConnections:
         )
         self.reservation_ids = _IdBlock()
         self.watchers: list[Watcher] = []
+        self._draining: asyncio.Future[None] | None = None
 
     async def get(self) -> psycopg.AsyncConnection[Any]:
         """A connection that has heard nothing from the server since it was last used: an
@@ -135,6 +140,41 @@ class PostgresConnections:
         except (PoolTimeout, psycopg.OperationalError) as e:
             raise StoreUnavailable("the database cannot be reached") from e
         raise StoreUnavailable("the database keeps closing its connections")
+
+    async def bounded(self, connection: psycopg.AsyncConnection[Any], work: Awaitable[T]) -> T:
+        """``work`` on ``connection``, given up after `ROUND_TRIP_SECONDS` (`TimeoutError`).
+
+        Not by cancelling it: psycopg answers a cancelled query by asking the server to cancel
+        it, on a new connection, and then waiting for the query, up to ten seconds in all,
+        which is what a server that does not answer would cost every request. The connection's
+        socket is shut instead, which fails the query at once; and the pool's other idle
+        connections, likely cut off too, are let go, so that the next requests connect afresh
+        rather than find out one by one."""
+        late = False
+
+        def shut() -> None:
+            nonlocal late
+            late = True
+            _shut(connection)
+
+        timer = asyncio.get_running_loop().call_later(ROUND_TRIP_SECONDS, shut)
+        try:
+            return await work
+        except (psycopg.Error, OSError) as e:
+            if late:
+                raise TimeoutError(f"no answer within {ROUND_TRIP_SECONDS} s") from e
+            raise
+        finally:
+            timer.cancel()
+            if late and self._draining is None and not self.pool.closed:
+                self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self.pool.drain()
+        finally:
+            self._draining = None
 
     async def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
         """Return ``connection``; the pool discards it if it is broken or mid-query."""
@@ -177,8 +217,8 @@ class PostgresSession(TransactionRules):
         try:
             if not connection.broken and _status(connection) != TransactionStatus.IDLE:
                 self._announce("ROLLBACK")
-                await connection.execute("ROLLBACK")
-        except psycopg.Error:
+                await self._connections.bounded(connection, connection.execute("ROLLBACK"))
+        except (psycopg.Error, TimeoutError):
             pass  # a broken connection rolls back by itself; the pool discards it
         finally:
             await self._connections.give_back(connection)
@@ -198,8 +238,11 @@ class PostgresSession(TransactionRules):
         except _ConnectionLost as lost:
             if not first or commit:
                 raise StoreUnavailable("the database connection was lost") from lost.__cause__
-            self._begun = False
+        self._begun = False
+        try:
             return await self._round_trip_once(steps, commit=commit)
+        except _ConnectionLost as lost:  # the fresh one too: the database is going away
+            raise StoreUnavailable("the database connection was lost") from lost.__cause__
 
     async def _round_trip_once(
         self, steps: list[Step], *, commit: bool = False
@@ -224,8 +267,7 @@ class PostgresSession(TransactionRules):
 
     async def _send(self, cursor: psycopg.AsyncClientCursor[Any], sql_text: str) -> None:
         try:
-            async with asyncio.timeout(ROUND_TRIP_SECONDS):
-                await cursor.execute(sql_text)
+            await self._connections.bounded(cursor.connection, cursor.execute(sql_text))
         except TimeoutError as e:
             await self._lose(cursor.connection)
             raise StoreUnavailable("the database did not answer in time") from e
@@ -256,8 +298,9 @@ class PostgresSession(TransactionRules):
             return
         self._announce(";\n".join(missing.values()))
         try:
-            async with asyncio.timeout(ROUND_TRIP_SECONDS):
-                await cursor.execute(";\n".join(missing.values()))
+            await self._connections.bounded(
+                connection, cursor.execute(";\n".join(missing.values()))
+            )
         except BaseException as e:
             # which of them the server kept is unknown now: the pool replaces the connection
             await self._lose(connection)
@@ -288,6 +331,15 @@ class _ConnectionLost(Exception):
 def _lost(connection: psycopg.AsyncConnection[Any], error: psycopg.Error) -> bool:
     """Whether ``error`` says the connection is gone (rather than a statement failed)."""
     return connection.broken or (error.sqlstate or "").startswith(LOST_STATES)
+
+
+def _shut(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket both ways, without closing it under psycopg: whatever
+    waits on it wakes to an error at once."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        fd = connection.fileno()
+        with socket.socket(fileno=os.dup(fd)) as shared:
+            shared.shutdown(socket.SHUT_RDWR)
 
 
 def _spoken_to(connection: psycopg.AsyncConnection[Any]) -> bool:
