@@ -3,6 +3,7 @@ where a missing server fails the run instead."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from adapters.redis import Keys, RedisLink, connect
 from adapters.sql import SqlDatabase
 from adapters.sql.engine import postgres_conninfo
 from adapters.sql.schema import metadata
+from loop_clock import LoopClock
 
 
 def _running(server: contextlib.AbstractContextManager[str]) -> Iterator[str]:
@@ -102,3 +104,10 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
     await database.migrate()
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[LoopClock]:
+    """A hand on the event loop's clock (`LoopClock`), for code that keeps time by it."""
+    with LoopClock(asyncio.get_running_loop()) as hand:
+        yield hand

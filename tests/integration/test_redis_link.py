@@ -15,6 +15,7 @@ from redis import exceptions
 import services
 from adapters.redis import Keys, RedisLink, connect
 from adapters.redis.link import RedisAddress
+from loop_clock import LoopClock
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +145,7 @@ async def test_a_killed_connection_fails_what_was_in_flight_and_the_next_command
 
 
 async def test_a_server_that_stops_answering_times_out_and_the_link_recovers(
-    own_redis: services.RedisServer,
+    own_redis: services.RedisServer, clock: LoopClock
 ) -> None:
     url = f"redis://:open%20sesame@127.0.0.1:{own_redis.port}/0"
     link = RedisLink.from_url(url, timeout=0.3)
@@ -158,6 +159,7 @@ async def test_a_server_that_stops_answering_times_out_and_the_link_recovers(
         assert all(isinstance(r, exceptions.TimeoutError) for r in results), results
     finally:
         own_redis.process.send_signal(signal.SIGCONT)
+    clock.shift(0.1)  # past the pause that follows a timeout
     assert await link.call("ECHO", "back") == "back"
     await link.aclose()
 

@@ -14,6 +14,7 @@ import pytest
 from redis import exceptions
 
 from adapters.redis import RedisLink
+from loop_clock import LoopClock
 
 pytestmark = pytest.mark.integration
 
@@ -91,39 +92,12 @@ class FakeRedis:
             self._handlers.discard(task)
 
 
-class LoopClock:
-    """The test's hand on its event loop's clock: `shift` moves the time every timer and
-    deadline of the loop sees, to wait out a pause without sleeping or to hold the time back
-    so that "at once" does not depend on the machine's speed. Shift only while no guard runs."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._real = loop.time
-        self._offset = 0.0
-
-    def __enter__(self) -> LoopClock:
-        setattr(self._loop, "time", lambda: self._real() + self._offset)  # noqa: B010
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        delattr(self._loop, "time")
-
-    def shift(self, seconds: float) -> None:
-        self._offset += seconds
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeRedis]:
     server = FakeRedis()
     await server.start()
     yield server
     await server.close()
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[LoopClock]:
-    with LoopClock(asyncio.get_running_loop()) as hand:
-        yield hand
 
 
 async def pings(link: RedisLink, count: int) -> list[BaseException | None]:
@@ -300,3 +274,32 @@ async def failures_of_every_kind(fake: FakeRedis, clock: LoopClock) -> None:
     await outcome(calls, exceptions.ConnectionError)
     await wrong.aclose()
     await dropped.aclose()
+
+
+async def test_a_server_that_stops_answering_costs_one_timeout_then_a_pause(
+    fake: FakeRedis, clock: LoopClock
+) -> None:
+    """A server that takes connections but answers nothing (a stopped process): the command
+    in flight times out, and the next ones fail at once rather than each wait again."""
+    fake.answers["PING"] = PONG
+    link = RedisLink.from_url(fake.url(), timeout=0.3)
+    try:
+        assert await pings(link, 1) == [None]
+        del fake.answers["PING"]
+        silent = asyncio.ensure_future(link.ping())
+        async with asyncio.timeout(GUARD):
+            await fake.heard("PING", 2)
+        clock.shift(0.3)
+        async with asyncio.timeout(GUARD):
+            [timed_out] = await asyncio.gather(silent, return_exceptions=True)
+        assert isinstance(timed_out, exceptions.TimeoutError), timed_out
+        connections = fake.connections
+        message = await refused_at_once(link, clock)
+        assert "did not answer within 0.3 s (trying again after a pause of 0.1 s)" in message
+        assert fake.connections == connections  # no new connection in the pause
+        fake.answers["PING"] = PONG
+        clock.shift(0.2)  # past the pause: a new connection, and the server answers again
+        assert await pings(link, 1) == [None]
+        assert fake.connections == connections + 1
+    finally:
+        await link.aclose()

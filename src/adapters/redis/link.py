@@ -14,11 +14,12 @@ order they came, and go out once it has connected and greeted (AUTH, SELECT). An
 fails (refused, or no answer) fails them all with `ConnectionError`, and for a pause after it
 (0.1 s, doubled by each failure up to 2 s, gone once an attempt succeeds) commands fail at once
 instead of trying again, so a dead or silent server costs a caller no more than ``timeout`` and
-gets no storm of connections. A command waits at most ``timeout`` from when it was issued,
-connecting included: a reply later than that fails every command in flight with `TimeoutError`
-and drops the connection, for the replies behind it would be as late. An error reply raises
-`ResponseError` (`NoScriptError` for an unknown script) for its command only, and so does a reply
-that is not UTF-8 text (`NotUtf8Error`).
+gets no storm of connections; a connection whose server stops answering starts the same pause,
+so that a request's later commands do not each wait the timeout again. A command waits at most
+``timeout`` from when it was issued, connecting included: a reply later than that fails every
+command in flight with `TimeoutError` and drops the connection, for the replies behind it would
+be as late. An error reply raises `ResponseError` (`NoScriptError` for an unknown script) for its
+command only, and so does a reply that is not UTF-8 text (`NotUtf8Error`).
 
 Since commands from everywhere share the connection, none may block it (no ``BLPOP``) and no
 command may span several (no ``MULTI``): an atomic step is a Lua script (`script`).
@@ -32,7 +33,7 @@ import contextlib
 import hashlib
 import math
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import attrs
@@ -158,9 +159,24 @@ class RedisLink:
         now = loop.time()
         if now < self._retry_at:
             raise errors.ConnectionError(self._failure)
-        connection = self._connection = _Connection(loop, self._timeout, self._hello)
+        connection = _Connection(loop, self._timeout, self._hello, self._went_silent)
+        self._connection = connection
         self._opening = loop.create_task(self._open(connection, now + self._timeout))
         return connection
+
+    def _went_silent(self, connection: _Connection) -> None:
+        """A connection whose server stopped answering: pause as after a failed attempt, for
+        a server that accepts connections but does not answer (a stopped process) would cost
+        every command after it the whole timeout again."""
+        if self._connection is connection:
+            self._fail_for_a_while(
+                f"Redis at {self._where} did not answer within {self._timeout} s"
+            )
+
+    def _fail_for_a_while(self, failure: str) -> None:
+        self._pause = min(max(2 * self._pause, FIRST_PAUSE), LONGEST_PAUSE)
+        self._retry_at = asyncio.get_running_loop().time() + self._pause
+        self._failure = f"{failure} (trying again after a pause of {self._pause:.1f} s)"
 
     async def _open(self, connection: _Connection, deadline: float) -> None:
         """Connect and greet by ``deadline`` (no command issued since has a nearer one), then
@@ -184,9 +200,7 @@ class RedisLink:
             failure = f"cannot reach Redis at {self._where}: {cause}"
             connection.fail(errors.ConnectionError(failure))
             if self._connection is connection:
-                self._pause = min(max(2 * self._pause, FIRST_PAUSE), LONGEST_PAUSE)
-                self._retry_at = loop.time() + self._pause
-                self._failure = f"{failure} (trying again after a pause of {self._pause:.1f} s)"
+                self._fail_for_a_while(failure)
         except BaseException:  # cancelled: the link is closing
             connection.close()
             raise
@@ -220,10 +234,15 @@ class _Connection(asyncio.Protocol):
     replies (`greeted`) first, and the link's deadline for connecting is the only clock."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, timeout: float, greeting: Sequence[bytes]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        greeting: Sequence[bytes],
+        on_silence: Callable[[_Connection], None] | None = None,
     ) -> None:
         self._loop = loop
         self._timeout = timeout
+        self._on_silence = on_silence
         self._reader = hiredis.Reader(
             encoding="utf-8", errors="strict", replyError=errors.ResponseError
         )
@@ -305,6 +324,8 @@ class _Connection(asyncio.Protocol):
         due = self._waiting[0][1]
         if self._loop.time() >= due:
             self.fail(errors.TimeoutError(f"Redis did not answer within {self._timeout} s"))
+            if self._on_silence is not None:
+                self._on_silence(self)
         else:
             self._watchdog = self._loop.call_at(due, self._check_time)
 
