@@ -29,7 +29,8 @@ from concert_domain.ids import UserId
 PENDING_LEASE = timedelta(seconds=60)
 RETENTION = timedelta(hours=24)
 
-KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+# printable ASCII, not starting or ending with a space (HTTP drops those: " a" arrives as "a")
+KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$"
 _KEY = re.compile(KEY_PATTERN)
 
 JsonScalar = int | str | None
@@ -45,7 +46,10 @@ def kept_integer(body: Mapping[str, JsonScalar], name: str) -> int:
 
 def validate_idempotency_key(key: str) -> str:
     if not _KEY.fullmatch(key):
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, not starting or "
+            "ending with a space"
+        )
     return key
 
 

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 import attrs
 import pytest
 
+from adapters.caching.wrapping import WrappedUnitOfWork
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryHoldTimers, InMemoryQueueStore
 from booking import Customer, add_venue, admitted_customer, memory_deps
@@ -105,7 +106,7 @@ class TestChargeWallet:
         await charge_wallet(mina.user_id, 5_000, "same-key", deps=deps)
         assert await charge_wallet(joon.user_id, 7_000, "same-key", deps=deps) == 7_000
 
-    @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode"])
+    @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ünïcode", " k", "k ", " "])
     async def test_refuses_a_malformed_idempotency_key(self, deps: Dependencies, key: str) -> None:
         mina = await admitted_customer(deps, "mina@example.com")
         with pytest.raises(InvalidRequest):
@@ -297,6 +298,40 @@ class TestPayIdempotently:
             isinstance(r, IdempotencyKeyInUse) for r in results if isinstance(r, BaseException)
         )
         assert await get_balance(mina.user_id, deps=deps) == 150_000
+
+
+class CommitSignalled(WrappedUnitOfWork):
+    def __init__(self, inner: UnitOfWork, committed: asyncio.Event) -> None:
+        super().__init__(inner)
+        self._committed = committed
+
+    async def commit(self) -> None:
+        await self.inner.commit()
+        self._committed.set()
+
+
+class TestStoreLostAfterTheClaim:
+    async def test_the_failure_is_answered_at_once_and_the_claim_dropped_after(
+        self, deps: Dependencies
+    ) -> None:
+        mina = await admitted_customer(deps, "mina@example.com")
+        opened: list[bool] = []
+        released = asyncio.Event()
+
+        def fails_after_the_claim(*, read_only: bool = False) -> UnitOfWork:
+            opened.append(read_only)
+            if len(opened) == 2:  # the charge itself: its store is gone
+                raise StoreUnavailable("the database cannot be reached")
+            if len(opened) == 3:  # the release, which the failed request does not wait for
+                return CommitSignalled(deps.uow(read_only=read_only), released)
+            return deps.uow(read_only=read_only)
+
+        flaky = attrs.evolve(deps, uow=fails_after_the_claim)
+        with pytest.raises(StoreUnavailable):
+            await charge_wallet(mina.user_id, 1_000, "k", deps=flaky)
+        assert len(opened) == 2  # answered before the claim was dropped
+        await asyncio.wait_for(released.wait(), timeout=5)
+        assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000
 
 
 class TestRetriesUnderContention:

@@ -8,8 +8,10 @@ turn a success into an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 from concert_domain.errors import StoreUnavailable
 
@@ -22,3 +24,14 @@ async def follow_up(step: Awaitable[None], what: str) -> None:
         await step
     except StoreUnavailable:
         log.warning("could not %s; it will lapse on its own", what)
+
+
+_running: set[asyncio.Task[None]] = set()
+
+
+def follow_up_later(step: Coroutine[Any, Any, None], what: str) -> None:
+    """`follow_up` without waiting for it: for tidying after a store has just failed, which
+    would most likely make the caller wait as long again for nothing."""
+    task = asyncio.get_running_loop().create_task(follow_up(step, what))
+    _running.add(task)  # kept until done, so that it is not collected while it runs
+    task.add_done_callback(_running.discard)

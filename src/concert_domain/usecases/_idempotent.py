@@ -4,7 +4,8 @@ The claim is committed on its own, so that a concurrent retry sees it and is tol
 still running. The work keeps its answer (`Attempt.keep`) in the unit of work that makes its
 change, so the two commit or roll back together. A domain error raised by the work is an answer
 too and is kept; an answer about the caller's place in line (`NotAdmitted`) or a store failure
-drops the claim instead, so that the retry can go through.
+drops the claim instead, so that the retry can go through (after a store failure, without the
+caller waiting for it; if the store is still down, the claim's lease runs out on its own).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concert_domain.errors import ConcertError, NotAdmitted, StoreUnavailable, e
 from concert_domain.idempotency import PENDING_LEASE, JsonScalar, StoredOutcome
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWork
+from concert_domain.usecases._follow_up import follow_up_later
 
 Body = Mapping[str, JsonScalar]
 
@@ -58,8 +60,11 @@ async def answered_once(
         return
     try:
         yield Attempt(claim=(user_id, key))
-    except (NotAdmitted, StoreUnavailable):
+    except NotAdmitted:
         await _release(deps, user_id, key)
+        raise
+    except StoreUnavailable:  # not waited for: the store has just failed this request
+        follow_up_later(_release(deps, user_id, key), "drop an idempotency claim")
         raise
     except ConcertError as error:
         async with deps.uow() as uow:
