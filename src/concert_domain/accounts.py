@@ -15,10 +15,11 @@ PASSWORD_MAX_LENGTH = 256
 EMAIL_MAX_LENGTH = 254
 
 # local@domain.tld: no spaces, one "@", a domain of dot-separated labels ending in letters.
-_EMAIL = re.compile(
+EMAIL_PATTERN = (
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def normalize_email(email: str) -> str:

@@ -4,6 +4,7 @@ Starlette app over in-memory services."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -505,6 +506,13 @@ class TestPayments:
         response = await self.pay(mina, 1, **{"Idempotency-Key": "k" * 256})
         assert error_code(response) == (422, "invalid_request")
 
+    async def test_a_missing_queue_token_is_told_before_an_id_no_one_has(
+        self, mina: Caller
+    ) -> None:
+        for path, body in (("/reservations", {"seat_id": 0}), ("/payments", {"reservation_id": 0})):
+            response = await mina.client.post(path, json=body, headers=mina.auth)
+            assert error_code(response) == (401, "queue_token_required"), path
+
 
 class TestOperations:
     async def test_health_and_readiness(self, client: httpx.AsyncClient) -> None:
@@ -557,6 +565,30 @@ class TestOperations:
     ) -> None:
         assert error_code(await client.get("/nowhere")) == (404, "not_found")
         assert error_code(await client.delete("/concerts")) == (405, "invalid_request")
+
+    async def test_a_method_a_path_does_not_answer_is_told_every_one_it_does(
+        self, mina: Caller
+    ) -> None:
+        for method in ("OPTIONS", "PUT", "PATCH"):
+            response = await mina.client.request(method, "/reservations/1", headers=mina.auth)
+            assert error_code(response) == (405, "invalid_request")
+            assert set(response.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD"}
+
+    async def test_openapi_states_the_rules_the_service_holds_requests_to(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        document = (await client.get("/openapi.json")).json()
+        sign_up = document["components"]["schemas"]["SignUp"]["properties"]["email"]
+        assert re.fullmatch(sign_up["pattern"], " Mina@example.com ")
+        assert not re.fullmatch(sign_up["pattern"], "not-an-address")
+        status = document["paths"]["/queue/status"]["get"]["security"]
+        assert status == [{"bearer": [], "queueToken": []}]
+        [key] = [
+            p
+            for p in document["paths"]["/payments"]["post"]["parameters"]
+            if p["name"] == "Idempotency-Key"
+        ]
+        assert not re.fullmatch(key["schema"]["pattern"], " k")
 
 
 class TestHostileInput:
@@ -623,7 +655,8 @@ class TestHostileInput:
     async def test_a_queue_token_that_cannot_be_one_is_refused_without_a_lookup(
         self, mina: Caller, token: bytes
     ) -> None:
-        headers = {**mina.auth, "X-Queue-Token": token}
+        headers = [(k.encode(), v.encode()) for k, v in mina.auth.items()]
+        headers.append((b"X-Queue-Token", token))
         response = await mina.client.get("/queue/status", headers=headers)
         assert error_code(response) == (403, "queue_token_invalid")
 

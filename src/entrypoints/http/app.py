@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from concert_domain import Dependencies
 from concert_domain.errors import ConcertError
 from entrypoints.http.clients import Proxies
+from entrypoints.http.endpoints import routes
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
 from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.limits import BodySizeLimit
@@ -33,7 +34,7 @@ def create_app(
     """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``.
     ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
     app = Starlette(
-        routes=[endpoint.route() for endpoint in ENDPOINTS],
+        routes=routes(ENDPOINTS),
         middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit)],
         exception_handlers={
             ConcertError: on_concert_error,

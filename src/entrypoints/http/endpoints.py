@@ -5,7 +5,7 @@ encoding) and the endpoint's part of `/openapi.json` (`openapi`)."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from concert_domain import Dependencies, usecases
+from concert_domain import Dependencies, queue, usecases
 from concert_domain.errors import InvalidRequest, NotFound, Unauthorized
 from concert_domain.ids import UserId
 from entrypoints.http.clients import client_address
@@ -30,6 +30,7 @@ class Access(enum.Enum):
     ANYONE = "anyone"
     CUSTOMER = "a customer's access token"
     ADMITTED = "an access token and an active queue token of the same customer"
+    QUEUED = "an access token and a queue token of the same customer, active or not"
 
 
 @attrs.frozen
@@ -88,7 +89,7 @@ class Endpoint:
         statuses = set(self.conflicts)
         if self.access is not Access.ANYONE:
             statuses.add(401)
-        if self.access is Access.ADMITTED:
+        if self.access in (Access.ADMITTED, Access.QUEUED):
             statuses.add(403)
         if self.body is not None:
             statuses.update((400, 413, 422))
@@ -100,18 +101,34 @@ class Endpoint:
             statuses.add(503)
         return sorted(statuses - set(self.answers))
 
-    def route(self) -> Route:
-        endpoint = self
+    async def serve(self, request: Request) -> Response:
+        deps: Dependencies = request.app.state.deps
+        user = UserId(0) if self.access is Access.ANYONE else await caller(request, deps)
+        if self.access in (Access.ADMITTED, Access.QUEUED):  # before anything in the body
+            queue.required(request.headers.get("x-queue-token"))
+        body = None if self.body is None else await decoded(request, self.body)
+        status, answer = await self.handler(Call(request, deps, user, body))
+        encoded = answer if isinstance(answer, bytes) else encode(answer)
+        return Response(encoded, status, media_type=JSON)
 
-        async def serve(request: Request) -> Response:
-            deps: Dependencies = request.app.state.deps
-            user = UserId(0) if endpoint.access is Access.ANYONE else await caller(request, deps)
-            body = None if endpoint.body is None else await decoded(request, endpoint.body)
-            status, answer = await endpoint.handler(Call(request, deps, user, body))
-            encoded = answer if isinstance(answer, bytes) else encode(answer)
-            return Response(encoded, status, media_type=JSON)
 
-        return Route(self.path, serve, methods=[self.method])
+def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """One route per path, answering each of its methods, so that a method it does not
+    answer gets 405 with an ``Allow`` header naming all those it does."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    return [_route(path, methods) for path, methods in by_path.items()]
+
+
+def _route(path: str, methods: dict[str, Endpoint]) -> Route:
+    if "GET" in methods:
+        methods = {**methods, "HEAD": methods["GET"]}
+
+    async def serve(request: Request) -> Response:
+        return await methods[request.method].serve(request)
+
+    return Route(path, serve, methods=list(methods))
 
 
 async def caller(request: Request, deps: Dependencies) -> UserId:

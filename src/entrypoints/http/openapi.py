@@ -32,6 +32,7 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "ANYONE": [],
     "CUSTOMER": [{"bearer": []}],
     "ADMITTED": [{"bearer": [], "queueToken": []}],
+    "QUEUED": [{"bearer": [], "queueToken": []}],
 }
 
 

@@ -218,7 +218,7 @@ ENDPOINTS = (
         "/queue/status",
         "Where your queue token stands",
         queue_status,
-        Access.CUSTOMER,
+        Access.QUEUED,
         {200: schema.QueueStatus},
         conflicts=(403,),
     ),

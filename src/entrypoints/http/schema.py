@@ -13,13 +13,27 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from concert_domain.accounts import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from concert_domain.accounts import (
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+)
 from concert_domain.wallet import CHARGE_MAX, CHARGE_MIN
 
 # a string that goes into a store: no NUL anywhere (lone surrogates never decode)
 NO_NUL = r"^[^\x00]*$"
 Id = Annotated[int, Meta(ge=1, description="an opaque identifier")]
 Email = Annotated[str, Meta(max_length=EMAIL_MAX_LENGTH, pattern=NO_NUL)]
+# what sign-up takes: an address, around which spaces are let go (`accounts.normalize_email`);
+# documented here, checked by the core with its own message (a NUL is no address either)
+NewEmail = Annotated[
+    str,
+    Meta(
+        max_length=EMAIL_MAX_LENGTH,
+        extra_json_schema={"pattern": rf"^\s*{EMAIL_PATTERN[1:-1]}\s*$"},
+    ),
+]
 Password = Annotated[str, Meta(max_length=PASSWORD_MAX_LENGTH, pattern=NO_NUL)]
 NewPassword = Annotated[
     str,
@@ -42,7 +56,7 @@ class Answer(msgspec.Struct, kw_only=True):
 
 
 class SignUp(Body):
-    email: Email
+    email: NewEmail
     password: NewPassword
 
 
