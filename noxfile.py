@@ -5,6 +5,9 @@ Arguments after ``--`` go to the session's tool, e.g. ``nox -s tests -- -k payme
 
 from __future__ import annotations
 
+import os
+import random
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -39,6 +42,26 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (Hypothesis uses its ci profile when CI is set)."""
     install(session, "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """A long schemathesis run against `concert serve` on the embedded default: every check,
+    1,000 cases per operation and 2,000 call sequences (CONCERT_FUZZ_EXAMPLES,
+    CONCERT_FUZZ_SCENARIOS, CONCERT_FUZZ_STEPS to change) and a new seed each time
+    (CONCERT_FUZZ_SEED to repeat one). The default test command runs a bounded one."""
+    install(session, "test")
+    seed = os.environ.get("CONCERT_FUZZ_SEED") or str(random.randrange(2**32))
+    session.log(f"CONCERT_FUZZ_SEED={seed}")
+    session.run(
+        "pytest",
+        "tests/integration/test_fuzz.py",
+        *session.posargs,
+        env={
+            "CONCERT_FUZZ_EXAMPLES": os.environ.get("CONCERT_FUZZ_EXAMPLES", "1000"),
+            "CONCERT_FUZZ_SEED": seed,
+        },
+    )
 
 
 @nox.session
