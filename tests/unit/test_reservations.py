@@ -12,8 +12,8 @@ from concert_domain.errors import (
     HoldLimitReached,
     NotFound,
     QueueTokenInvalid,
-    RateLimited,
     QueueTokenRequired,
+    RateLimited,
     ReservationNotHeld,
     SeatUnavailable,
 )
