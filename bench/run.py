@@ -178,11 +178,13 @@ SEED_SQL = [
     "INSERT INTO accounts (user_id, email, password_hash, created_at) "
     "SELECT n, 'bench' || n || '@example.com', 'unusable', {now} FROM {series}",
     f"INSERT INTO wallets (user_id, balance) SELECT n, {BALANCE} FROM {{series}}",
-    "INSERT INTO ledger (user_id, kind, amount, created_at) "
-    f"SELECT n, 'charge', {BALANCE}, {{now}} FROM {{series}}",
-    "INSERT INTO concert_dates (concert_id, day, starts_at) VALUES (1, '2027-06-01', {later})",
-    "INSERT INTO seats (date_id, concert_id, number, price) "
-    "SELECT (SELECT max(date_id) FROM concert_dates), 1, n, 50000 FROM {seats}",
+    "INSERT INTO ledger (user_id, kind, amount, balance, created_at) "
+    f"SELECT n, 'charge', {BALANCE}, {BALANCE}, {{now}} FROM {{series}}",
+    "INSERT INTO concert_dates (concert_id, day, starts_at, sale_opens_at, sale_closes_at) "
+    "VALUES (1, '2027-06-01', {later}, {now}, {later})",
+    "INSERT INTO seats (date_id, concert_id, section, section_order, row_label, row_order, "
+    "number, price) SELECT (SELECT max(date_id) FROM concert_dates), 1, 'Pay', 0, 'P', 0, n, "
+    "50000 FROM {seats}",
 ]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
@@ -11,7 +12,8 @@ from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase
 from adapters.security import Argon2PasswordHasher
 from concert_domain import BookingPolicy, Dependencies, usecases
-from concert_domain.catalog import ConcertDate, Seat
+from concert_domain.accounts import Identity, Role
+from concert_domain.catalog import ConcertDate, DateSpec, RowSpec, Seat, SectionSpec
 from concert_domain.ids import ConcertId, QueueToken, UserId
 from entrypoints.wiring import build_memory_dependencies
 
@@ -74,25 +76,38 @@ class Venue:
         return self.dates[0].concert_id
 
 
+# an operator as a verified access token names one (the use cases check the role)
+OPERATOR = Identity(UserId(10**9), datetime.max.replace(tzinfo=UTC), Role.ADMIN)
+
+
+def one_row(seats: int, price: int, section: str = "Floor", row: str = "A") -> SectionSpec:
+    return SectionSpec(section, price, [RowSpec(row, seats)])
+
+
 async def add_venue(
-    deps: Dependencies, *, seats: int = 5, price: int = 50_000, days: tuple[int, ...] = (7,)
+    deps: Dependencies,
+    *,
+    seats: int = 5,
+    price: int = 50_000,
+    days: tuple[int, ...] = (7,),
+    sections: Sequence[SectionSpec] | None = None,
 ) -> Venue:
-    """One concert with a date ``days`` after the clock's today, each with numbered seats;
-    ``Venue.seats`` are those of the first date."""
+    """One concert with a date ``days`` after the clock's now, each on sale from now and laid
+    out as ``sections`` (one row ``A`` of ``seats`` in section ``Floor`` unless given), made as
+    an operator makes them; ``Venue.seats`` are those of the first date, in layout order."""
     now = deps.clock.now()
-    async with deps.uow() as uow:
-        concert = await uow.catalog.add_concert("Test Concert")
-        dates: list[ConcertDate] = []
-        first_seats: list[Seat] = []
-        for offset in days:
-            starts_at = now + timedelta(days=offset)
-            concert_date = await uow.catalog.add_date(
-                concert.concert_id, date.fromordinal(starts_at.toordinal()), starts_at
+    concert = await usecases.create_concert(OPERATOR, "Test Concert", "Test Hall", deps=deps)
+    dates = [
+        (
+            await usecases.create_date(
+                OPERATOR,
+                concert.concert_id,
+                DateSpec(now + timedelta(days=offset), sections or [one_row(seats, price)]),
+                deps=deps,
             )
-            added = await uow.catalog.add_seats(
-                concert_date.date_id, [(n, price) for n in range(1, seats + 1)]
-            )
-            first_seats = first_seats or added
-            dates.append(concert_date)
-        await uow.commit()
-    return Venue(dates, first_seats)
+        ).date
+        for offset in days
+    ]
+    async with deps.uow(read_only=True) as uow:
+        views = await uow.catalog.seat_map(dates[0].date_id, now)
+    return Venue(dates, [view.seat for view in views])

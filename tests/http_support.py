@@ -55,3 +55,10 @@ def error_code(response: httpx.Response) -> tuple[int, str]:
     assert set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"], body
     return response.status_code, body["error"]["code"]
+
+
+async def hold(caller: Caller, seat_id: int) -> dict[str, Any]:
+    response = await caller.post("/reservations", {"seat_id": seat_id})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

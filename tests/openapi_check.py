@@ -27,7 +27,7 @@ class ResponseSchemas:
             for method, operation in operations.items():
                 self._operations.append((method.upper(), pattern, operation))
 
-    def check(self, method: str, path: str, status: int, body: bytes) -> None:
+    def check(self, method: str, path: str, status: int, media_type: str, body: bytes) -> None:
         operation = self._operation(method, path)
         if operation is None:  # a path or method no route has: the error body all the same
             assert status in (404, 405), (method, path, status)
@@ -35,8 +35,11 @@ class ResponseSchemas:
             return
         documented = operation["responses"]
         assert str(status) in documented, f"{method} {path} answered {status}, not documented"
-        shape = documented[str(status)]["content"]["application/json"]["schema"]
-        self._validate(json.loads(body), shape)
+        content = documented[str(status)]["content"]
+        kind = media_type.split(";")[0].strip()
+        assert kind in {k.split(";")[0] for k in content}, f"{method} {path} answered {kind}"
+        if kind == "application/json":
+            self._validate(json.loads(body), content["application/json"]["schema"])
 
     def _operation(self, method: str, path: str) -> dict[str, Any] | None:
         for known, pattern, operation in self._operations:
@@ -56,7 +59,10 @@ async def check_response(response: httpx.Response) -> None:
     """An httpx response hook: fails the test on an answer the document does not describe."""
     await response.aread()
     request = response.request
-    SCHEMAS.check(request.method, request.url.path, response.status_code, response.content)
+    media_type = response.headers.get("content-type", "")
+    SCHEMAS.check(
+        request.method, request.url.path, response.status_code, media_type, response.content
+    )
 
 
 def validated_client(

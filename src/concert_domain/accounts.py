@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
 
 from concert_domain.errors import InvalidRequest, Unauthorized
 from concert_domain.ids import UserId
+from concert_domain.reservations import Reservation
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256
@@ -43,12 +46,29 @@ def validate_password(password: str) -> str:
     return password
 
 
+class Role(enum.StrEnum):
+    """Customers book; admins (made by ``concert create-admin``) also run the catalog."""
+
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
 @attrs.frozen
 class Account:
     user_id: UserId
     email: str
     password_hash: str = attrs.field(repr=False)
     created_at: datetime
+    role: Role = Role.CUSTOMER
+
+
+@attrs.frozen
+class AccountOverview:
+    """An account, its balance and its unexpired holds, read at one instant."""
+
+    account: Account
+    balance: int
+    holds: Sequence[Reservation]
 
 
 @attrs.frozen
@@ -62,10 +82,11 @@ class AccessToken:
 
 @attrs.frozen
 class Identity:
-    """Whom a genuine access token names, and until when it does."""
+    """Whom a genuine access token names, in which role, and until when it does."""
 
     user_id: UserId
     expires_at: datetime
+    role: Role = Role.CUSTOMER
 
     def at(self, now: datetime) -> UserId:
         """The customer, if the token is still valid at ``now``; raises `Unauthorized`."""

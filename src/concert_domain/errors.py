@@ -65,6 +65,12 @@ class QueueTokenNotActive(NotAdmitted):
     code = "queue_token_not_active"
 
 
+class Forbidden(ConcertError):
+    """The caller is who they say, but may not do this (a customer on an operator's path)."""
+
+    code = "forbidden"
+
+
 class NotFound(ConcertError):
     """No such thing, or it belongs to someone else: the two are never told apart."""
 
@@ -85,6 +91,20 @@ class HoldLimitReached(ConcertError):
     @classmethod
     def at(cls, limit: int) -> HoldLimitReached:
         return cls(f"you already hold {limit} seats, the most allowed; pay or cancel one first")
+
+
+class SaleNotOpen(ConcertError):
+    code = "sale_not_open"
+
+
+class SaleClosed(ConcertError):
+    code = "sale_closed"
+
+
+class ReservationNotPaid(ConcertError):
+    """A refund asked of a reservation that is not paid (held, cancelled, or refunded)."""
+
+    code = "reservation_not_paid"
 
 
 class ReservationNotHeld(ConcertError):

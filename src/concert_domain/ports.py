@@ -8,18 +8,28 @@ infrastructure failure comes out as `StoreUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
-from concert_domain.accounts import AccessToken, Account, Identity
-from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
+from concert_domain.accounts import AccessToken, Account, AccountOverview, Identity, Role
+from concert_domain.catalog import (
+    Concert,
+    ConcertDate,
+    DateAvailability,
+    NewSeat,
+    Sales,
+    Seat,
+    SeatView,
+    SoldSeat,
+)
 from concert_domain.idempotency import IdempotencyRecord, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, QueueToken, ReservationId, SeatId, UserId
+from concert_domain.paging import Position
 from concert_domain.queue import QueuePolicy, QueueTicket
-from concert_domain.reservations import HoldAttempt, Reservation
-from concert_domain.wallet import Sale
+from concert_domain.reservations import HoldAttempt, Reservation, ReservationStatus
+from concert_domain.wallet import LedgerEntry, Refund, Sale
 
 
 class Clock(Protocol):
@@ -44,22 +54,26 @@ class PasswordHasher(Protocol):
 
 
 class AccessTokens(Protocol):
-    """Signed bearer tokens that name a customer until they expire."""
+    """Signed bearer tokens that name an account and its role until they expire."""
 
-    def issue(self, user_id: UserId, now: datetime) -> AccessToken: ...
+    def issue(self, user_id: UserId, role: Role, now: datetime) -> AccessToken: ...
 
     def verify(self, token: str) -> Identity:
-        """Whom a genuine token names and until when; raises `Unauthorized` if it is
-        malformed, tampered, or signed with another key or algorithm. Whether it has expired is
-        the caller's question (`Identity.at`)."""
+        """Whom a genuine token names, in which role, and until when; raises `Unauthorized`
+        if it is malformed, tampered, or signed with another key or algorithm. Whether it has
+        expired is the caller's question (`Identity.at`)."""
         ...
 
 
 class AccountRepository(Protocol):
-    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
+    async def add(
+        self, email: str, password_hash: str, now: datetime, role: Role = Role.CUSTOMER
+    ) -> Account:
         """Create an account. ``email`` is already normalized. Atomic: raises `EmailTaken` if
         the email exists, however many sign-ups race."""
         ...
+
+    async def get(self, user_id: UserId) -> Account | None: ...
 
     async def get_by_email(self, email: str) -> Account | None: ...
 
@@ -67,19 +81,34 @@ class AccountRepository(Protocol):
         """Whether the account is there (accounts are never deleted)."""
         ...
 
+    async def set_role(self, user_id: UserId, role: Role) -> None: ...
+
+    async def overview(self, user_id: UserId, now: datetime) -> AccountOverview | None:
+        """The account, its balance and its unexpired holds (soonest to lapse first), read
+        together: what a customer sees of themselves at ``now``."""
+        ...
+
 
 class CatalogRepository(Protocol):
     """Concerts, dates and seats; and the seat statuses they show at an instant."""
 
-    async def add_concert(self, title: str) -> Concert: ...
+    async def add_concert(self, title: str, venue: str = "") -> Concert: ...
 
-    async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
+    async def add_date(
+        self,
+        concert_id: ConcertId,
+        day: date,
+        starts_at: datetime,
+        sale_opens_at: datetime,
+        sale_closes_at: datetime,
+    ) -> ConcertDate:
         """Raises `InvalidRequest` for an unknown concert."""
         ...
 
-    async def add_seats(self, date_id: DateId, seats: Sequence[tuple[int, int]]) -> list[Seat]:
-        """Add seats given as ``(number, price)``; numbers are unique within a date (raises
-        `InvalidRequest`, as for an unknown date)."""
+    async def add_seats(self, date_id: DateId, seats: Iterable[NewSeat]) -> int:
+        """Add the seats of a layout, as many as a date may have, in as few steps as the store
+        can; returns how many. A seat is unique by section, row and number within its date
+        (raises `InvalidRequest`, as for an unknown date)."""
         ...
 
     async def list_concerts(self) -> list[Concert]:
@@ -93,13 +122,26 @@ class CatalogRepository(Protocol):
     async def get_seat(self, seat_id: SeatId) -> Seat | None: ...
 
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
-        """Dates of the concert still open at ``now`` with at least one seat available at
-        ``now``, soonest first. A seat is available unless it has a live reservation
-        (`Reservation.is_live`)."""
+        """Dates of the concert whose sale has not closed at ``now`` with at least one seat
+        available at ``now``, soonest first. A seat is available unless it has a live
+        reservation (`Reservation.is_live`)."""
         ...
 
-    async def seat_map(self, date_id: DateId, now: datetime) -> Sequence[SeatView]:
-        """Every seat of the date with its status at ``now``, by number."""
+    async def seat_map(
+        self, date_id: DateId, now: datetime, section: str | None = None
+    ) -> Sequence[SeatView]:
+        """The date's seats (only ``section``'s, if named) with their status at ``now``, in
+        layout order: section, row, number. Empty for a section the date does not have."""
+        ...
+
+    async def sales(self, date_id: DateId, now: datetime) -> Sales:
+        """The date's seats counted at ``now``, per section, in one reading of the store."""
+        ...
+
+    async def sold_seats(
+        self, date_id: DateId, after: ReservationId | None, limit: int
+    ) -> list[SoldSeat]:
+        """Up to ``limit`` of the date's sold seats, by reservation id, after ``after``."""
         ...
 
 
@@ -132,6 +174,19 @@ class ReservationRepository(Protocol):
         them. Any number of sweepers may run at once: each hold is returned by exactly one."""
         ...
 
+    async def of_customer(
+        self,
+        user_id: UserId,
+        status: ReservationStatus | None,
+        before: Position | None,
+        limit: int,
+        now: datetime,
+    ) -> list[Reservation]:
+        """Up to ``limit`` of the customer's reservations, newest first (by ``created_at``,
+        then id), made before ``before``; only those whose status is ``status`` at ``now``
+        (`Reservation.as_of`: a lapsed hold is expired), if given."""
+        ...
+
 
 class WalletRepository(Protocol):
     """Balances with an append-only ledger. Every change writes its ledger entry in the same
@@ -151,6 +206,13 @@ class WalletRepository(Protocol):
         Returns the new balance, or None having changed nothing."""
         ...
 
+    async def transactions(
+        self, user_id: UserId, before: Position | None, limit: int
+    ) -> list[LedgerEntry]:
+        """Up to ``limit`` of the customer's ledger entries, newest first, before ``before``
+        (its ``id`` an entry id)."""
+        ...
+
 
 class PaymentRepository(Protocol):
     async def pay(
@@ -165,6 +227,14 @@ class PaymentRepository(Protocol):
         Returns the sale; None, having changed nothing, when the reservation is not the
         customer's unexpired hold. Refused with `InsufficientBalance` when the balance does
         not cover the price: from this call or from `UnitOfWork.commit`, leaving nothing."""
+        ...
+
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        """Give a paid seat back in one atomic step, decided by the store under any
+        concurrency: the reservation, if paid, becomes refunded (its seat is then available);
+        its price goes back to its customer's wallet, whatever the balance cap, with a
+        ``refund`` ledger entry naming the payment, which stays on record. A reservation is
+        refunded at most once. None, having changed nothing, when it is not paid."""
         ...
 
 
@@ -255,6 +325,10 @@ class QueueStore(Protocol):
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         """Expire one active ticket at ``now`` (its holder has paid), freeing its room."""
+        ...
+
+    async def live_ticket(self, user_id: UserId, now: datetime) -> QueueTicket | None:
+        """The customer's ticket if it is waiting or active at ``now``, as `get` gives it."""
         ...
 
 

@@ -11,8 +11,8 @@ from datetime import datetime
 
 import attrs
 
-from concert_domain.catalog import Seat
-from concert_domain.errors import HoldExpired, ReservationNotHeld
+from concert_domain.catalog import Seat, seat_label
+from concert_domain.errors import HoldExpired, ReservationNotHeld, ReservationNotPaid
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
 
 
@@ -21,6 +21,7 @@ class ReservationStatus(enum.StrEnum):
     PAID = "paid"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    REFUNDED = "refunded"
 
 
 class HoldAttempt(enum.Enum):
@@ -39,11 +40,17 @@ class Reservation:
     seat_id: SeatId
     date_id: DateId
     concert_id: ConcertId
+    section: str
+    row: str
     number: int
     price: int
     status: ReservationStatus
     created_at: datetime
     expires_at: datetime
+
+    @property
+    def label(self) -> str:
+        return seat_label(self.section, self.row, self.number)
 
     @classmethod
     def hold(
@@ -60,6 +67,8 @@ class Reservation:
             seat_id=seat.seat_id,
             date_id=seat.date_id,
             concert_id=seat.concert_id,
+            section=seat.section,
+            row=seat.row,
             number=seat.number,
             price=seat.price,
             status=ReservationStatus.HELD,
@@ -96,6 +105,16 @@ class Reservation:
             raise ReservationNotHeld(
                 f"reservation {self.reservation_id} is {self.as_of(now).status}, not held"
             )
+
+    def ensure_refundable(self) -> None:
+        """Raise `ReservationNotPaid` unless this reservation is paid (and not refunded)."""
+        if self.status is not ReservationStatus.PAID:
+            raise ReservationNotPaid(
+                f"reservation {self.reservation_id} is {self.status}, not paid"
+            )
+
+    def refunded(self) -> Reservation:
+        return attrs.evolve(self, status=ReservationStatus.REFUNDED)
 
     def paid(self) -> Reservation:
         return attrs.evolve(self, status=ReservationStatus.PAID)

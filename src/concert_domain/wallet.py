@@ -33,21 +33,25 @@ def validate_charge(amount: int) -> int:
 class LedgerKind(enum.StrEnum):
     CHARGE = "charge"
     PAYMENT = "payment"
+    REFUND = "refund"
 
 
 @attrs.frozen
 class LedgerEntry:
-    """One append-only movement of money; ``amount`` is always positive, ``kind`` gives the sign."""
+    """One append-only movement of money; ``amount`` is always positive, ``kind`` gives the
+    sign; ``balance`` is the balance it left."""
 
     user_id: UserId
     kind: LedgerKind
     amount: int
     created_at: datetime
     payment_id: PaymentId | None = None
+    balance: int = 0
+    entry_id: int = 0
 
     @property
     def signed_amount(self) -> int:
-        return self.amount if self.kind is LedgerKind.CHARGE else -self.amount
+        return -self.amount if self.kind is LedgerKind.PAYMENT else self.amount
 
 
 def ledger_balance(entries: list[LedgerEntry]) -> int:
@@ -62,6 +66,16 @@ class Payment:
     user_id: UserId
     amount: int
     created_at: datetime
+
+
+@attrs.frozen
+class Refund:
+    """A paid seat given back: the reservation, now refunded; what was paid back; the balance
+    that left."""
+
+    reservation: Reservation
+    amount: int
+    balance: int
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""The ``concert`` command: serve, scheduler, migrate, seed-demo.
+"""The ``concert`` command: serve, scheduler, migrate, seed-demo, create-admin.
 
 Settings come from the environment (`entrypoints.settings`) and everything is built from them
 by `entrypoints.wiring`. A bad setting, or a database or Redis that cannot be reached at start,
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import getpass
 import logging
 import signal
 import sys
@@ -19,7 +20,8 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from concert_domain import usecases
-from concert_domain.errors import StoreUnavailable
+from concert_domain.accounts import Account
+from concert_domain.errors import EmailTaken, InvalidRequest, StoreUnavailable
 from entrypoints.scheduler import run_scheduler
 from entrypoints.settings import Settings, SettingsError, load_settings
 from entrypoints.wiring import build_app, running
@@ -40,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("scheduler", help="run only the scheduler loop")
     commands.add_parser("migrate", help="bring the database schema up to date")
     commands.add_parser("seed-demo", help="add, once, a demo concert with 3 dates of 50 seats")
+    admin_parser = commands.add_parser(
+        "create-admin",
+        help="make an admin account, or make an account admin",
+        description="Make EMAIL's account an admin (at its next login), creating it if there "
+        "is none with the password on the first line of standard input.",
+    )
+    admin_parser.add_argument("email", metavar="EMAIL")
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "scheduler": scheduler,
         "migrate": migrate,
         "seed-demo": seed_demo,
+        "create-admin": create_admin,
     }
     try:
         return actions[args.command](load_settings(), args)
@@ -134,6 +144,36 @@ def seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"the demo concert is already there (concert {demo.concert.concert_id})")
     return 0
+
+
+def create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    password = _first_line_of_stdin()
+
+    async def run() -> tuple[Account, bool]:
+        await prepare_stores(settings)
+        async with running(settings, pool_size=1) as services:
+            return await usecases.create_admin(args.email, password, deps=services.deps)
+
+    try:
+        account, created = asyncio.run(run())
+    except (InvalidRequest, EmailTaken) as e:
+        print(f"concert create-admin: {e.message}", file=sys.stderr)
+        return 1
+    made = "created as an admin" if created else "is now an admin (from its next login)"
+    print(f"account {account.user_id} ({account.email}) {made}")
+    return 0
+
+
+def _first_line_of_stdin() -> str | None:
+    """The password: the first line of standard input (asked for when it is a terminal);
+    None when there is none."""
+    if sys.stdin is None:
+        return None
+    if sys.stdin.isatty():
+        line = getpass.getpass("password (for a new account; empty to only promote): ")
+    else:
+        line = sys.stdin.readline()
+    return line.rstrip("\r\n") or None
 
 
 async def prepare_stores(settings: Settings, *, migrate_sqlite: bool = True) -> None:

@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 from datetime import UTC, date, datetime, timedelta
 
+import attrs
 import pytest
 
-from concert_domain.catalog import Seat
+from concert_domain.accounts import Role
+from concert_domain.catalog import ConcertDate, NewSeat, Seat
 from concert_domain.errors import (
     EmailTaken,
     HoldLimitReached,
@@ -23,7 +25,9 @@ from concert_domain.errors import (
 )
 from concert_domain.idempotency import IdempotencyState, JsonScalar, StoredOutcome
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
-from concert_domain.ports import UnitOfWorkFactory
+from concert_domain.paging import Position
+from concert_domain.ports import UnitOfWork, UnitOfWorkFactory
+from concert_domain.reservations import ReservationStatus
 from concert_domain.wallet import LedgerKind, Sale, ledger_balance
 from inspection import StoreInspector
 
@@ -40,17 +44,35 @@ async def add_customer(uow: UnitOfWorkFactory, email: str = "mina@example.com") 
     return account.user_id
 
 
-async def add_seats(uow: UnitOfWorkFactory, count: int = 3, price: int = 50_000) -> list[Seat]:
+def row_of(
+    count: int, price: int = 50_000, section: str = "Floor", row: str = "A"
+) -> list[NewSeat]:
+    """Seats 1 to ``count`` of one row, as a layout makes them."""
+    return [NewSeat(section, 0, row, 0, n, price) for n in range(1, count + 1)]
+
+
+async def add_date(
+    tx: UnitOfWork, concert_id: ConcertId, starts_in: timedelta = timedelta(days=7)
+) -> ConcertDate:
+    """A date starting ``starts_in`` after NOW, on sale from a day before NOW to its start."""
+    starts_at = NOW + starts_in
+    return await tx.catalog.add_date(
+        concert_id, starts_at.date(), starts_at, NOW - timedelta(days=1), starts_at
+    )
+
+
+async def add_seats(
+    uow: UnitOfWorkFactory, count: int = 3, price: int = 50_000, layout: list[NewSeat] | None = None
+) -> list[Seat]:
+    """A concert with one date whose seats are ``layout`` (one row of ``count`` seats unless
+    given); the seats in layout order."""
     async with uow() as tx:
-        concert = await tx.catalog.add_concert("Contract Night")
-        concert_date = await tx.catalog.add_date(
-            concert.concert_id, date(2026, 12, 8), NOW + timedelta(days=7)
-        )
-        seats = await tx.catalog.add_seats(
-            concert_date.date_id, [(n, price) for n in range(1, count + 1)]
-        )
+        concert = await tx.catalog.add_concert("Contract Night", "Contract Hall")
+        concert_date = await add_date(tx, concert.concert_id)
+        await tx.catalog.add_seats(concert_date.date_id, layout or row_of(count, price))
         await tx.commit()
-    return seats
+    async with uow(read_only=True) as tx:
+        return [view.seat for view in await tx.catalog.seat_map(concert_date.date_id, NOW)]
 
 
 async def hold(
@@ -202,29 +224,88 @@ class DatabaseContract:
             concert_date = await tx.catalog.get_date(seats[0].date_id)
             seat = await tx.catalog.get_seat(seats[2].seat_id)
             missing = await tx.catalog.get_seat(SeatId(10_000))
-        assert concert.title == "Contract Night"
+        assert (concert.title, concert.venue) == ("Contract Night", "Contract Hall")
         assert concert_date is not None
-        assert (concert_date.date, concert_date.starts_at) == (
-            date(2026, 12, 8),
-            NOW + timedelta(days=7),
+        starts_at = NOW + timedelta(days=7)
+        assert (concert_date.date, concert_date.starts_at) == (starts_at.date(), starts_at)
+        assert (concert_date.sale_opens_at, concert_date.sale_closes_at) == (
+            NOW - timedelta(days=1),
+            starts_at,
         )
         assert seat == seats[2]
-        assert (seat.number, seat.price, seat.concert_id) == (3, 70_000, concert.concert_id)
+        assert (seat.label, seat.price, seat.concert_id) == (
+            "Floor A-3",
+            70_000,
+            concert.concert_id,
+        )
         assert missing is None
 
-    async def test_seat_numbers_are_unique_within_a_date(self, uow: UnitOfWorkFactory) -> None:
+    async def test_seats_keep_the_layout_order_and_a_section_reads_alone(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        # given out of order: the best section (0) and its rows come first however given
+        layout = [
+            NewSeat("Balcony", 1, "K", 0, 2, 30_000),
+            NewSeat("VIP", 0, "B", 1, 1, 150_000),
+            NewSeat("Balcony", 1, "K", 0, 1, 30_000),
+            NewSeat("VIP", 0, "A", 0, 2, 150_000),
+            NewSeat("VIP", 0, "A", 0, 1, 150_000),
+        ]
+        seats = await add_seats(uow, layout=layout)
+        async with uow() as tx:
+            vip = await tx.catalog.seat_map(seats[0].date_id, NOW, "VIP")
+            nothing = await tx.catalog.seat_map(seats[0].date_id, NOW, "Stalls")
+        assert [s.label for s in seats] == [
+            "VIP A-1",
+            "VIP A-2",
+            "VIP B-1",
+            "Balcony K-1",
+            "Balcony K-2",
+        ]
+        assert [v.seat.label for v in vip] == ["VIP A-1", "VIP A-2", "VIP B-1"]
+        assert {v.seat.price for v in vip} == {150_000}
+        assert nothing == []
+
+    async def test_a_seat_is_unique_by_section_row_and_number_within_a_date(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
         seats = await add_seats(uow, count=2)
-        with pytest.raises(InvalidRequest):
-            async with uow() as tx:
-                await tx.catalog.add_seats(seats[0].date_id, [(2, 1_000)])
+        async with uow() as tx:  # the same number in another row or section is another seat
+            added = await tx.catalog.add_seats(
+                seats[0].date_id, [*row_of(1, row="B"), *row_of(1, section="Box")]
+            )
+            await tx.commit()
+        assert added == 2
+        async with uow() as tx:
+            with pytest.raises(InvalidRequest):
+                await tx.catalog.add_seats(seats[0].date_id, row_of(1))
+
+    async def test_a_date_takes_a_big_layout_in_one_call(self, uow: UnitOfWorkFactory) -> None:
+        layout = [
+            NewSeat(f"S{s}", s, f"R{r}", r, n, 10_000 + s)
+            for s in range(4)
+            for r in range(10)
+            for n in range(1, 51)
+        ]
+        async with uow() as tx:
+            concert = await tx.catalog.add_concert("Arena")
+            concert_date = await add_date(tx, concert.concert_id)
+            added = await tx.catalog.add_seats(concert_date.date_id, iter(layout))
+            await tx.commit()
+        async with uow() as tx:
+            whole = await tx.catalog.seat_map(concert_date.date_id, NOW)
+            section = await tx.catalog.seat_map(concert_date.date_id, NOW, "S2")
+        assert added == len(whole) == 2_000
+        assert [v.seat.label for v in section][:2] == ["S2 R0-1", "S2 R0-2"]
+        assert len(section) == 500 and {v.seat.price for v in section} == {10_002}
 
     async def test_dates_need_a_concert_and_seats_need_a_date(self, uow: UnitOfWorkFactory) -> None:
         with pytest.raises(InvalidRequest):
             async with uow() as tx:
-                await tx.catalog.add_date(ConcertId(10_000), date(2026, 12, 8), NOW)
+                await add_date(tx, ConcertId(10_000))
         with pytest.raises(InvalidRequest):
             async with uow() as tx:
-                await tx.catalog.add_seats(DateId(10_000), [(1, 1_000)])
+                await tx.catalog.add_seats(DateId(10_000), row_of(1))
 
     async def test_the_seat_map_shows_live_reservations_at_the_given_instant(
         self, uow: UnitOfWorkFactory
@@ -247,33 +328,84 @@ class DatabaseContract:
             until = [v.held_until for v in await tx.catalog.seat_map(one.date_id, NOW)]
         assert until == [NOW + HOLD, None, None]  # a held seat says when it frees
 
-    async def test_open_dates_count_available_seats_and_skip_started_or_full_dates(
+    async def test_open_dates_count_available_seats_and_skip_closed_or_full_dates(
         self, uow: UnitOfWorkFactory
     ) -> None:
         user = await add_customer(uow)
         async with uow() as tx:
             concert = await tx.catalog.add_concert("Three Nights")
-            dates = [
-                await tx.catalog.add_date(
-                    concert.concert_id, date(2026, 12, d), NOW + timedelta(days=d)
-                )
-                for d in (9, 2, 5)
-            ]
-            started = await tx.catalog.add_date(concert.concert_id, date(2026, 11, 30), NOW)
-            seats = {}
-            for d in [*dates, started]:
-                seats[d.date_id] = await tx.catalog.add_seats(d.date_id, [(1, 10), (2, 10)])
+            dates = [await add_date(tx, concert.concert_id, timedelta(days=d)) for d in (9, 2, 5)]
+            closed = await tx.catalog.add_date(  # its sale closed at NOW, a day before it starts
+                concert.concert_id, date(2026, 12, 2), NOW + timedelta(days=1), NOW - HOLD, NOW
+            )
+            for d in [*dates, closed]:
+                await tx.catalog.add_seats(d.date_id, row_of(2, 10))
             await tx.commit()
+        seats = {}
+        async with uow() as tx:
+            for d in dates:
+                seats[d.date_id] = [v.seat for v in await tx.catalog.seat_map(d.date_id, NOW)]
         full = dates[2]
         for seat in seats[full.date_id]:
             await hold(uow, user, seat)
         await hold(uow, user, seats[dates[0].date_id][0])
         async with uow() as tx:
             found = await tx.catalog.open_dates(concert.concert_id, NOW)
+            before_close = await tx.catalog.open_dates(concert.concert_id, NOW - HOLD)
         assert [(a.date.date_id, a.available_seats) for a in found] == [
             (dates[1].date_id, 2),
             (dates[0].date_id, 1),
         ]
+        assert closed.date_id in {a.date.date_id for a in before_close}
+
+    async def test_sales_count_each_section_at_the_given_instant(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        layout = [*row_of(3, 100_000, section="VIP"), *row_of(2, 40_000, section="Floor")]
+        layout = [*layout[:3], *(attrs.evolve(s, section_order=1) for s in layout[3:])]
+        vip1, vip2, vip3, floor1, _ = await add_seats(uow, layout=layout)
+        user = await add_customer(uow)
+        await credit(uow, user, 1_000_000)
+        for seat in (vip1, floor1):
+            assert await sell(uow, user, await hold(uow, user, seat)) is not None
+        await hold(uow, user, vip2)
+        await hold(uow, user, vip3, now=NOW - HOLD)  # lapsed at NOW
+        async with uow() as tx:
+            sales = await tx.catalog.sales(vip1.date_id, NOW)
+        assert [
+            (s.name, s.seats_total, s.available, s.held, s.sold, s.revenue) for s in sales.sections
+        ] == [("VIP", 3, 1, 1, 1, 100_000), ("Floor", 2, 1, 0, 1, 40_000)]
+        assert (sales.seats_total, sales.available, sales.held, sales.sold, sales.revenue) == (
+            5,
+            2,
+            1,
+            2,
+            140_000,
+        )
+
+    async def test_sold_seats_are_listed_by_reservation_a_page_at_a_time(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=5, price=1_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 100_000)
+        sold = []
+        for seat in seats[:4]:
+            reservation_id = await hold(uow, user, seat)
+            assert await sell(uow, user, reservation_id) is not None
+            sold.append(reservation_id)
+        await hold(uow, user, seats[4])  # held, not sold
+        async with uow() as tx:
+            first = await tx.catalog.sold_seats(seats[0].date_id, None, 3)
+            rest = await tx.catalog.sold_seats(seats[0].date_id, first[-1].reservation_id, 3)
+        assert [s.reservation_id for s in first + rest] == sold
+        assert (rest[0].section, rest[0].row, rest[0].number, rest[0].price) == (
+            "Floor",
+            "A",
+            4,
+            1_000,
+        )
+        assert (rest[0].email, rest[0].paid_at) == ("mina@example.com", NOW)
 
     # -- reservations -------------------------------------------------------------------------
 
@@ -563,3 +695,168 @@ class DatabaseContract:
             assert await tx.idempotency.claim(user, "a", "new", NOW, LEASE) is None
             assert await tx.idempotency.claim(user, "b", "fp", NOW, LEASE) is not None
             await tx.commit()
+
+    # -- roles and what a customer sees of themselves ----------------------------------------
+
+    async def test_accounts_carry_a_role_that_can_change(self, uow: UnitOfWorkFactory) -> None:
+        user = await add_customer(uow)
+        async with uow() as tx:
+            admin = await tx.accounts.add("ops@example.com", "hash", NOW, Role.ADMIN)
+            await tx.accounts.set_role(user, Role.ADMIN)
+            await tx.commit()
+        async with uow() as tx:
+            promoted = await tx.accounts.get(user)
+            found = await tx.accounts.get(admin.user_id)
+            missing = await tx.accounts.get(UserId(10_000))
+        assert promoted is not None and promoted.role is Role.ADMIN
+        assert found is not None and (found.email, found.role) == ("ops@example.com", Role.ADMIN)
+        assert missing is None
+
+    async def test_an_overview_reads_the_account_its_balance_and_unexpired_holds(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two, three = await add_seats(uow, count=3)
+        user = await add_customer(uow)
+        await credit(uow, user, 7_000)
+        later = await hold(uow, user, one)
+        sooner = await hold(uow, user, two, now=NOW - timedelta(minutes=1))
+        await hold(uow, user, three, now=NOW - HOLD)  # lapsed at NOW
+        async with uow(read_only=True) as tx:
+            overview = await tx.accounts.overview(user, NOW)
+            nobody = await tx.accounts.overview(UserId(10_000), NOW)
+        assert overview is not None and nobody is None
+        assert (overview.account.user_id, overview.balance) == (user, 7_000)
+        assert [h.reservation_id for h in overview.holds] == [sooner, later]
+
+    # -- a customer's records ----------------------------------------------------------------
+
+    async def test_a_customers_reservations_come_newest_first_by_status_as_of_now(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=4)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        made = [
+            await hold(uow, user, seat, now=NOW + timedelta(seconds=n), limit=9)
+            for n, seat in enumerate(seats[:3])
+        ]
+        await hold(uow, other, seats[3])
+        async with uow() as tx:
+            everything = await tx.reservations.of_customer(user, None, None, 10, NOW + HOLD)
+            lapsed = await tx.reservations.of_customer(
+                user, ReservationStatus.EXPIRED, None, 10, NOW + HOLD + timedelta(seconds=1)
+            )
+            held = await tx.reservations.of_customer(
+                user, ReservationStatus.HELD, None, 10, NOW + HOLD + timedelta(seconds=1)
+            )
+        assert [r.reservation_id for r in everything] == made[::-1]
+        assert [r.reservation_id for r in lapsed] == made[:2][::-1]  # stored as held still
+        assert [r.reservation_id for r in held] == [made[2]]
+
+    async def test_a_page_of_reservations_ends_where_the_cursor_says_while_new_ones_arrive(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=6)
+        user = await add_customer(uow)
+        # two made at one instant: the id breaks the tie
+        made = [await hold(uow, user, seat, now=NOW, limit=9) for seat in seats[:2]]
+        made += [
+            await hold(uow, user, seat, now=NOW + timedelta(seconds=n), limit=9)
+            for n, seat in enumerate(seats[2:4], start=1)
+        ]
+        async with uow() as tx:
+            first = await tx.reservations.of_customer(user, None, None, 2, NOW)
+        newer = await hold(uow, user, seats[4], now=NOW + timedelta(minutes=1), limit=9)
+        last = first[-1]
+        async with uow() as tx:
+            second = await tx.reservations.of_customer(
+                user, None, Position(last.created_at, last.reservation_id), 2, NOW
+            )
+        assert [r.reservation_id for r in first] == [made[3], made[2]]
+        assert [r.reservation_id for r in second] == [made[1], made[0]]
+        assert newer not in {r.reservation_id for r in first + second}
+
+    async def test_transactions_come_newest_first_with_the_balance_each_left(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1, price=20_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 30_000)
+        sale = await sell(uow, user, await hold(uow, user, seat))
+        await credit(uow, user, 5)
+        async with uow() as tx:
+            first = await tx.wallets.transactions(user, None, 2)
+            last = first[-1]
+            rest = await tx.wallets.transactions(user, Position(last.created_at, last.entry_id), 2)
+        assert sale is not None
+        assert [(e.kind, e.signed_amount, e.balance) for e in first + rest] == [
+            (LedgerKind.CHARGE, 5, 10_005),
+            (LedgerKind.PAYMENT, -20_000, 10_000),
+            (LedgerKind.CHARGE, 30_000, 30_000),
+        ]
+
+    # -- refunds ------------------------------------------------------------------------------
+
+    async def test_a_refund_frees_the_seat_and_pays_back_whatever_the_cap(
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
+    ) -> None:
+        [seat] = await add_seats(uow, count=1, price=50_000)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await credit(uow, user, 100_000_000)
+        reservation_id = await hold(uow, user, seat)
+        sale = await sell(uow, user, reservation_id)
+        await credit(uow, user, 50_000)  # back at the cap
+        later = NOW + timedelta(minutes=1)
+        async with uow() as tx:
+            refund = await tx.payments.refund(reservation_id, later)
+            await tx.commit()
+        assert sale is not None and refund is not None
+        assert (refund.reservation.status, refund.amount) == ("refunded", 50_000)
+        assert refund.balance == 100_050_000
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 100_050_000
+            [view] = await tx.catalog.seat_map(seat.date_id, later)
+        assert view.status == "available"
+        assert await inspect.payment_for(reservation_id) == sale.payment  # kept on record
+        entries = await inspect.ledger(user)
+        assert (entries[-1].kind, entries[-1].amount, entries[-1].payment_id) == (
+            LedgerKind.REFUND,
+            50_000,
+            sale.payment.payment_id,
+        )
+        assert ledger_balance(entries) == entries[-1].balance == 100_050_000
+        await hold(uow, other, seat, now=later)
+
+    async def test_only_a_paid_reservation_is_refunded(self, uow: UnitOfWorkFactory) -> None:
+        one, two = await add_seats(uow, count=2)
+        user = await add_customer(uow)
+        held = await hold(uow, user, one)
+        cancelled = await hold(uow, user, two)
+        async with uow() as tx:
+            await tx.reservations.cancel(cancelled, NOW)
+            assert await tx.payments.refund(held, NOW) is None
+            assert await tx.payments.refund(cancelled, NOW) is None
+            assert await tx.payments.refund(ReservationId(10_000), NOW) is None
+            await tx.commit()
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 0
+
+    async def test_concurrent_refunds_of_one_reservation_refund_it_once(
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
+    ) -> None:
+        [seat] = await add_seats(uow, count=1, price=50_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 50_000)
+        reservation_id = await hold(uow, user, seat)
+        assert await sell(uow, user, reservation_id) is not None
+
+        async def refund() -> object:
+            async with uow() as tx:
+                done = await tx.payments.refund(reservation_id, NOW)
+                await tx.commit()
+            return done
+
+        results = await asyncio.gather(*(refund() for _ in range(8)))
+        assert sum(r is not None for r in results) == 1
+        async with uow() as tx:
+            assert await tx.wallets.balance(user) == 50_000
+        assert [e.kind for e in await inspect.ledger(user)].count(LedgerKind.REFUND) == 1

@@ -60,6 +60,19 @@ class QueueStoreContract:
         assert created
         assert later.token != first.token
 
+    async def test_a_customers_live_ticket_is_found_by_customer_until_it_lapses_or_is_spent(
+        self, queue: QueueStore
+    ) -> None:
+        tokens = await join_all(queue, range(1, 4))  # two active, the third waits
+        waiting = await queue.live_ticket(UserId(3), NOW)
+        active = await queue.live_ticket(UserId(1), NOW + timedelta(seconds=599))
+        assert waiting is not None and (waiting.token, waiting.position) == (tokens[2], 1)
+        assert active is not None and (active.token, active.status) == (tokens[0], "active")
+        assert await queue.live_ticket(UserId(1), NOW + timedelta(seconds=600)) is None  # lapsed
+        await queue.expire(tokens[1], NOW)  # its holder paid
+        assert await queue.live_ticket(UserId(2), NOW) is None
+        assert await queue.live_ticket(UserId(9), NOW) is None  # never joined
+
     async def test_tokens_are_unguessable_and_unknown_ones_are_not_found(
         self, queue: QueueStore
     ) -> None:

@@ -3,20 +3,29 @@ itself refuses what must never happen."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql import SqlDatabase
-from adapters.sql.migrations import alembic_config
+from adapters.sql.engine import postgres_migrations_engine, sqlite_engine
+from adapters.sql.migrations import alembic_config, upgrade
 from adapters.sql.schema import metadata
+from concert_domain.accounts import Role
+from concert_domain.catalog import SeatStatus
+from concert_domain.ids import DateId, ReservationId, UserId
+from concert_domain.wallet import LedgerKind
 from inspection import sync_engine
+from services import private_schema
 
 
 def schema_differences(connection: Connection) -> list[Any]:
@@ -54,8 +63,8 @@ class TestSchemaGuards:
             connection.execute(text("INSERT INTO wallets (user_id, balance) VALUES (1, 10)"))
             connection.execute(
                 text(
-                    "INSERT INTO ledger (user_id, kind, amount, created_at) "
-                    "VALUES (1, 'charge', 10, '2026-12-01 00:00:00+00')"
+                    "INSERT INTO ledger (user_id, kind, amount, balance, created_at) "
+                    "VALUES (1, 'charge', 10, 10, '2026-12-01 00:00:00+00')"
                 )
             )
 
@@ -73,3 +82,179 @@ class TestSchemaGuards:
         await self.seed_wallet(database)
         with pytest.raises(DBAPIError), sync_engine(str(database.url)).begin() as connection:
             connection.execute(text(statement))
+
+
+# -- taking a database made before 0003 forward --------------------------------------------
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+STARTS = datetime(2030, 1, 10, 10, 0, tzinfo=UTC)
+PAST = datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
+
+
+def _old_rows() -> dict[str, list[dict[str, Any]]]:
+    """A database as 0002 left it: a customer who charged 100,000 won and bought seat 1 of a
+    coming date, holds seat 2, let seat 3 lapse; a date already past."""
+    return {
+        "accounts": [
+            {"user_id": 1, "email": "old@example.com", "password_hash": "h", "created_at": T0}
+        ],
+        "concerts": [{"concert_id": 1, "title": "Old Show"}],
+        "concert_dates": [
+            {"date_id": 1, "concert_id": 1, "day": STARTS.date(), "starts_at": STARTS},
+            {"date_id": 2, "concert_id": 1, "day": PAST.date(), "starts_at": PAST},
+        ],
+        "seats": [
+            {
+                "seat_id": n,
+                "date_id": 1 if n < 4 else 2,
+                "concert_id": 1,
+                "number": n,
+                "price": 50_000,
+            }
+            for n in (1, 2, 3, 4)
+        ],
+        "reservations": [
+            {
+                "reservation_id": n,
+                "user_id": 1,
+                "seat_id": n,
+                "date_id": 1,
+                "concert_id": 1,
+                "number": n,
+                "price": 50_000,
+                "status": status,
+                "created_at": T0 + timedelta(n),
+                "expires_at": STARTS if status == "held" else T0 + timedelta(n, 300),
+            }
+            for n, status in ((1, "paid"), (2, "held"), (3, "expired"))
+        ],
+        "wallets": [{"user_id": 1, "balance": 50_000}],
+        "ledger": [
+            {
+                "entry_id": 1,
+                "user_id": 1,
+                "kind": "charge",
+                "amount": 100_000,
+                "payment_id": None,
+                "created_at": T0,
+            },
+            {
+                "entry_id": 2,
+                "user_id": 1,
+                "kind": "payment",
+                "amount": 50_000,
+                "payment_id": 1,
+                "created_at": T0 + timedelta(1),
+            },
+        ],
+        "payments": [
+            {
+                "payment_id": 1,
+                "reservation_id": 1,
+                "user_id": 1,
+                "amount": 50_000,
+                "created_at": T0 + timedelta(1),
+            }
+        ],
+        "idempotency_keys": [
+            {
+                "user_id": 1,
+                "key": "k",
+                "fingerprint": "f",
+                "state": "done",
+                "outcome": {"body": None, "error_code": "x", "error_message": "y"},
+                "created_at": T0,
+            }
+        ],
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database migrated to 0002 and filled as a service of that time would."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        engine = sqlite_engine(url)
+        yield from _filled_at_0002(url, engine)
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    with private_schema(server) as url:
+        yield from _filled_at_0002(url, postgres_migrations_engine(url))
+
+
+def _filled_at_0002(url: str, engine: Engine) -> Iterator[str]:
+    try:
+        with engine.connect() as connection:
+            upgrade(connection, "0002")
+            connection.commit()
+        with engine.begin() as connection:
+            for name, found in _old_rows().items():
+                table = Table(name, MetaData(), autoload_with=connection)
+                connection.execute(table.insert(), found)
+            if connection.dialect.name == "postgresql":  # ids given by hand: move the counters on
+                for name in (
+                    "accounts",
+                    "payments",
+                    "ledger",
+                    "concerts",
+                    "concert_dates",
+                    "seats",
+                ):
+                    key = Table(name, MetaData(), autoload_with=connection).primary_key.columns
+                    column = next(iter(key)).name
+                    connection.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('{name}', '{column}'), "
+                            f"(SELECT max({column}) FROM {name}))"
+                        )
+                    )
+    finally:
+        engine.dispose()
+    yield url
+
+
+class TestMigratingAnOldDatabase:
+    async def test_keeps_every_row_and_reads_as_before(self, url_at_0002: str) -> None:
+        database = SqlDatabase(url_at_0002)
+        try:
+            await database.migrate()
+            with sync_engine(url_at_0002).connect() as connection:
+                assert schema_differences(connection) == []
+                for name, found in _old_rows().items():
+                    count = connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()
+                    assert count == len(found), name
+            now = T0 + timedelta(days=5)
+            async with database.unit_of_work() as uow:
+                account = await uow.accounts.get(UserId(1))
+                coming = await uow.catalog.get_date(DateId(1))
+                past = await uow.catalog.get_date(DateId(2))
+                seats = await uow.catalog.seat_map(DateId(1), now, "Floor")
+                held = await uow.reservations.get(ReservationId(2))
+                entries = await uow.wallets.transactions(UserId(1), None, 10)
+                refund = await uow.payments.refund(ReservationId(1), now)
+                await uow.commit()
+        finally:
+            await database.dispose()
+        assert account is not None and account.role is Role.CUSTOMER
+        assert coming is not None and coming.sale_closes_at == STARTS
+        assert coming.sale_opens_at < STARTS and coming.on_sale(datetime.now(UTC))
+        assert past is not None and past.sale_has_closed(datetime.now(UTC))
+        assert [(v.seat.label, v.status) for v in seats] == [
+            ("Floor A-1", SeatStatus.SOLD),
+            ("Floor A-2", SeatStatus.HELD),
+            ("Floor A-3", SeatStatus.AVAILABLE),
+        ]
+        assert held is not None and (held.section, held.row) == ("Floor", "A")
+        assert [(e.kind, e.amount, e.balance) for e in entries] == [
+            (LedgerKind.PAYMENT, 50_000, 50_000),
+            (LedgerKind.CHARGE, 100_000, 100_000),
+        ]
+        assert refund is not None and refund.balance == 100_000
+
+    async def test_keeps_the_ledger_append_only(self, url_at_0002: str) -> None:
+        database = SqlDatabase(url_at_0002)
+        await database.migrate()
+        await database.dispose()
+        for statement in ("UPDATE ledger SET amount = 1", "DELETE FROM ledger"):
+            with pytest.raises(DBAPIError), sync_engine(url_at_0002).begin() as connection:
+                connection.execute(text(statement))

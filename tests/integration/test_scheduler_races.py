@@ -33,18 +33,20 @@ async def seed_lapsed_holds(database: SqlDatabase) -> list[tuple[int, int]]:
             "INSERT INTO accounts (email, password_hash, created_at) "
             f"SELECT 'u' || n || '@example.com', 'x', now() FROM generate_series(1, {CUSTOMERS}) n",
             "INSERT INTO concerts (title) VALUES ('sweep')",
-            "INSERT INTO concert_dates (concert_id, day, starts_at) "
-            "VALUES (1, DATE '2027-01-01', TIMESTAMPTZ '2027-01-01 19:00+09')",
-            "INSERT INTO seats (date_id, concert_id, number, price) "
-            f"SELECT 1, 1, n, 50000 FROM generate_series(1, {HOLDS}) n",
+            "INSERT INTO concert_dates (concert_id, day, starts_at, sale_opens_at, sale_closes_at) "
+            "VALUES (1, DATE '2027-01-01', TIMESTAMPTZ '2027-01-01 19:00+09', "
+            "TIMESTAMPTZ '2026-01-01 00:00Z', TIMESTAMPTZ '2027-01-01 19:00+09')",
+            "INSERT INTO seats (date_id, concert_id, section, section_order, row_label, row_order,"
+            " number, price) "
+            f"SELECT 1, 1, 'Floor', 0, 'A', 0, n, 50000 FROM generate_series(1, {HOLDS}) n",
         ):
             connection.execute(text(sql))
         connection.execute(
             text(
-                "INSERT INTO reservations (user_id, seat_id, date_id, concert_id, number, price,"
-                " status, created_at, expires_at) "
-                "SELECT 1 + (seat_id - 1) % :customers, seat_id, 1, 1, number, price, 'held',"
-                " :created, :expires FROM seats"
+                "INSERT INTO reservations (user_id, seat_id, date_id, concert_id, section,"
+                " row_label, number, price, status, created_at, expires_at) "
+                "SELECT 1 + (seat_id - 1) % :customers, seat_id, 1, 1, section, row_label, number,"
+                " price, 'held', :created, :expires FROM seats"
             ),
             {"customers": CUSTOMERS, "created": NOW, "expires": NOW + HOLD},
         )

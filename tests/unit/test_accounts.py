@@ -9,6 +9,7 @@ from adapters.clock import ManualClock
 from adapters.security import JwtAccessTokens
 from booking import PASSWORD, memory_deps
 from concert_domain import BookingPolicy, Dependencies
+from concert_domain.accounts import Role
 from concert_domain.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -57,7 +58,7 @@ class TestSignUp:
         for email, password in (("a@example.com", "x" * 8), ("b@example.com", "y" * 256)):
             account = await sign_up(email, password, deps=deps)
             token = await log_in(email, password, deps=deps)
-            assert await authenticate(token.access_token, deps=deps) == account.user_id
+            assert (await authenticate(token.access_token, deps=deps)).user_id == account.user_id
 
 
 class TestLogIn:
@@ -66,7 +67,7 @@ class TestLogIn:
         token = await log_in("MINA@example.com", PASSWORD, deps=deps)
         assert token.token_type == "Bearer"
         assert token.expires_in == 3600
-        assert await authenticate(token.access_token, deps=deps) == account.user_id
+        assert (await authenticate(token.access_token, deps=deps)).user_id == account.user_id
 
     async def test_gives_the_same_error_for_a_wrong_password_and_an_unknown_email(
         self, deps: Dependencies
@@ -137,7 +138,9 @@ class TestLogIn:
 class TestAuthenticate:
     async def test_refuses_a_genuine_token_that_names_no_account(self, clock: ManualClock) -> None:
         deps = memory_deps(clock)
-        forged = deps.tokens.issue(UserId(999), clock.now()).access_token  # signed with our key
+        forged = deps.tokens.issue(
+            UserId(999), Role.CUSTOMER, clock.now()
+        ).access_token  # signed with our key
         with pytest.raises(Unauthorized, match="no account"):
             await authenticate(forged, deps=deps)
 
@@ -202,7 +205,9 @@ class TestAuthenticate:
         self, clock: ManualClock
     ) -> None:
         tokens = JwtAccessTokens(b"s" * 32)
-        header, payload, signature = tokens.issue(UserId(7), clock.now()).access_token.split(".")
+        header, payload, signature = tokens.issue(
+            UserId(7), Role.CUSTOMER, clock.now()
+        ).access_token.split(".")
         other = jwt.encode({"sub": "8", "exp": 4_000_000_000}, b"s" * 32, "HS256").split(".")[1]
         for bad in (
             f"{header}.{other}.{signature}",  # another customer's claims, our signature
@@ -218,11 +223,22 @@ class TestAuthenticate:
                 tokens.verify(bad)
         assert tokens.verify(f"{header}.{payload}.{signature}").user_id == 7
 
-    def test_round_trips_a_customer_id_and_the_expiry(self, clock: ManualClock) -> None:
+    def test_round_trips_a_customer_id_the_role_and_the_expiry(self, clock: ManualClock) -> None:
         tokens = JwtAccessTokens(b"s" * 32, lifetime_seconds=60)
-        identity = tokens.verify(tokens.issue(UserId(42), clock.now()).access_token)
-        assert identity.user_id == 42
+        identity = tokens.verify(tokens.issue(UserId(42), Role.ADMIN, clock.now()).access_token)
+        assert (identity.user_id, identity.role) == (42, Role.ADMIN)
         assert identity.expires_at == clock.now() + timedelta(seconds=60)
+
+    def test_reads_a_token_from_before_roles_as_a_customers_and_refuses_unknown_roles(
+        self,
+    ) -> None:
+        tokens = JwtAccessTokens(b"s" * 32)
+        old = jwt.encode({"sub": "8", "exp": 4_000_000_000}, b"s" * 32, "HS256")
+        assert tokens.verify(old).role is Role.CUSTOMER
+        for role in ("root", ["admin"], 1, None):
+            forged = jwt.encode({"sub": "8", "exp": 4_000_000_000, "role": role}, b"s" * 32)
+            with pytest.raises(Unauthorized):
+                tokens.verify(forged)
 
     def test_refuses_a_secret_shorter_than_32_bytes(self) -> None:
         with pytest.raises(ValueError, match="32 bytes"):

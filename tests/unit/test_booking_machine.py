@@ -2,9 +2,12 @@
 checked after every step.
 
 Several customers sign up, charge, join the line, hold, cancel, pay (with and without
-idempotency keys) and look at the seat map while a hand-driven clock jumps around the hold and
-token lifetimes and the scheduler ticks. Each rule also checks its own answer against a small
-model of what must have happened; the invariants read the stores' state directly.
+idempotency keys), look at the seat map and at their own records, while an operator puts more
+dates on sale (in sections, with sale windows that open and close as the clock moves), watches
+the sales and refunds paid seats (with and without keys); a hand-driven clock jumps around the
+hold and token lifetimes and the sale windows, and the scheduler ticks. Each rule also checks
+its own answer against a small model of what must have happened; the invariants read the
+stores' state directly.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from hypothesis.stateful import (
 import strategies
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase
-from booking import PASSWORD, START, add_venue, memory_deps
+from booking import OPERATOR, PASSWORD, START, add_venue, memory_deps
 from concert_domain import BookingPolicy, QueuePolicy, usecases
-from concert_domain.catalog import Seat
+from concert_domain.catalog import ConcertDate, DateSpec, RowSpec, Seat, SeatStatus, SectionSpec
 from concert_domain.errors import (
     ConcertError,
     EmailTaken,
@@ -47,12 +50,15 @@ from concert_domain.errors import (
     QueueTokenNotActive,
     QueueTokenRequired,
     ReservationNotHeld,
+    ReservationNotPaid,
+    SaleClosed,
+    SaleNotOpen,
     SeatUnavailable,
 )
-from concert_domain.ids import QueueToken, ReservationId, UserId
+from concert_domain.ids import DateId, QueueToken, ReservationId, UserId
 from concert_domain.queue import TicketStatus
 from concert_domain.reservations import Reservation, ReservationStatus
-from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, ledger_balance
+from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, LedgerKind, ledger_balance
 
 POLICY = BookingPolicy(
     hold_seconds=120,
@@ -62,6 +68,7 @@ POLICY = BookingPolicy(
 PRICE = 20_000
 T = TypeVar("T")
 QUEUE_GATE = (QueueTokenRequired, QueueTokenInvalid, QueueTokenNotActive)
+MOST_DATES = 4
 
 
 @attrs.define
@@ -88,13 +95,16 @@ class BookingMachine(RuleBasedStateMachine):
         self.emails: dict[str, UserId] = {}
         self.charged: dict[UserId, int] = defaultdict(int)
         self.spent: dict[UserId, int] = defaultdict(int)
+        self.refunded: dict[UserId, int] = defaultdict(int)
         self.tokens: dict[UserId, QueueToken] = {}
         self.tickets: dict[QueueToken, Ticket] = {}
         self.joins = 0
         self.activations = 0
-        self.paid: dict[ReservationId, Reservation] = {}
+        self.paid: dict[ReservationId, Reservation] = {}  # and not refunded
+        self.refunds: dict[ReservationId, Reservation] = {}  # as they were paid
         self.answers: dict[tuple[UserId, str], tuple[tuple[str, int], object]] = {}
-        self.seats: list[Seat] = []
+        self.seats: list[Seat] = []  # of every date
+        self.dates: dict[DateId, ConcertDate] = {}
         self.keyed_payments: list[tuple[UserId, ReservationId, str]] = []
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -107,6 +117,7 @@ class BookingMachine(RuleBasedStateMachine):
     def add_venue(self) -> None:
         venue = self.run(add_venue(self.deps, seats=4, price=PRICE))
         self.seats = venue.seats
+        self.dates = {d.date_id: d for d in venue.dates}
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -133,7 +144,7 @@ class BookingMachine(RuleBasedStateMachine):
             return
         assert right
         named = self.run(usecases.authenticate(token.access_token, deps=self.deps))
-        assert named == self.emails[email.lower()]
+        assert named.user_id == self.emails[email.lower()]
 
     @rule(customer=customers, amount=strategies.charge_amounts, key=strategies.idempotency_keys)
     def charge(self, customer: UserId, amount: int, key: str | None) -> None:
@@ -146,7 +157,8 @@ class BookingMachine(RuleBasedStateMachine):
             self._check_replayed(replay, error)
             if replay is None:
                 assert isinstance(error, InvalidRequest)
-                over = self.charged[customer] - self.spent[customer] + amount > BALANCE_MAX
+                balance = self.charged[customer] - self.spent[customer] + self.refunded[customer]
+                over = balance + amount > BALANCE_MAX
                 assert not in_range or over
                 self._remember(customer, key, request, error, stored=in_range)
             return
@@ -154,7 +166,9 @@ class BookingMachine(RuleBasedStateMachine):
         if replay is None:
             assert in_range
             self.charged[customer] += amount
-            assert balance == self.charged[customer] - self.spent[customer]
+            assert balance == (
+                self.charged[customer] - self.spent[customer] + self.refunded[customer]
+            )
             self._remember(customer, key, request, balance)
 
     @rule(customer=customers)
@@ -170,10 +184,11 @@ class BookingMachine(RuleBasedStateMachine):
             self.tokens[customer] = status.token
         self._observe_activations()
 
-    @rule(target=reservations, customer=customers, number=strategies.seat_numbers)
-    def hold(self, customer: UserId, number: int) -> object:
-        seat = self.seats[number - 1]
+    @rule(target=reservations, customer=customers, index=strategies.seat_indexes)
+    def hold(self, customer: UserId, index: int) -> object:
+        seat = self.seats[index % len(self.seats)]
         now = self.clock.now()
+        on_sale = self.dates[seat.date_id].on_sale(now)
         live_on_seat = [
             r for r in self._all_reservations() if r.seat_id == seat.seat_id and r.is_live(now)
         ]
@@ -188,6 +203,12 @@ class BookingMachine(RuleBasedStateMachine):
             event(f"hold: {error.code}")
             self._check_gate_refusal(customer)
             return multiple()
+        except (SaleNotOpen, SaleClosed) as error:
+            event(f"hold: {error.code}")
+            assert not on_sale, "a seat on sale was refused as off sale"
+            opens = self.dates[seat.date_id].sale_opens_at
+            assert isinstance(error, SaleNotOpen) == (now < opens)
+            return multiple()
         except SeatUnavailable:
             event("hold: seat_unavailable")
             assert live_on_seat, "a free seat was refused"
@@ -196,22 +217,26 @@ class BookingMachine(RuleBasedStateMachine):
             event("hold: hold_limit_reached")
             assert len(holds) >= POLICY.max_holds_per_user and not live_on_seat
             return multiple()
+        assert on_sale, "a seat was held outside its sale window"
         assert not live_on_seat, "a seat with a live reservation was held again"
         assert len(holds) < POLICY.max_holds_per_user
         assert held.expires_at == now + POLICY.hold_duration
         event("hold: held")
         return held.reservation_id
 
-    @rule(customer=customers)
-    def look_at_seat_map(self, customer: UserId) -> None:
-        first = self.seats[0]
+    @rule(customer=customers, index=strategies.seat_indexes, whole=st.booleans())
+    def look_at_seat_map(self, customer: UserId, index: int, whole: bool) -> None:
+        """The whole map of a date, or the section of one of its seats."""
+        picked = self.seats[index % len(self.seats)]
+        section = None if whole else picked.section
         try:
             shown = self.run(
                 usecases.seat_map(
                     customer,
                     self.tokens.get(customer),
-                    first.concert_id,
-                    first.date_id,
+                    picked.concert_id,
+                    picked.date_id,
+                    section,
                     deps=self.deps,
                 )
             )
@@ -219,8 +244,109 @@ class BookingMachine(RuleBasedStateMachine):
             self._check_gate_refusal(customer)
             return
         now = self.clock.now()
-        truth = [self.database.seat_view(seat, now).status for seat in self.seats]
-        assert [view.status for view in shown] == truth, "the seat map is late"
+        wanted = [
+            seat
+            for seat in self.seats
+            if seat.date_id == picked.date_id and section in (None, seat.section)
+        ]
+        truth = [(s.seat_id, self.database.seat_view(s, now).status) for s in wanted]
+        assert [(v.seat.seat_id, v.status) for v in shown] == truth, "the seat map is late"
+
+    @precondition(lambda self: len(self.dates) < MOST_DATES)
+    @rule(
+        opens_in=st.sampled_from([0, 0, 60, 300]),
+        open_for=st.sampled_from([120, 600, 3600]),
+        seats=st.integers(min_value=1, max_value=3),
+        sections=st.integers(min_value=1, max_value=2),
+    )
+    def operator_adds_a_date(self, opens_in: int, open_for: int, seats: int, sections: int) -> None:
+        """A date whose sale opens now or soon and closes within the hour, in sections of one
+        row each, the best the dearest."""
+        now = self.clock.now()
+        opens = now + timedelta(seconds=opens_in)
+        closes = opens + timedelta(seconds=open_for)
+        layout = [
+            SectionSpec(f"S{n}", PRICE + 1_000 * (sections - n), [RowSpec("A", seats)])
+            for n in range(sections)
+        ]
+        spec = DateSpec(closes + timedelta(hours=1), layout, opens if opens_in else None, closes)
+        concert_id = self.seats[0].concert_id
+        created = self.run(usecases.create_date(OPERATOR, concert_id, spec, deps=self.deps))
+        assert created.seats_total == seats * sections
+        made = created.date
+        assert (made.sale_opens_at, made.sale_closes_at) == (opens, closes)
+        self.dates[made.date_id] = made
+        self.seats.extend(seat for seat in self.database.seats_of(made.date_id))
+
+    @rule(index=strategies.seat_indexes)
+    def operator_looks_at_sales(self, index: int) -> None:
+        date_id = self.seats[index % len(self.seats)].date_id
+        concert_id = self.dates[date_id].concert_id
+        sales = self.run(usecases.date_sales(OPERATOR, concert_id, date_id, deps=self.deps))
+        now = self.clock.now()
+        for section in sales.sections:
+            seats = [s for s in self.seats if s.date_id == date_id and s.section == section.name]
+            statuses = [self.database.seat_view(s, now).status for s in seats]
+            assert (
+                section.seats_total
+                == len(seats)
+                == (section.available + section.held + section.sold)
+            )
+            held, sold = statuses.count(SeatStatus.HELD), statuses.count(SeatStatus.SOLD)
+            assert (section.held, section.sold) == (held, sold)
+        paid = [r for r in self.paid.values() if r.date_id == date_id]
+        assert sales.revenue == sum(r.price for r in paid)
+
+    @rule(reservation_id=reservations, key=strategies.idempotency_keys)
+    def operator_refunds(self, reservation_id: ReservationId, key: str | None) -> None:
+        request = ("refund", reservation_id)
+        replay = self._replay(OPERATOR.user_id, key, request)
+        before = self._stored(reservation_id)
+        try:
+            refunded = self.run(usecases.refund(OPERATOR, reservation_id, key, deps=self.deps))
+        except ConcertError as error:
+            event(f"refund: {error.code}{' (replayed)' if replay is not None else ''}")
+            self._check_replayed(replay, error)
+            if replay is None:
+                assert isinstance(error, ReservationNotPaid), error
+                assert before.status is not ReservationStatus.PAID
+                self._remember(OPERATOR.user_id, key, request, error)
+            return
+        event(f"refund: refunded{' (replayed)' if replay is not None else ''}")
+        self._check_replayed(replay, refunded)
+        assert refunded.status is ReservationStatus.REFUNDED
+        if replay is None:
+            assert before.status is ReservationStatus.PAID
+            self.refunded[before.user_id] += before.price
+            self.refunds[reservation_id] = self.paid.pop(reservation_id)
+            self._remember(OPERATOR.user_id, key, request, refunded)
+
+    @rule(customer=customers, page=st.integers(min_value=1, max_value=3))
+    def look_at_own_records(self, customer: UserId, page: int) -> None:
+        """Every page of the customer's reservations and wallet movements, newest first."""
+        now = self.clock.now()
+        listed: list[Reservation] = []
+        cursor: str | None = None
+        while True:
+            found = self.run(
+                usecases.list_reservations(customer, None, cursor, page, deps=self.deps)
+            )
+            listed += found.items
+            if found.next is None:
+                break
+            cursor = found.next.cursor()
+        mine = [r.as_of(now) for r in self._all_reservations() if r.user_id == customer]
+        newest_first = sorted(mine, key=lambda r: (r.created_at, r.reservation_id), reverse=True)
+        assert listed == newest_first
+        entries = []
+        cursor = None
+        while True:
+            moves = self.run(usecases.list_transactions(customer, cursor, page, deps=self.deps))
+            entries += moves.items
+            if moves.next is None:
+                break
+            cursor = moves.next.cursor()
+        assert entries == list(self.database.ledger.get(customer) or ())[::-1]
 
     @rule(customer=customers, reservation_id=reservations)
     def cancel(self, customer: UserId, reservation_id: ReservationId) -> None:
@@ -246,7 +372,7 @@ class BookingMachine(RuleBasedStateMachine):
             self.keyed_payments.append((customer, reservation_id, key))
         before = self._stored(reservation_id)
         now = self.clock.now()
-        balance = self.charged[customer] - self.spent[customer]
+        balance = self.charged[customer] - self.spent[customer] + self.refunded[customer]
         token = self.tokens.get(customer)
         try:
             receipt = self.run(usecases.pay(customer, token, reservation_id, key, deps=self.deps))
@@ -314,12 +440,28 @@ class BookingMachine(RuleBasedStateMachine):
         assert len(live) == len(set(live)), "a seat has two live reservations"
 
     @invariant()
-    def a_paid_seat_stays_sold(self) -> None:
+    def a_paid_seat_stays_sold_until_refunded(self) -> None:
         for reservation_id, paid in self.paid.items():
             assert self._stored(reservation_id).status is ReservationStatus.PAID
             seat = self.database.seats.get(paid.seat_id)
             assert seat is not None
             assert self.database.seat_view(seat, self.clock.now()).status == "sold"
+
+    @invariant()
+    def a_refund_is_made_once_for_what_was_paid_and_frees_the_seat(self) -> None:
+        now = self.clock.now()
+        for reservation_id, paid in self.refunds.items():
+            assert self._stored(reservation_id).status is ReservationStatus.REFUNDED
+            payment_id = self.database.payment_by_reservation.get(reservation_id)
+            payment = None if payment_id is None else self.database.payments.get(payment_id)
+            assert payment is not None and payment.amount == paid.price, "the payment is lost"
+            entries = list(self.database.ledger.get(paid.user_id) or ())
+            refunds = [
+                e for e in entries if e.kind is LedgerKind.REFUND and e.payment_id == payment_id
+            ]
+            assert [e.amount for e in refunds] == [payment.amount]
+            live = self.database.live_reservation(paid.seat_id, now)
+            assert live is None or live.reservation_id != reservation_id
 
     @invariant()
     def an_expired_hold_blocks_nothing_and_was_never_paid(self) -> None:
@@ -338,13 +480,17 @@ class BookingMachine(RuleBasedStateMachine):
             balance = self.database.wallets.get(user_id)
             assert balance is not None and balance >= 0
             entries = list(self.database.ledger.get(user_id) or ())
-            assert balance == ledger_balance(entries) == self.charged[user_id] - self.spent[user_id]
+            expected = self.charged[user_id] - self.spent[user_id] + self.refunded[user_id]
+            assert balance == ledger_balance(entries) == expected
+            assert [e.balance for e in entries] == [
+                ledger_balance(entries[: n + 1]) for n in range(len(entries))
+            ], "an entry names a balance it did not leave"
 
     @invariant()
     def a_reservation_is_paid_at_most_once(self) -> None:
         payments = [p.reservation_id for p in self.database.payments.values()]
         assert len(payments) == len(set(payments))
-        assert set(payments) == set(self.paid)
+        assert set(payments) == set(self.paid) | set(self.refunds)  # a refund keeps its payment
 
     @invariant()
     def the_queue_admits_in_order_within_capacity_one_token_each(self) -> None:

@@ -3,8 +3,9 @@ from datetime import timedelta
 import pytest
 
 from adapters.clock import ManualClock
-from booking import add_venue, admitted_customer
+from booking import add_venue, admitted_customer, one_row
 from concert_domain import Dependencies
+from concert_domain.catalog import RowSpec, SectionSpec
 from concert_domain.errors import NotFound, QueueTokenRequired
 from concert_domain.ids import ConcertId, DateId
 from concert_domain.usecases import (
@@ -40,7 +41,7 @@ class TestListOpenDates:
             (venue.dates[2].date_id, 3),
         ]
 
-    async def test_leaves_out_dates_that_have_started_and_dates_sold_out(
+    async def test_leaves_out_dates_whose_sale_has_closed_and_dates_sold_out(
         self, deps: Dependencies, clock: ManualClock
     ) -> None:
         venue = await add_venue(deps, seats=1, days=(1, 2, 3))
@@ -128,15 +129,27 @@ class TestSeedDemo:
             seats = await seat_map(
                 mina.user_id, mina.queue_token, d.concert_id, d.date_id, deps=deps
             )
-            assert [s.seat.number for s in seats] == list(range(1, 51))
+            assert [s.seat.label for s in seats] == [f"Floor A-{n}" for n in range(1, 51)]
             assert {s.seat.price for s in seats} == {50_000}
+            assert d.on_sale(deps.clock.now()) and d.sale_closes_at == d.starts_at
 
 
-class TestSeatMapOfAnEmptyDate:
-    async def test_is_empty_for_a_date_without_seats(self, deps: Dependencies) -> None:
-        venue = await add_venue(deps, seats=0)
+class TestSectionsOfASeatMap:
+    async def test_a_section_is_read_alone_in_layout_order_and_an_unknown_one_is_not_found(
+        self, deps: Dependencies
+    ) -> None:
+        vip = SectionSpec("VIP", 150_000, [RowSpec("A", 2), RowSpec("B", 1)])
+        venue = await add_venue(deps, sections=[vip, one_row(2, 40_000, "Floor", "C")])
         mina = await admitted_customer(deps, "mina@example.com")
-        seats = await seat_map(
-            mina.user_id, mina.queue_token, venue.concert_id, venue.dates[0].date_id, deps=deps
-        )
-        assert seats == ()
+        date_id = venue.dates[0].date_id
+
+        async def labels(section: str | None) -> list[str]:
+            views = await seat_map(
+                mina.user_id, mina.queue_token, venue.concert_id, date_id, section, deps=deps
+            )
+            return [view.seat.label for view in views]
+
+        assert await labels(None) == ["VIP A-1", "VIP A-2", "VIP B-1", "Floor C-1", "Floor C-2"]
+        assert await labels("Floor") == ["Floor C-1", "Floor C-2"]
+        with pytest.raises(NotFound, match="Balcony"):
+            await labels("Balcony")

@@ -8,7 +8,7 @@ from pathlib import Path
 README = Path(__file__).parents[2] / "README.md"
 
 
-def test_the_readme_example_books_and_pays_for_a_seat() -> None:
+def test_the_readme_example_sells_a_seat_and_refunds_it() -> None:
     section = README.read_text().split("## The library in use", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None, "the README lost its library example"
@@ -16,6 +16,8 @@ def test_the_readme_example_books_and_pays_for_a_seat() -> None:
         [sys.executable, "-c", code.group(1)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(
-        r"seat 1 on \d\d-\d\d: paid 50,000 won, balance 30,000 won\n", result.stdout
+    assert result.stdout == (
+        "Floor C-1: paid 50,000 won, balance 30,000 won\n"
+        "sold 1 of 52, 50,000 won\n"
+        "Floor C-1 refunded: balance 80,000 won\n"
     ), result.stdout

@@ -6,8 +6,9 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase, InMemoryHoldTimers, InMemoryQueueStore
-from booking import add_venue, admitted_customer, memory_deps, rejoin
+from booking import OPERATOR, add_venue, admitted_customer, memory_deps, one_row, rejoin
 from concert_domain import BookingPolicy, Dependencies
+from concert_domain.catalog import DateSpec
 from concert_domain.errors import (
     HoldLimitReached,
     NotFound,
@@ -15,12 +16,16 @@ from concert_domain.errors import (
     QueueTokenRequired,
     RateLimited,
     ReservationNotHeld,
+    SaleClosed,
+    SaleNotOpen,
     SeatUnavailable,
 )
 from concert_domain.ids import ReservationId, SeatId
 from concert_domain.usecases import (
     cancel_reservation,
     charge_wallet,
+    create_concert,
+    create_date,
     get_reservation,
     hold_seat,
     pay,
@@ -144,14 +149,31 @@ class TestHoldSeat:
         with pytest.raises(NotFound):
             await hold_seat(mina.user_id, mina.queue_token, SeatId(999), deps=deps)
 
-    async def test_refuses_a_seat_whose_show_has_started(
+    async def test_holds_only_inside_the_sale_window(
         self, deps: Dependencies, clock: ManualClock
     ) -> None:
-        venue = await add_venue(deps, days=(1,))
-        clock.advance(timedelta(days=1))
+        now = clock.now()
+        spec = DateSpec(
+            now + timedelta(days=2),
+            [one_row(1, 50_000)],
+            sale_opens_at=now + timedelta(hours=1),
+            sale_closes_at=now + timedelta(days=1),
+        )
+        concert = await create_concert(OPERATOR, "Later", deps=deps)
+        created = await create_date(OPERATOR, concert.concert_id, spec, deps=deps)
+        async with deps.uow(read_only=True) as uow:
+            [view] = await uow.catalog.seat_map(created.date.date_id, now)
         mina = await admitted_customer(deps, "mina@example.com")
-        with pytest.raises(SeatUnavailable):
-            await hold_seat(mina.user_id, mina.queue_token, venue.seats[0].seat_id, deps=deps)
+        with pytest.raises(SaleNotOpen, match="opens at"):
+            await hold_seat(mina.user_id, mina.queue_token, view.seat.seat_id, deps=deps)
+        clock.advance(timedelta(hours=1))
+        mina = await rejoin(deps, mina)
+        held = await hold_seat(mina.user_id, mina.queue_token, view.seat.seat_id, deps=deps)
+        await cancel_reservation(mina.user_id, held.reservation_id, deps=deps)
+        clock.advance(timedelta(days=1) - timedelta(hours=1))  # the close, a day before the show
+        mina = await rejoin(deps, mina)
+        with pytest.raises(SaleClosed, match="closed at"):
+            await hold_seat(mina.user_id, mina.queue_token, view.seat.seat_id, deps=deps)
 
     async def test_needs_an_active_queue_token_of_the_caller(self, deps: Dependencies) -> None:
         venue = await add_venue(deps)

@@ -1,5 +1,6 @@
-"""The seat-map read model: each process keeps the last seat map it read per date, and serves
-it again while nothing has changed, never later than a change that has been answered.
+"""The seat-map read model: each process keeps the last seat map it read per date (and per
+section of it), and serves it again while nothing has changed, never later than a change that
+has been answered.
 
 A date's *version* (`SeatMapVersions`) changes whenever a committed change alters who holds or
 owns its seats. A reader takes the version before it reads the database; the units of work
@@ -42,7 +43,7 @@ from concert_domain.ports import (
     UnitOfWorkFactory,
 )
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import Sale
+from concert_domain.wallet import Refund, Sale
 
 log = logging.getLogger("concert.seatmaps")
 
@@ -90,20 +91,22 @@ class SeatMapReadModel:
         self._inner = inner
         self._versions = versions
         self._max_age = max_age
-        self._kept: LeastRecentlyUsed[DateId, _Kept] = LeastRecentlyUsed(limit)
-        self._reads: SharedReads[tuple[DateId, str], _Kept] = SharedReads()
+        self._kept: LeastRecentlyUsed[DateId, dict[str | None, _Kept]] = LeastRecentlyUsed(limit)
+        self._reads: SharedReads[tuple[DateId, str | None, str], _Kept] = SharedReads()
 
     def __call__(self, *, read_only: bool = False) -> UnitOfWork:
         return _VersioningUnitOfWork(self._inner(read_only=read_only), self, read_only)
 
-    async def seat_map(self, date_id: DateId, now: datetime) -> Sequence[SeatView]:
+    async def seat_map(
+        self, date_id: DateId, now: datetime, section: str | None = None
+    ) -> Sequence[SeatView]:
         version = await self._versions.current(date_id)  # before the database is read
-        kept = self._kept.get(date_id)
+        kept = (self._kept.get(date_id) or {}).get(section)
         if kept is None or not kept.is_current(version, now):
-            key = (date_id, version)
-            kept = await self._reads.read(key, lambda: self._read(date_id, version, now))
+            key = (date_id, section, version)
+            kept = await self._reads.read(key, lambda: self._read(date_id, section, version, now))
         if not kept.is_current(version, now):  # read by another, for an instant now past
-            kept = await self._read(date_id, version, now)
+            kept = await self._read(date_id, section, version, now)
         return kept.seats
 
     async def changed(self, date_ids: set[DateId]) -> None:
@@ -117,12 +120,18 @@ class SeatMapReadModel:
         except StoreUnavailable:
             log.warning("could not renew seat-map versions; kept maps lapse within %s", MAX_AGE)
 
-    async def _read(self, date_id: DateId, version: str, now: datetime) -> _Kept:
+    async def _read(
+        self, date_id: DateId, section: str | None, version: str, now: datetime
+    ) -> _Kept:
         async with self._inner(read_only=True) as uow:
-            seats = tuple(await uow.catalog.seat_map(date_id, now))
+            seats = tuple(await uow.catalog.seat_map(date_id, now, section))
         lapses = [view.held_until for view in seats if view.held_until is not None]
         kept = _Kept(version, seats, now, min([now + self._max_age, *lapses]))
-        self._kept.put(date_id, kept)
+        sections = self._kept.get(date_id)
+        if sections is None or any(k.version != version for k in sections.values()):
+            sections = {}  # the maps of older versions go
+        sections[section] = kept
+        self._kept.put(date_id, sections)
         return kept
 
 
@@ -147,12 +156,15 @@ class _KeptSeatMaps(WrappedCatalog):
         super().__init__(inner)
         self._model = model
 
-    async def seat_map(self, date_id: DateId, now: datetime) -> Sequence[SeatView]:
-        return await self._model.seat_map(date_id, now)
+    async def seat_map(
+        self, date_id: DateId, now: datetime, section: str | None = None
+    ) -> Sequence[SeatView]:
+        return await self._model.seat_map(date_id, now, section)
 
 
 class _WatchedReservations(WrappedReservations):
-    """Notes the dates of the holds and cancellations made through it. The sweep is let
+    """Notes the dates of the holds and cancellations made through it (and `_WatchedPayments`
+    those of payments and refunds). The sweep is let
     through unwatched: a lapsed hold already reads as available, so marking it expired
     changes no seat map."""
 
@@ -186,3 +198,9 @@ class _WatchedPayments(WrappedPayments):
         if sale is not None:
             self._touched.add(sale.reservation.date_id)
         return sale
+
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        refund = await self.inner.refund(reservation_id, now)
+        if refund is not None:
+            self._touched.add(refund.reservation.date_id)
+        return refund

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapters.caching.lru import LeastRecentlyUsed
-from concert_domain.accounts import AccessToken, Identity
+from concert_domain.accounts import AccessToken, Identity, Role
 from concert_domain.ids import UserId
 from concert_domain.ports import AccessTokens
 
@@ -24,8 +24,8 @@ class VerifiedTokens(AccessTokens):
         self._inner = inner
         self._kept: LeastRecentlyUsed[str, Identity] = LeastRecentlyUsed(limit)
 
-    def issue(self, user_id: UserId, now: datetime) -> AccessToken:
-        return self._inner.issue(user_id, now)
+    def issue(self, user_id: UserId, role: Role, now: datetime) -> AccessToken:
+        return self._inner.issue(user_id, role, now)
 
     def verify(self, token: str) -> Identity:
         kept = self._kept.get(token)

@@ -3,14 +3,24 @@ wrappers, which override what they keep or watch and pass the rest through."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from types import TracebackType
 from typing import Self
 
-from concert_domain.accounts import Account
-from concert_domain.catalog import Concert, ConcertDate, DateAvailability, Seat, SeatView
+from concert_domain.accounts import Account, AccountOverview, Role
+from concert_domain.catalog import (
+    Concert,
+    ConcertDate,
+    DateAvailability,
+    NewSeat,
+    Sales,
+    Seat,
+    SeatView,
+    SoldSeat,
+)
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
+from concert_domain.paging import Position
 from concert_domain.ports import (
     AccountRepository,
     CatalogRepository,
@@ -18,8 +28,8 @@ from concert_domain.ports import (
     ReservationRepository,
     UnitOfWork,
 )
-from concert_domain.reservations import Reservation
-from concert_domain.wallet import Sale
+from concert_domain.reservations import Reservation, ReservationStatus
+from concert_domain.wallet import Refund, Sale
 
 
 class WrappedUnitOfWork(UnitOfWork):
@@ -52,8 +62,13 @@ class WrappedAccounts(AccountRepository):
     def __init__(self, inner: AccountRepository) -> None:
         self.inner = inner
 
-    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
-        return await self.inner.add(email, password_hash, now)
+    async def add(
+        self, email: str, password_hash: str, now: datetime, role: Role = Role.CUSTOMER
+    ) -> Account:
+        return await self.inner.add(email, password_hash, now, role)
+
+    async def get(self, user_id: UserId) -> Account | None:
+        return await self.inner.get(user_id)
 
     async def get_by_email(self, email: str) -> Account | None:
         return await self.inner.get_by_email(email)
@@ -61,18 +76,31 @@ class WrappedAccounts(AccountRepository):
     async def exists(self, user_id: UserId) -> bool:
         return await self.inner.exists(user_id)
 
+    async def set_role(self, user_id: UserId, role: Role) -> None:
+        await self.inner.set_role(user_id, role)
+
+    async def overview(self, user_id: UserId, now: datetime) -> AccountOverview | None:
+        return await self.inner.overview(user_id, now)
+
 
 class WrappedCatalog(CatalogRepository):
     def __init__(self, inner: CatalogRepository) -> None:
         self.inner = inner
 
-    async def add_concert(self, title: str) -> Concert:
-        return await self.inner.add_concert(title)
+    async def add_concert(self, title: str, venue: str = "") -> Concert:
+        return await self.inner.add_concert(title, venue)
 
-    async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
-        return await self.inner.add_date(concert_id, day, starts_at)
+    async def add_date(
+        self,
+        concert_id: ConcertId,
+        day: date,
+        starts_at: datetime,
+        sale_opens_at: datetime,
+        sale_closes_at: datetime,
+    ) -> ConcertDate:
+        return await self.inner.add_date(concert_id, day, starts_at, sale_opens_at, sale_closes_at)
 
-    async def add_seats(self, date_id: DateId, seats: Sequence[tuple[int, int]]) -> list[Seat]:
+    async def add_seats(self, date_id: DateId, seats: Iterable[NewSeat]) -> int:
         return await self.inner.add_seats(date_id, seats)
 
     async def list_concerts(self) -> list[Concert]:
@@ -90,8 +118,18 @@ class WrappedCatalog(CatalogRepository):
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         return await self.inner.open_dates(concert_id, now)
 
-    async def seat_map(self, date_id: DateId, now: datetime) -> Sequence[SeatView]:
-        return await self.inner.seat_map(date_id, now)
+    async def seat_map(
+        self, date_id: DateId, now: datetime, section: str | None = None
+    ) -> Sequence[SeatView]:
+        return await self.inner.seat_map(date_id, now, section)
+
+    async def sales(self, date_id: DateId, now: datetime) -> Sales:
+        return await self.inner.sales(date_id, now)
+
+    async def sold_seats(
+        self, date_id: DateId, after: ReservationId | None, limit: int
+    ) -> list[SoldSeat]:
+        return await self.inner.sold_seats(date_id, after, limit)
 
 
 class WrappedReservations(ReservationRepository):
@@ -112,6 +150,16 @@ class WrappedReservations(ReservationRepository):
     async def expire_due(self, now: datetime, limit: int) -> list[Reservation]:
         return await self.inner.expire_due(now, limit)
 
+    async def of_customer(
+        self,
+        user_id: UserId,
+        status: ReservationStatus | None,
+        before: Position | None,
+        limit: int,
+        now: datetime,
+    ) -> list[Reservation]:
+        return await self.inner.of_customer(user_id, status, before, limit, now)
+
 
 class WrappedPayments(PaymentRepository):
     def __init__(self, inner: PaymentRepository) -> None:
@@ -121,3 +169,6 @@ class WrappedPayments(PaymentRepository):
         self, reservation_id: ReservationId, user_id: UserId, now: datetime
     ) -> Sale | None:
         return await self.inner.pay(reservation_id, user_id, now)
+
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        return await self.inner.refund(reservation_id, now)

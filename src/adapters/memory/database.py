@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import enum
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from collections.abc import Sequence as Seq
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
@@ -22,14 +21,19 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 import attrs
 
 from adapters.memory.journal import Journal, Sequence, Table
-from concert_domain.accounts import Account
+from concert_domain.accounts import Account, AccountOverview, Role
 from concert_domain.catalog import (
     Concert,
     ConcertDate,
     DateAvailability,
+    NewSeat,
+    Sales,
     Seat,
     SeatStatus,
     SeatView,
+    SectionSales,
+    SoldSeat,
+    seat_label,
 )
 from concert_domain.errors import (
     EmailTaken,
@@ -49,6 +53,7 @@ from concert_domain.ids import (
     SeatId,
     UserId,
 )
+from concert_domain.paging import Position
 from concert_domain.ports import (
     AccountRepository,
     CatalogRepository,
@@ -59,7 +64,7 @@ from concert_domain.ports import (
     WalletRepository,
 )
 from concert_domain.reservations import Reservation, ReservationStatus
-from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Sale
+from concert_domain.wallet import LedgerEntry, LedgerKind, Payment, Refund, Sale
 
 
 class InMemoryDatabase:
@@ -88,6 +93,7 @@ class InMemoryDatabase:
         self.next_seat = Sequence()
         self.next_reservation = Sequence()
         self.next_payment = Sequence()
+        self.next_entry = Sequence()
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
@@ -109,10 +115,26 @@ class InMemoryDatabase:
         return SeatView(seat, SeatStatus.HELD, live.expires_at)
 
     def move_money(self, entry: LedgerEntry, new_balance: int) -> int:
-        """Set the wallet's balance and append the entry that explains it."""
+        """Set the wallet's balance and append the entry that explains it, numbered."""
         self.wallets.put(entry.user_id, new_balance)
-        _append(self.ledger, entry.user_id, entry)
+        numbered = attrs.evolve(entry, balance=new_balance, entry_id=self.next_entry())
+        _append(self.ledger, entry.user_id, numbered)
         return new_balance
+
+    def seats_of(self, date_id: DateId) -> list[Seat]:
+        """The date's seats in layout order."""
+        seats = [self.seat(seat_id) for seat_id in self.seats_by_date.get(date_id) or ()]
+        return sorted(seats, key=lambda s: (s.section_order, s.row_order, s.number))
+
+    def seat(self, seat_id: SeatId) -> Seat:
+        seat = self.seats.get(seat_id)
+        assert seat is not None, f"an index names missing seat {seat_id}"
+        return seat
+
+    def reservation(self, reservation_id: ReservationId) -> Reservation:
+        reservation = self.reservations.get(reservation_id)
+        assert reservation is not None, f"an index names missing reservation {reservation_id}"
+        return reservation
 
     def save_reservation(self, reservation: Reservation) -> None:
         self.reservations.put(reservation.reservation_id, reservation)
@@ -175,13 +197,19 @@ class _Repository:
 
 class InMemoryAccountRepository(_Repository, AccountRepository):
     @_changes
-    async def add(self, email: str, password_hash: str, now: datetime) -> Account:
+    async def add(
+        self, email: str, password_hash: str, now: datetime, role: Role = Role.CUSTOMER
+    ) -> Account:
         if email in self._db.account_by_email:
             raise EmailTaken(f"{email} already has an account")
-        account = Account(UserId(self._db.next_user()), email, password_hash, now)
+        account = Account(UserId(self._db.next_user()), email, password_hash, now, role)
         self._db.accounts.put(account.user_id, account)
         self._db.account_by_email.put(email, account.user_id)
         return account
+
+    @_reads
+    async def get(self, user_id: UserId) -> Account | None:
+        return self._db.accounts.get(user_id)
 
     @_reads
     async def get_by_email(self, email: str) -> Account | None:
@@ -192,42 +220,79 @@ class InMemoryAccountRepository(_Repository, AccountRepository):
     async def exists(self, user_id: UserId) -> bool:
         return user_id in self._db.accounts
 
+    @_changes
+    async def set_role(self, user_id: UserId, role: Role) -> None:
+        account = self._db.accounts.get(user_id)
+        if account is not None:
+            self._db.accounts.put(user_id, attrs.evolve(account, role=role))
+
+    @_reads
+    async def overview(self, user_id: UserId, now: datetime) -> AccountOverview | None:
+        account = self._db.accounts.get(user_id)
+        if account is None:
+            return None
+        holds = [
+            reservation
+            for reservation_id in self._db.reservations_by_user.get(user_id) or ()
+            if (reservation := self._db.reservation(reservation_id)).is_held(now)
+        ]
+        balance = self._db.wallets.get(user_id) or 0
+        return AccountOverview(account, balance, sorted(holds, key=lambda r: r.expires_at))
+
 
 class InMemoryCatalogRepository(_Repository, CatalogRepository):
     @_changes
-    async def add_concert(self, title: str) -> Concert:
-        concert = Concert(ConcertId(self._db.next_concert()), title)
+    async def add_concert(self, title: str, venue: str = "") -> Concert:
+        concert = Concert(ConcertId(self._db.next_concert()), title, venue)
         self._db.concerts.put(concert.concert_id, concert)
         return concert
 
     @_changes
-    async def add_date(self, concert_id: ConcertId, day: date, starts_at: datetime) -> ConcertDate:
+    async def add_date(
+        self,
+        concert_id: ConcertId,
+        day: date,
+        starts_at: datetime,
+        sale_opens_at: datetime,
+        sale_closes_at: datetime,
+    ) -> ConcertDate:
         if concert_id not in self._db.concerts:
             raise InvalidRequest(f"no concert {concert_id}")
-        concert_date = ConcertDate(DateId(self._db.next_date()), concert_id, day, starts_at)
-        self._db.dates.put(concert_date.date_id, concert_date)
+        date_id = DateId(self._db.next_date())
+        concert_date = ConcertDate(
+            date_id, concert_id, day, starts_at, sale_opens_at, sale_closes_at
+        )
+        self._db.dates.put(date_id, concert_date)
         return concert_date
 
     @_changes
-    async def add_seats(self, date_id: DateId, seats: Seq[tuple[int, int]]) -> list[Seat]:
+    async def add_seats(self, date_id: DateId, seats: Iterable[NewSeat]) -> int:
         concert_date = self._db.dates.get(date_id)
         if concert_date is None:
             raise InvalidRequest(f"no date {date_id}")
-        taken = {
-            self._seat(seat_id).number for seat_id in self._db.seats_by_date.get(date_id) or ()
-        }
+        taken = {(s.section, s.row, s.number) for s in self._db.seats_of(date_id)}
         added = []
-        for number, price in seats:
-            if number in taken:
-                raise InvalidRequest(f"seat {number} already exists on date {date_id}")
-            taken.add(number)
+        for new in seats:
+            place = (new.section, new.row, new.number)
+            if place in taken:
+                raise InvalidRequest(f"seat {seat_label(*place)} already exists on {date_id}")
+            taken.add(place)
+            seat_id = SeatId(self._db.next_seat())
             seat = Seat(
-                SeatId(self._db.next_seat()), date_id, concert_date.concert_id, number, price
+                seat_id,
+                date_id,
+                concert_date.concert_id,
+                new.section,
+                new.row,
+                new.number,
+                new.price,
+                new.section_order,
+                new.row_order,
             )
-            self._db.seats.put(seat.seat_id, seat)
-            _append(self._db.seats_by_date, date_id, seat.seat_id)
-            added.append(seat)
-        return added
+            self._db.seats.put(seat_id, seat)
+            added.append(seat_id)
+        self._db.seats_by_date.put(date_id, (*(self._db.seats_by_date.get(date_id) or ()), *added))
+        return len(added)
 
     @_reads
     async def list_concerts(self) -> list[Concert]:
@@ -249,7 +314,7 @@ class InMemoryCatalogRepository(_Repository, CatalogRepository):
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         found = []
         for concert_date in self._db.dates.values():
-            if concert_date.concert_id != concert_id or not concert_date.is_open(now):
+            if concert_date.concert_id != concert_id or concert_date.sale_has_closed(now):
                 continue
             available = sum(
                 1
@@ -261,16 +326,64 @@ class InMemoryCatalogRepository(_Repository, CatalogRepository):
         return sorted(found, key=lambda item: (item.date.starts_at, item.date.date_id))
 
     @_reads
-    async def seat_map(self, date_id: DateId, now: datetime) -> list[SeatView]:
-        seats = [self._seat(seat_id) for seat_id in self._db.seats_by_date.get(date_id) or ()]
+    async def seat_map(
+        self, date_id: DateId, now: datetime, section: str | None = None
+    ) -> list[SeatView]:
         return [
-            self._db.seat_view(seat, now) for seat in sorted(seats, key=lambda seat: seat.number)
+            self._db.seat_view(seat, now)
+            for seat in self._db.seats_of(date_id)
+            if section is None or seat.section == section
         ]
 
-    def _seat(self, seat_id: SeatId) -> Seat:
-        seat = self._db.seats.get(seat_id)
-        assert seat is not None, f"seat index names missing seat {seat_id}"
-        return seat
+    @_reads
+    async def sales(self, date_id: DateId, now: datetime) -> Sales:
+        counts: dict[str, list[int]] = {}
+        for seat in self._db.seats_of(date_id):
+            total, held, sold, revenue = counts.setdefault(seat.section, [0, 0, 0, 0])
+            live = self._db.live_reservation(seat.seat_id, now)
+            paid = live is not None and live.status is ReservationStatus.PAID
+            counts[seat.section] = [
+                total + 1,
+                held + (live is not None and not paid),
+                sold + paid,
+                revenue + (live.price if live is not None and paid else 0),
+            ]
+        return Sales(
+            date_id,
+            [
+                SectionSales(name, total, total - held - sold, held, sold, revenue)
+                for name, (total, held, sold, revenue) in counts.items()
+            ],
+        )
+
+    @_reads
+    async def sold_seats(
+        self, date_id: DateId, after: ReservationId | None, limit: int
+    ) -> list[SoldSeat]:
+        sold = []
+        for reservation in self._db.reservations.values():
+            if reservation.date_id != date_id or reservation.status is not ReservationStatus.PAID:
+                continue
+            if after is not None and reservation.reservation_id <= after:
+                continue
+            payment_id = self._db.payment_by_reservation.get(reservation.reservation_id)
+            payment = None if payment_id is None else self._db.payments.get(payment_id)
+            account = self._db.accounts.get(reservation.user_id)
+            assert payment is not None, f"paid reservation {reservation.reservation_id} unpaid"
+            assert account is not None, f"reservation of missing account {reservation.user_id}"
+            sold.append(
+                SoldSeat(
+                    reservation.reservation_id,
+                    payment.payment_id,
+                    reservation.section,
+                    reservation.row,
+                    reservation.number,
+                    reservation.price,
+                    payment.created_at,
+                    account.email,
+                )
+            )
+        return sorted(sold, key=lambda seat: seat.reservation_id)[:limit]
 
 
 class InMemoryReservationRepository(_Repository, ReservationRepository):
@@ -288,7 +401,7 @@ class InMemoryReservationRepository(_Repository, ReservationRepository):
         holds = sum(
             1
             for reservation_id in self._db.reservations_by_user.get(user_id) or ()
-            if self._reservation(reservation_id).is_held(now)
+            if self._db.reservation(reservation_id).is_held(now)
         )
         if holds >= max_holds:
             raise HoldLimitReached.at(max_holds)
@@ -321,15 +434,30 @@ class InMemoryReservationRepository(_Repository, ReservationRepository):
         )[:limit]
         expired = []
         for _, reservation_id in due:
-            reservation = self._reservation(reservation_id).expired()
+            reservation = self._db.reservation(reservation_id).expired()
             self._db.save_reservation(reservation)
             expired.append(reservation)
         return expired
 
-    def _reservation(self, reservation_id: ReservationId) -> Reservation:
-        reservation = self._db.reservations.get(reservation_id)
-        assert reservation is not None, f"index names missing reservation {reservation_id}"
-        return reservation
+    @_reads
+    async def of_customer(
+        self,
+        user_id: UserId,
+        status: ReservationStatus | None,
+        before: Position | None,
+        limit: int,
+        now: datetime,
+    ) -> list[Reservation]:
+        found = [
+            self._db.reservation(reservation_id)
+            for reservation_id in self._db.reservations_by_user.get(user_id) or ()
+        ]
+        if status is not None:
+            found = [r for r in found if r.as_of(now).status is status]
+        if before is not None:
+            found = [r for r in found if (r.created_at, r.reservation_id) < (before.at, before.id)]
+        found.sort(key=lambda r: (r.created_at, r.reservation_id), reverse=True)
+        return found[:limit]
 
 
 class InMemoryWalletRepository(_Repository, WalletRepository):
@@ -351,6 +479,15 @@ class InMemoryWalletRepository(_Repository, WalletRepository):
             return None
         entry = LedgerEntry(user_id, LedgerKind.CHARGE, amount, now)
         return self._db.move_money(entry, balance + amount)
+
+    @_reads
+    async def transactions(
+        self, user_id: UserId, before: Position | None, limit: int
+    ) -> list[LedgerEntry]:
+        entries = list(self._db.ledger.get(user_id) or ())
+        if before is not None:
+            entries = [e for e in entries if e.entry_id < before.id]
+        return entries[::-1][:limit]
 
 
 class InMemoryPaymentRepository(_Repository, PaymentRepository):
@@ -375,6 +512,19 @@ class InMemoryPaymentRepository(_Repository, PaymentRepository):
         self._db.payment_by_reservation.put(reservation_id, payment.payment_id)
         entry = LedgerEntry(user_id, LedgerKind.PAYMENT, price, now, payment.payment_id)
         return Sale(paid, payment, self._db.move_money(entry, balance - price))
+
+    @_changes
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        reservation = self._db.reservations.get(reservation_id)
+        if reservation is None or reservation.status is not ReservationStatus.PAID:
+            return None
+        refunded = reservation.refunded()
+        self._db.save_reservation(refunded)
+        user_id, price = reservation.user_id, reservation.price
+        payment_id = self._db.payment_by_reservation.get(reservation_id)
+        entry = LedgerEntry(user_id, LedgerKind.REFUND, price, now, payment_id)
+        balance = self._db.move_money(entry, (self._db.wallets.get(user_id) or 0) + price)
+        return Refund(refunded, price, balance)
 
 
 class InMemoryIdempotencyRepository(_Repository, IdempotencyRepository):

@@ -77,6 +77,11 @@ class InMemoryQueueStore(QueueStore):
             return None
         return self._ticket(token, now).as_of(now)
 
+    async def live_ticket(self, user_id: UserId, now: datetime) -> QueueTicket | None:
+        token = self._live_by_user.get(user_id)
+        ticket = None if token is None else self.ticket(token, now)
+        return ticket if ticket is not None and ticket.status is not TicketStatus.EXPIRED else None
+
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
         self._expire_lapsed(now)
         admitted = 0

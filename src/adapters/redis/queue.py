@@ -30,6 +30,7 @@ class RedisQueueStore(QueueStore):
         self._expire_idle = redis.script(scripts.EXPIRE_IDLE)
         self._expire_one = redis.script(scripts.EXPIRE_ONE)
         self._describe = redis.script(scripts.TICKET)
+        self._live = redis.script(scripts.LIVE_TICKET)
         self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
@@ -62,6 +63,18 @@ class RedisQueueStore(QueueStore):
                 args=[token, to_ms(now), self._rate_window],
             )
         return None if described is None else ticket_from_reply(described).as_of(now)
+
+    async def live_ticket(self, user_id: UserId, now: datetime) -> QueueTicket | None:
+        k = self._keys
+        with translated():
+            described = await self._live(
+                keys=[k.user(user_id), k.waiting, k.admitted],
+                args=[k.ticket_prefix, to_ms(now), self._rate_window],
+            )
+        if described is None:
+            return None
+        ticket = ticket_from_reply(described).as_of(now)
+        return None if ticket.status is TicketStatus.EXPIRED else ticket
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
         k = self._keys

@@ -60,6 +60,17 @@ return describe(ARGV[1], KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(
 """
 )
 
+# KEYS: user key, waiting, admitted
+# ARGV: ticket prefix, now, rate window (ms)
+LIVE_TICKET = (
+    _DESCRIBE
+    + """
+local token = redis.call('GET', KEYS[1])
+if not token then return false end
+return describe(token, ARGV[1] .. token, KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
 # KEYS: waiting, active, admitted, sequence, user key
 # ARGV: now, capacity, active_ms, new token, ticket prefix, user prefix, retention, user id,
 #       rate window (ms)

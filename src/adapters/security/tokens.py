@@ -1,4 +1,4 @@
-"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required.
+"""JWT access tokens: HS256 only, ``exp`` and ``sub`` required, ``role`` the account's role.
 
 PyJWT makes them. A token checked here with the very header PyJWT gives an HS256 token is
 verified directly: its HMAC-SHA256 compared in constant time, its claims decoded by msgspec,
@@ -22,12 +22,13 @@ from typing import Any
 import jwt
 import msgspec
 
-from concert_domain.accounts import AccessToken, Identity
+from concert_domain.accounts import AccessToken, Identity, Role
 from concert_domain.errors import Unauthorized
 from concert_domain.ids import UserId
 from concert_domain.ports import AccessTokens
 
 ALGORITHM = "HS256"
+_ROLES = frozenset(role.value for role in Role)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 MIN_SECRET_BYTES = 32
 
@@ -42,9 +43,14 @@ class JwtAccessTokens(AccessTokens):
         self._lifetime = lifetime_seconds
         self._header = jwt.encode({}, secret, algorithm=ALGORITHM).split(".")[0]
 
-    def issue(self, user_id: UserId, now: datetime) -> AccessToken:
+    def issue(self, user_id: UserId, role: Role, now: datetime) -> AccessToken:
         issued = int(now.timestamp())
-        claims = {"sub": str(user_id), "iat": issued, "exp": issued + self._lifetime}
+        claims = {
+            "sub": str(user_id),
+            "role": role.value,
+            "iat": issued,
+            "exp": issued + self._lifetime,
+        }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return AccessToken(access_token=token, expires_in=self._lifetime)
 
@@ -60,7 +66,10 @@ class JwtAccessTokens(AccessTokens):
             raise Unauthorized("the access token is not valid")
         if len(subject) > 19 or int(subject) < 1:
             raise Unauthorized("the access token is not valid")
-        return Identity(UserId(int(subject)), datetime.fromtimestamp(expires_at, UTC))
+        role = claims.get("role", Role.CUSTOMER.value)  # a token from before roles: a customer
+        if not isinstance(role, str) or role not in _ROLES:
+            raise Unauthorized("the access token is not valid")
+        return Identity(UserId(int(subject)), datetime.fromtimestamp(expires_at, UTC), Role(role))
 
     def _claims_of_ours(self, rest: str) -> dict[str, Any]:
         payload, _, signature = rest.partition(".")

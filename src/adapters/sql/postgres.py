@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import (
     Integer,
     String,
+    Table,
     case,
     cast,
     exists,
@@ -60,7 +61,7 @@ from adapters.sql.errors import translate_psycopg
 from adapters.sql.queries import Query, arguments, param
 from adapters.sql.repositories import SqlReservationRepository, SqlWalletRepository
 from adapters.sql.schema import HELD_OR_PAID, ledger, payments, reservations, wallets
-from adapters.sql.session import Step, TransactionRules
+from adapters.sql.session import DuplicateRow, Step, TransactionRules
 from concert_domain.catalog import Seat
 from concert_domain.errors import (
     ConcertError,
@@ -73,13 +74,15 @@ from concert_domain.errors import (
 from concert_domain.ids import PaymentId, ReservationId, UserId
 from concert_domain.ports import PaymentRepository
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import LedgerKind, Payment, Sale
+from concert_domain.wallet import LedgerKind, Payment, Refund, Sale
 
 # SQLSTATE of `concert_refuse`: its message is one of the codes below, its detail a number
 REFUSAL_STATE = "CR001"
 # no request waits much longer than this on a database that does not answer
 ROUND_TRIP_SECONDS = 2.0
 WAIT_SECONDS = 2.0  # for a pooled connection
+# for the rows of a bulk insert (a 20,000-seat date takes a small fraction of it)
+BULK_SECONDS = 30.0
 # connection exceptions, and a server shutting down or terminating the backend
 LOST_STATES = ("08", "57P")
 RESERVATION_ID_BLOCK = 100
@@ -209,6 +212,35 @@ class PostgresSession(TransactionRules):
         if pending or self._begun:
             await self._round_trip(pending, commit=True)
         self._committed()
+
+    async def insert_many(
+        self, table: Table, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """By ``COPY``: the rows stream to the server as they come, in the transaction."""
+        self._check_writable()
+        pending = self._take_pending()
+        if pending or not self._begun:
+            await self._round_trip(pending)  # opens the transaction
+        connection = self._connection
+        assert connection is not None
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        self._announce(statement)
+        try:
+            async with asyncio.timeout(BULK_SECONDS):
+                async with connection.cursor().copy(statement) as copy:
+                    for row in rows:
+                        await copy.write_row([row[column] for column in columns])
+        except TimeoutError as e:
+            await self._lose(connection)
+            raise StoreUnavailable("the database did not take the rows in time") from e
+        except psycopg.Error as e:
+            if _lost(connection, e):
+                await self._lose(connection)
+                raise StoreUnavailable("the database connection was lost") from e
+            self._aborted()
+            if isinstance(e, psycopg.errors.UniqueViolation):
+                raise DuplicateRow(e.diag.constraint_name) from e
+            raise translate_psycopg(e) from e
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -457,14 +489,15 @@ class PostgresReservations(SqlReservationRepository):
 
 
 def _with_ledger_entry(move: Any) -> Query:
-    """A wallet move and its ledger entry in one statement: the entry is written only if the
-    move returned a balance, which the statement answers."""
+    """A wallet move and its ledger entry in one statement: the entry, with the balance the
+    move left, is written only if the move returned one, which the statement answers."""
     moved = move.cte("moved")
+    given = [n for n in sql.LEDGER_COLUMNS if n != "balance"]
     entry = (
         ledger.insert()
         .from_select(
-            sql.LEDGER_COLUMNS,
-            select(*(param(n, ledger.c[n]) for n in sql.LEDGER_COLUMNS)).select_from(moved),
+            [*given, "balance"],
+            select(*(param(n, ledger.c[n]) for n in given), moved.c.balance),
         )
         .cte("entry")
     )
@@ -500,14 +533,15 @@ def _sale() -> Query:
     entry = (
         ledger.insert()
         .from_select(
-            sql.LEDGER_COLUMNS,
+            ["user_id", "kind", "amount", "payment_id", "created_at", "balance"],
             select(
                 paid.c.user_id,
                 literal(LedgerKind.PAYMENT.value),
                 paid.c.amount,
                 paid.c.payment_id,
                 sql.NOW,
-            ),
+                debited.c.balance,
+            ).select_from(paid.join(debited, true())),
         )
         .cte("entry")
     )
@@ -520,6 +554,45 @@ def _sale() -> Query:
 
 
 SALE = _sale()
+
+
+def _refund() -> Query:
+    """The whole refund in one statement: the paid reservation refunded, its price credited
+    whatever the cap, and the ``refund`` ledger entry naming its payment, each written only if
+    the reservation was paid (the guarded UPDATE decides, however many race; a refund per
+    payment is also unique in the ledger). Answers nothing when it was not paid."""
+    unsold = sql.UNSELL.cte("unsold")
+    credited = (
+        wallets.update()
+        .where(wallets.c.user_id == unsold.c.user_id)
+        .values(balance=wallets.c.balance + unsold.c.price)
+        .returning(wallets.c.balance)
+        .cte("credited")
+    )
+    entry = (
+        ledger.insert()
+        .from_select(
+            ["user_id", "kind", "amount", "payment_id", "created_at", "balance"],
+            select(
+                unsold.c.user_id,
+                literal(LedgerKind.REFUND.value),
+                unsold.c.price,
+                sql.PAYMENT_OF.scalar_subquery(),
+                sql.NOW,
+                credited.c.balance,
+            ).select_from(unsold.join(credited, true())),
+        )
+        .cte("entry")
+    )
+    return Query(
+        select(unsold, credited.c.balance)
+        .select_from(unsold.join(credited, true()))
+        .add_cte(entry),
+        writes=True,
+    )
+
+
+REFUND = _refund()
 
 
 class PostgresWallets(SqlWalletRepository):
@@ -558,3 +631,10 @@ class PostgresPayments(PaymentRepository):
         row = sales[0]
         payment = Payment(PaymentId(row.payment_id), reservation_id, user_id, row.price, now)
         return Sale(rows.reservation_from_row(row), payment, row.balance)
+
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        refunds = await self._db.run(REFUND, reservation_id=reservation_id, now=now)
+        if not refunds:
+            return None
+        reservation = rows.reservation_from_row(refunds[0])
+        return Refund(reservation, reservation.price, int(refunds[0].balance))

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from concert_domain.accounts import Account
-from concert_domain.catalog import Concert, ConcertDate, Seat
+from concert_domain.accounts import Account, Role
+from concert_domain.catalog import Concert, ConcertDate, NewSeat, Seat, SoldSeat
 from concert_domain.idempotency import IdempotencyRecord, IdempotencyState, StoredOutcome
 from concert_domain.ids import (
     ConcertId,
@@ -22,20 +22,63 @@ from concert_domain.wallet import LedgerEntry, LedgerKind, Payment
 
 
 def account_from_row(row: Row[Any]) -> Account:
-    return Account(UserId(row.user_id), row.email, row.password_hash, row.created_at)
+    return Account(
+        UserId(row.user_id), row.email, row.password_hash, row.created_at, Role(row.role)
+    )
 
 
 def concert_from_row(row: Row[Any]) -> Concert:
-    return Concert(ConcertId(row.concert_id), row.title)
+    return Concert(ConcertId(row.concert_id), row.title, row.venue)
 
 
 def date_from_row(row: Row[Any]) -> ConcertDate:
-    return ConcertDate(DateId(row.date_id), ConcertId(row.concert_id), row.day, row.starts_at)
+    return ConcertDate(
+        DateId(row.date_id),
+        ConcertId(row.concert_id),
+        row.day,
+        row.starts_at,
+        row.sale_opens_at,
+        row.sale_closes_at,
+    )
 
 
 def seat_from_row(row: Row[Any]) -> Seat:
     return Seat(
-        SeatId(row.seat_id), DateId(row.date_id), ConcertId(row.concert_id), row.number, row.price
+        seat_id=SeatId(row.seat_id),
+        date_id=DateId(row.date_id),
+        concert_id=ConcertId(row.concert_id),
+        section=row.section,
+        row=row.row_label,
+        number=row.number,
+        price=row.price,
+        section_order=row.section_order,
+        row_order=row.row_order,
+    )
+
+
+def seat_to_row(date_id: DateId, concert_id: ConcertId, seat: NewSeat) -> dict[str, Any]:
+    return {
+        "date_id": date_id,
+        "concert_id": concert_id,
+        "section": seat.section,
+        "section_order": seat.section_order,
+        "row_label": seat.row,
+        "row_order": seat.row_order,
+        "number": seat.number,
+        "price": seat.price,
+    }
+
+
+def sold_seat_from_row(row: Row[Any]) -> SoldSeat:
+    return SoldSeat(
+        reservation_id=ReservationId(row.reservation_id),
+        payment_id=PaymentId(row.payment_id),
+        section=row.section,
+        row=row.row_label,
+        number=row.number,
+        price=row.price,
+        paid_at=row.paid_at,
+        email=row.email,
     )
 
 
@@ -46,6 +89,8 @@ def reservation_from_row(row: Row[Any]) -> Reservation:
         seat_id=SeatId(row.seat_id),
         date_id=DateId(row.date_id),
         concert_id=ConcertId(row.concert_id),
+        section=row.section,
+        row=row.row_label,
         number=row.number,
         price=row.price,
         status=ReservationStatus(row.status),
@@ -61,6 +106,8 @@ def reservation_to_row(reservation: Reservation) -> dict[str, Any]:
         "seat_id": reservation.seat_id,
         "date_id": reservation.date_id,
         "concert_id": reservation.concert_id,
+        "section": reservation.section,
+        "row_label": reservation.row,
         "number": reservation.number,
         "price": reservation.price,
         "status": reservation.status.value,
@@ -72,7 +119,13 @@ def reservation_to_row(reservation: Reservation) -> dict[str, Any]:
 def ledger_entry_from_row(row: Row[Any]) -> LedgerEntry:
     payment_id = None if row.payment_id is None else PaymentId(row.payment_id)
     return LedgerEntry(
-        UserId(row.user_id), LedgerKind(row.kind), row.amount, row.created_at, payment_id
+        user_id=UserId(row.user_id),
+        kind=LedgerKind(row.kind),
+        amount=row.amount,
+        created_at=row.created_at,
+        payment_id=payment_id,
+        balance=row.balance,
+        entry_id=row.entry_id,
     )
 
 

@@ -2,8 +2,9 @@
 against.
 
 The constraints carry the rules that must hold under any concurrency: one live reservation per
-seat (a partial unique index over held and paid rows), one payment per reservation, balances
-that never go below zero, one idempotency record per customer and key.
+seat (a partial unique index over held and paid rows), one payment per reservation and one
+refund per payment, balances that never go below zero, one idempotency record per customer and
+key.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ accounts = Table(
     Column("email", String(254), nullable=False, unique=True),
     Column("password_hash", String(512), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("role", String(16), nullable=False, server_default=text("'customer'")),
+    CheckConstraint("role IN ('customer', 'admin')", name="role_known"),
 )
 
 concerts = Table(
@@ -80,6 +83,7 @@ concerts = Table(
     metadata,
     Column("concert_id", Id, primary_key=True, autoincrement=True),
     Column("title", String(200), nullable=False),
+    Column("venue", String(200), nullable=False, server_default=text("''")),
 )
 
 concert_dates = Table(
@@ -89,18 +93,30 @@ concert_dates = Table(
     Column("concert_id", Id, ForeignKey("concerts.concert_id"), nullable=False, index=True),
     Column("day", Date(), nullable=False),
     Column("starts_at", UtcDateTime(), nullable=False),
+    Column("sale_opens_at", UtcDateTime(), nullable=False),
+    Column("sale_closes_at", UtcDateTime(), nullable=False),
+    CheckConstraint(
+        "sale_opens_at < sale_closes_at AND sale_closes_at <= starts_at", name="sale_window"
+    ),
 )
 
+# A seat's place: its section and row by name, and their places in the layout (0 the best)
 seats = Table(
     "seats",
     metadata,
     Column("seat_id", Id, primary_key=True, autoincrement=True),
     Column("date_id", Id, ForeignKey("concert_dates.date_id"), nullable=False),
     Column("concert_id", Id, ForeignKey("concerts.concert_id"), nullable=False),
+    Column("section", String(50), nullable=False),
+    Column("section_order", Integer(), nullable=False),
+    Column("row_label", String(10), nullable=False),
+    Column("row_order", Integer(), nullable=False),
     Column("number", Integer(), nullable=False),
     Column("price", BigInteger(), nullable=False),
-    UniqueConstraint("date_id", "number"),
+    # also the index of a section's seats
+    UniqueConstraint("date_id", "section", "row_label", "number"),
     CheckConstraint("price >= 0", name="price_not_negative"),
+    CheckConstraint("number >= 1", name="number_positive"),
 )
 
 # the rows the live-seat index covers: a hold is marked expired before another takes its seat
@@ -114,12 +130,16 @@ reservations = Table(
     Column("seat_id", Id, ForeignKey("seats.seat_id"), nullable=False),
     Column("date_id", Id, nullable=False),
     Column("concert_id", Id, nullable=False),
+    Column("section", String(50), nullable=False),
+    Column("row_label", String(10), nullable=False),
     Column("number", Integer(), nullable=False),
     Column("price", BigInteger(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
-    CheckConstraint("status IN ('held', 'paid', 'cancelled', 'expired')", name="status_known"),
+    CheckConstraint(
+        "status IN ('held', 'paid', 'cancelled', 'expired', 'refunded')", name="status_known"
+    ),
     # at most one held-or-paid row per seat
     Index(
         "uq_reservations_live_seat",
@@ -128,7 +148,8 @@ reservations = Table(
         postgresql_where=text(HELD_OR_PAID),
         sqlite_where=text(HELD_OR_PAID),
     ),
-    Index("ix_reservations_user_status", "user_id", "status"),
+    # a customer's reservations newest first, and their holds counted
+    Index("ix_reservations_user_id_created_at", "user_id", "created_at", "reservation_id"),
     Index(
         "ix_reservations_held_expiry",
         "expires_at",
@@ -145,17 +166,31 @@ wallets = Table(
     CheckConstraint("balance >= 0", name="balance_not_negative"),
 )
 
+REFUND = "kind = 'refund'"
+
 ledger = Table(
     "ledger",
     metadata,
     Column("entry_id", Id, primary_key=True, autoincrement=True),
-    Column("user_id", Id, ForeignKey("accounts.user_id"), nullable=False, index=True),
+    Column("user_id", Id, ForeignKey("accounts.user_id"), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger(), nullable=False),
     Column("payment_id", Id, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    # the balance this entry left
+    Column("balance", BigInteger(), nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
-    CheckConstraint("kind IN ('charge', 'payment')", name="kind_known"),
+    CheckConstraint("kind IN ('charge', 'payment', 'refund')", name="kind_known"),
+    # a customer's entries newest first
+    Index("ix_ledger_user_id_entry_id", "user_id", "entry_id"),
+    # a payment is refunded at most once
+    Index(
+        "uq_ledger_refund_of_payment",
+        "payment_id",
+        unique=True,
+        postgresql_where=text(REFUND),
+        sqlite_where=text(REFUND),
+    ),
 )
 
 payments = Table(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
+
+from sqlalchemy import Table
 
 from adapters.sql.queries import Query
 from concert_domain.errors import TransactionAborted, TransactionClosed
@@ -29,6 +31,14 @@ class Session(Protocol):
         where the dialect allows."""
         ...
 
+    async def insert_many(
+        self, table: Table, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """Insert ``rows`` (any number, read once) into ``table``, in as few steps as the
+        dialect can, after the statements waiting. Raises `DuplicateRow`, and fails the
+        transaction, when one breaks a unique constraint."""
+        ...
+
     def defer(self, query: Query, **params: Any) -> None:
         """A statement whose rows nobody needs: sent with this transaction's next round trip
         (its `commit`, on PostgreSQL), or at once. A refusal it raises comes out of that."""
@@ -44,6 +54,10 @@ class Session(Protocol):
     async def close(self) -> None:
         """Roll back what was not committed and let go of the connection."""
         ...
+
+
+class DuplicateRow(Exception):
+    """A row that `Session.insert_many` was given breaks a unique constraint."""
 
 
 class _State(enum.Enum):

@@ -13,13 +13,13 @@ statement or the commit, as on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Table, select, text
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sql import rows
 from adapters.sql import statements as sql
@@ -28,7 +28,7 @@ from adapters.sql.errors import translate
 from adapters.sql.queries import Query, named, param
 from adapters.sql.repositories import SqlReservationRepository, SqlWalletRepository
 from adapters.sql.schema import HELD_OR_PAID, ledger, payments, reservations, wallets
-from adapters.sql.session import Step, TransactionRules
+from adapters.sql.session import DuplicateRow, Step, TransactionRules
 from concert_domain.catalog import Seat
 from concert_domain.errors import (
     HoldLimitReached,
@@ -39,7 +39,7 @@ from concert_domain.errors import (
 from concert_domain.ids import ReservationId, UserId
 from concert_domain.ports import PaymentRepository
 from concert_domain.reservations import Reservation
-from concert_domain.wallet import LedgerKind, Sale
+from concert_domain.wallet import LedgerKind, Refund, Sale
 
 
 class SqliteSessions:
@@ -51,7 +51,7 @@ class SqliteSessions:
 
     async def migrate(self) -> None:
         async with self.lock:
-            self._sync(lambda connection: migrate(connection))
+            self._sync(migrate_without_foreign_keys)
 
     async def schema_is_current(self) -> bool:
         async with self.lock:
@@ -70,6 +70,22 @@ class SqliteSessions:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def migrate_without_foreign_keys(connection: Connection) -> None:
+    """Migrate with foreign keys off, for a migration may rebuild a table others refer to
+    (SQLite's own procedure for changing a table: https://sqlite.org/lang_altertable.html);
+    then check that every reference still holds, and turn them on again."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, where it takes effect
+    try:
+        migrate(connection)
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left references that do not hold: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 class SqliteSession(TransactionRules):
@@ -92,6 +108,26 @@ class SqliteSession(TransactionRules):
         pending = self._take_pending()
         found = [self._execute(connection, q, p) for q, p in [*pending, *steps]]
         return found[len(pending) :]
+
+    async def insert_many(
+        self, table: Table, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        self._check_writable()
+        await self.run_together()  # the statements waiting, and the transaction begun
+        assert self._connection is not None
+        values = [{column: row[column] for column in columns} for row in rows]
+        if not values:
+            return
+        try:
+            self._connection.execute(table.insert(), values)
+        except IntegrityError as e:
+            self._aborted()
+            if "UNIQUE" in str(e.orig):
+                raise DuplicateRow(str(e.orig)) from e
+            raise
+        except DBAPIError as e:
+            self._aborted()
+            raise _translated(e) from e
 
     async def commit(self) -> None:
         pending = self._to_commit()
@@ -197,6 +233,15 @@ DEBIT = Query(
 )
 LEDGER_ENTRY = Query(ledger.insert().values({n: param(n, ledger.c[n]) for n in sql.LEDGER_COLUMNS}))
 SELL = Query(sql.SELL)
+UNSELL = Query(sql.UNSELL)
+PAYMENT_OF = Query(sql.PAYMENT_OF)
+# a refund is credited whatever the cap
+CREDIT_ANY = Query(
+    wallets.update()
+    .where(sql.WALLET_OF)
+    .values(balance=wallets.c.balance + sql.AMOUNT)
+    .returning(wallets.c.balance)
+)
 PAYMENT_ADD = Query(
     payments.insert()
     .values({c.name: param(c.name, c) for c in payments.c if c.name != "payment_id"})
@@ -211,8 +256,10 @@ class SqliteWallets(SqlWalletRepository):
         moved = await self._db.run(CREDIT, user_id=user_id, amount=amount, max_balance=max_balance)
         if not moved:
             return None
-        self._db.defer(LEDGER_ENTRY, **_entry(user_id, LedgerKind.CHARGE, amount, None, now))
-        return int(moved[0].balance)
+        balance = int(moved[0].balance)
+        entry = _entry(user_id, LedgerKind.CHARGE, amount, None, now, balance)
+        self._db.defer(LEDGER_ENTRY, **entry)
+        return balance
 
 
 class SqlitePayments(PaymentRepository):
@@ -237,13 +284,35 @@ class SqlitePayments(PaymentRepository):
         debited = await self._db.run(DEBIT, user_id=user_id, amount=payment.amount)
         if not debited:
             raise self._db.refused(InsufficientBalance.for_reservation(reservation_id))
-        entry = _entry(user_id, LedgerKind.PAYMENT, payment.amount, payment.payment_id, now)
+        balance = int(debited[0].balance)
+        entry = _entry(
+            user_id, LedgerKind.PAYMENT, payment.amount, payment.payment_id, now, balance
+        )
         self._db.defer(LEDGER_ENTRY, **entry)
-        return Sale(reservation, payment, int(debited[0].balance))
+        return Sale(reservation, payment, balance)
+
+    async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
+        unsold = await self._db.run(UNSELL, reservation_id=reservation_id)
+        if not unsold:
+            return None
+        reservation = rows.reservation_from_row(unsold[0])
+        user_id, price = reservation.user_id, reservation.price
+        [(payment_id,)], [(balance,)] = await self._db.run_together(
+            (PAYMENT_OF, {"reservation_id": reservation_id}),
+            (CREDIT_ANY, {"user_id": user_id, "amount": price}),
+        )
+        entry = _entry(user_id, LedgerKind.REFUND, price, payment_id, now, int(balance))
+        self._db.defer(LEDGER_ENTRY, **entry)
+        return Refund(reservation, price, int(balance))
 
 
 def _entry(
-    user_id: UserId, kind: LedgerKind, amount: int, payment_id: int | None, now: datetime
+    user_id: UserId,
+    kind: LedgerKind,
+    amount: int,
+    payment_id: int | None,
+    now: datetime,
+    balance: int,
 ) -> dict[str, Any]:
     return {
         "user_id": user_id,
@@ -251,4 +320,5 @@ def _entry(
         "amount": amount,
         "payment_id": payment_id,
         "created_at": now,
+        "balance": balance,
     }

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from adapters.sql.queries import Query, on_each_dialect, param
 from adapters.sql.schema import (
@@ -19,6 +32,7 @@ from adapters.sql.schema import (
     concerts,
     idempotency_keys,
     ledger,
+    payments,
     reservations,
     seats,
     wallets,
@@ -38,15 +52,20 @@ def held_at(now: Any) -> Any:
     return and_(reservations.c.status == "held", reservations.c.expires_at > now)
 
 
+def status_at(now: Any) -> Any:
+    """`Reservation.as_of` in SQL: the status, a lapsed hold reading as expired."""
+    lapsed = and_(reservations.c.status == "held", reservations.c.expires_at <= now)
+    return case((lapsed, literal("expired")), else_=reservations.c.status)
+
+
 # -- accounts -------------------------------------------------------------------------------
 
+_USER_ID = param("user_id", accounts.c.user_id)
 ACCOUNT_ADD = on_each_dialect(
     lambda insert: (
         insert(accounts)
         .values(
-            email=param("email", accounts.c.email),
-            password_hash=param("password_hash", accounts.c.password_hash),
-            created_at=param("created_at", accounts.c.created_at),
+            {n: param(n, accounts.c[n]) for n in ("email", "password_hash", "created_at", "role")}
         )
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(*accounts.c)
@@ -55,14 +74,31 @@ ACCOUNT_ADD = on_each_dialect(
 ACCOUNT_BY_EMAIL = Query(
     select(accounts).where(accounts.c.email == param("email", accounts.c.email))
 )
-ACCOUNT_EXISTS = Query(
-    select(accounts.c.user_id).where(accounts.c.user_id == param("user_id", accounts.c.user_id))
+ACCOUNT_EXISTS = Query(select(accounts.c.user_id).where(accounts.c.user_id == _USER_ID))
+ACCOUNT_SET_ROLE = Query(
+    update(accounts)
+    .where(accounts.c.user_id == _USER_ID)
+    .values(role=param("role", accounts.c.role))
+)
+# the account with its balance, in one statement: one instant
+ACCOUNT_WITH_BALANCE = Query(
+    select(
+        accounts,
+        func.coalesce(
+            select(wallets.c.balance)
+            .where(wallets.c.user_id == accounts.c.user_id)
+            .scalar_subquery(),
+            0,
+        ).label("balance"),
+    ).where(accounts.c.user_id == _USER_ID)
 )
 
 # -- catalog --------------------------------------------------------------------------------
 
 CONCERT_ADD = Query(
-    concerts.insert().values(title=param("title", concerts.c.title)).returning(*concerts.c)
+    concerts.insert()
+    .values(title=param("title", concerts.c.title), venue=param("venue", concerts.c.venue))
+    .returning(*concerts.c)
 )
 CONCERTS = Query(select(concerts).order_by(concerts.c.concert_id))
 CONCERT = Query(
@@ -71,9 +107,10 @@ CONCERT = Query(
 DATE_ADD = Query(
     concert_dates.insert()
     .values(
-        concert_id=param("concert_id", concert_dates.c.concert_id),
-        day=param("day", concert_dates.c.day),
-        starts_at=param("starts_at", concert_dates.c.starts_at),
+        {
+            n: param(n, concert_dates.c[n])
+            for n in ("concert_id", "day", "starts_at", "sale_opens_at", "sale_closes_at")
+        }
     )
     .returning(*concert_dates.c)
 )
@@ -82,36 +119,75 @@ DATE = Query(
         concert_dates.c.date_id == param("date_id", concert_dates.c.date_id)
     )
 )
-# a seat whose number the date already has is left out: the caller compares what came back
-SEAT_ADD = on_each_dialect(
-    lambda insert: (
-        insert(seats)
-        .values({n: param(n, seats.c[n]) for n in ("date_id", "concert_id", "number", "price")})
-        .on_conflict_do_nothing(index_elements=["date_id", "number"])
-        .returning(*seats.c)
-    )
-)
 SEAT = Query(select(seats).where(seats.c.seat_id == param("seat_id", seats.c.seat_id)))
+# a date is open while its sale has not closed and a seat is available
 OPEN_DATES = Query(
     select(concert_dates, func.count(seats.c.seat_id).label("available"))
     .join(seats, seats.c.date_id == concert_dates.c.date_id)
     .where(
         concert_dates.c.concert_id == param("concert_id", concert_dates.c.concert_id),
-        concert_dates.c.starts_at > NOW,
+        concert_dates.c.sale_closes_at > NOW,
         ~exists().where(reservations.c.seat_id == seats.c.seat_id, live(NOW)),
     )
     .group_by(*concert_dates.c)
     .order_by(concert_dates.c.starts_at, concert_dates.c.date_id)
 )
-SEAT_MAP = Query(
+_DATE_ID = param("date_id", seats.c.date_id)
+_LIVE_RESERVATION = and_(reservations.c.seat_id == seats.c.seat_id, live(NOW))
+_SEATS_WITH_STATUS = (
     select(
         seats,
         reservations.c.status.label("live_status"),
         reservations.c.expires_at.label("held_until"),
     )
-    .outerjoin(reservations, and_(reservations.c.seat_id == seats.c.seat_id, live(NOW)))
-    .where(seats.c.date_id == param("date_id", seats.c.date_id))
-    .order_by(seats.c.number)
+    .outerjoin(reservations, _LIVE_RESERVATION)
+    .order_by(seats.c.section_order, seats.c.row_order, seats.c.number)
+)
+SEAT_MAP = Query(_SEATS_WITH_STATUS.where(seats.c.date_id == _DATE_ID))
+SECTION_MAP = Query(
+    _SEATS_WITH_STATUS.where(
+        seats.c.date_id == _DATE_ID, seats.c.section == param("section", seats.c.section)
+    )
+)
+# every section's counts in one statement, so at one instant
+_HELD = reservations.c.status == "held"
+_PAID = reservations.c.status == "paid"
+SALES = Query(
+    select(
+        seats.c.section,
+        func.count().label("seats_total"),
+        func.count(case((_HELD, 1))).label("held"),
+        func.count(case((_PAID, 1))).label("sold"),
+        func.coalesce(func.sum(case((_PAID, reservations.c.price))), 0).label("revenue"),
+    )
+    .select_from(seats.outerjoin(reservations, _LIVE_RESERVATION))
+    .where(seats.c.date_id == _DATE_ID)
+    .group_by(seats.c.section_order, seats.c.section)
+    .order_by(seats.c.section_order)
+)
+# reached through the date's seats, whose live reservation the live-seat index finds
+SOLD_SEATS = Query(
+    select(
+        reservations.c.reservation_id,
+        payments.c.payment_id,
+        reservations.c.section,
+        reservations.c.row_label,
+        reservations.c.number,
+        payments.c.amount.label("price"),
+        payments.c.created_at.label("paid_at"),
+        accounts.c.email,
+    )
+    .select_from(
+        seats.join(reservations, and_(reservations.c.seat_id == seats.c.seat_id, _PAID))
+        .join(payments, payments.c.reservation_id == reservations.c.reservation_id)
+        .join(accounts, accounts.c.user_id == reservations.c.user_id)
+    )
+    .where(
+        seats.c.date_id == _DATE_ID,
+        reservations.c.reservation_id > param("after", reservations.c.reservation_id),
+    )
+    .order_by(reservations.c.reservation_id)
+    .limit(param("limit", Integer()))
 )
 
 # -- reservations ---------------------------------------------------------------------------
@@ -145,6 +221,8 @@ HOLD_COLUMNS = [
     "seat_id",
     "date_id",
     "concert_id",
+    "section",
+    "row_label",
     "number",
     "price",
     "status",
@@ -178,6 +256,32 @@ EXPIRE_DUE = Query(
     .returning(*reservations.c)
 )
 
+
+_STATUS = param("status", reservations.c.status)
+_BEFORE_AT = param("before_at", reservations.c.created_at)
+# newest first, with the status as of now if one is asked for, before the cursor if one is
+# given (parameters that may be NULL: psycopg's SQL names their types)
+RESERVATIONS_OF = Query(
+    select(reservations)
+    .where(
+        reservations.c.user_id == param("user_id", reservations.c.user_id),
+        or_(_STATUS.is_(null()), status_at(NOW) == _STATUS),
+        or_(
+            _BEFORE_AT.is_(null()),
+            tuple_(reservations.c.created_at, reservations.c.reservation_id)
+            < tuple_(_BEFORE_AT, param("before_id", reservations.c.reservation_id)),
+        ),
+    )
+    .order_by(reservations.c.created_at.desc(), reservations.c.reservation_id.desc())
+    .limit(param("limit", Integer()))
+)
+# a customer's unexpired holds, soonest to lapse first
+HOLDS_OF = Query(
+    select(reservations)
+    .where(reservations.c.user_id == param("user_id", reservations.c.user_id), held_at(NOW))
+    .order_by(reservations.c.expires_at, reservations.c.reservation_id)
+)
+
 # -- wallets and payments -------------------------------------------------------------------
 
 WALLET_OF = wallets.c.user_id == param("user_id", wallets.c.user_id)
@@ -197,6 +301,16 @@ CREDIT = (
     .returning(wallets.c.balance)
 )
 LEDGER_COLUMNS = [c.name for c in ledger.c if c.name != "entry_id"]
+_BEFORE_ENTRY = param("before_id", ledger.c.entry_id)
+LEDGER_OF = Query(
+    select(ledger)
+    .where(
+        ledger.c.user_id == param("user_id", ledger.c.user_id),
+        or_(_BEFORE_ENTRY.is_(null()), ledger.c.entry_id < _BEFORE_ENTRY),
+    )
+    .order_by(ledger.c.entry_id.desc())
+    .limit(param("limit", Integer()))
+)
 # the customer's unexpired hold becomes paid, if the customer has a wallet to pay from
 # (wallets are never deleted: a snapshot's word on that holds)
 SELL = (
@@ -210,6 +324,15 @@ SELL = (
     .values(status="paid")
     .returning(*reservations.c)
 )
+
+# a paid reservation becomes refunded: at most once, however many race
+UNSELL = (
+    update(reservations)
+    .where(reservations.c.reservation_id == _RESERVATION_ID, reservations.c.status == "paid")
+    .values(status="refunded")
+    .returning(*reservations.c)
+)
+PAYMENT_OF = select(payments.c.payment_id).where(payments.c.reservation_id == _RESERVATION_ID)
 
 # -- idempotency ----------------------------------------------------------------------------
 

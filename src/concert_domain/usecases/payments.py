@@ -8,17 +8,31 @@ from concert_domain.dependencies import Dependencies
 from concert_domain.errors import InvalidRequest, NotFound, ReservationNotHeld
 from concert_domain.idempotency import fingerprint, kept_integer, validate_idempotency_key
 from concert_domain.ids import ReservationId, UserId
+from concert_domain.paging import LIMIT_DEFAULT, Page, Position, checked_limit, page_of
 from concert_domain.ports import UnitOfWork
 from concert_domain.usecases._follow_up import follow_up
 from concert_domain.usecases._idempotent import Attempt, answered_once
 from concert_domain.usecases._retry import retrying
 from concert_domain.usecases.queue import require_active_token
-from concert_domain.wallet import BALANCE_MAX, PaymentReceipt, validate_charge
+from concert_domain.wallet import BALANCE_MAX, LedgerEntry, PaymentReceipt, validate_charge
 
 
 async def get_balance(user_id: UserId, *, deps: Dependencies) -> int:
     async with deps.uow(read_only=True) as uow:
         return await uow.wallets.balance(user_id)
+
+
+async def list_transactions(
+    user_id: UserId, cursor: str | None = None, limit: int = LIMIT_DEFAULT, *, deps: Dependencies
+) -> Page[LedgerEntry]:
+    """The caller's wallet movements, newest first, a page at a time: charges, payments
+    (their amount negative in `LedgerEntry.signed_amount`) and refunds, each with the balance
+    it left. Raises `InvalidRequest` (a bad cursor or limit)."""
+    limit = checked_limit(limit)
+    before = None if cursor is None else Position.of_cursor(cursor)
+    async with deps.uow(read_only=True) as uow:
+        found = await uow.wallets.transactions(user_id, before, limit + 1)
+    return page_of(found, limit, lambda entry: Position(entry.created_at, entry.entry_id))
 
 
 async def charge_wallet(

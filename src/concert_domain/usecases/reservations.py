@@ -1,18 +1,30 @@
-"""Hold a seat, look at a reservation, cancel it, and sweep lapsed holds back to sale."""
+"""Hold a seat, look at a reservation or list them, cancel one, refund a paid one, and sweep
+lapsed holds back to sale."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from concert_domain import queue
+from concert_domain.accounts import Identity
 from concert_domain.catalog import ConcertDate, Seat
 from concert_domain.dependencies import Dependencies
-from concert_domain.errors import NotFound, RateLimited, ReservationNotHeld, SeatUnavailable
+from concert_domain.errors import (
+    NotFound,
+    RateLimited,
+    ReservationNotHeld,
+    ReservationNotPaid,
+    SeatUnavailable,
+)
+from concert_domain.idempotency import fingerprint, validate_idempotency_key
 from concert_domain.ids import ReservationId, SeatId, UserId
+from concert_domain.paging import LIMIT_DEFAULT, Page, Position, checked_limit, page_of
 from concert_domain.ports import UnitOfWork
-from concert_domain.reservations import HoldAttempt, Reservation
+from concert_domain.reservations import HoldAttempt, Reservation, ReservationStatus
 from concert_domain.usecases._follow_up import follow_up
+from concert_domain.usecases._idempotent import Attempt, answered_once
 from concert_domain.usecases._retry import retrying
+from concert_domain.usecases.accounts import require_admin
 
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 100
@@ -22,8 +34,8 @@ async def hold_seat(
     user_id: UserId, queue_token: str | None, seat_id: SeatId, *, deps: Dependencies
 ) -> Reservation:
     """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
-    `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too many attempts this minute) and
-    the queue gate's errors.
+    `SaleNotOpen`, `SaleClosed`, `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too
+    many attempts this minute) and the queue gate's errors.
 
     The seat's timer turns most contenders away before the database; the database decides.
     """
@@ -75,6 +87,72 @@ async def cancel_reservation(
     return cancelled
 
 
+async def list_reservations(
+    user_id: UserId,
+    status: ReservationStatus | None = None,
+    cursor: str | None = None,
+    limit: int = LIMIT_DEFAULT,
+    *,
+    deps: Dependencies,
+) -> Page[Reservation]:
+    """The caller's reservations as of now, newest first, a page at a time; ``status`` as
+    the caller sees it (a lapsed hold is expired). Raises `InvalidRequest` (a bad cursor or
+    limit)."""
+    limit = checked_limit(limit)
+    before = None if cursor is None else Position.of_cursor(cursor)
+    now = deps.clock.now()
+    async with deps.uow(read_only=True) as uow:
+        found = await uow.reservations.of_customer(user_id, status, before, limit + 1, now)
+    return page_of([r.as_of(now) for r in found], limit, _position)
+
+
+async def refund(
+    caller: Identity,
+    reservation_id: ReservationId,
+    idempotency_key: str | None = None,
+    *,
+    deps: Dependencies,
+) -> Reservation:
+    """Give a paid seat back: the reservation is refunded and its seat on sale again at
+    once, its price back in the customer's wallet (whatever the balance cap), the payment
+    kept on record; at most once, however many refunds race. Raises `Forbidden`, `NotFound`,
+    `ReservationNotPaid` and the idempotency errors."""
+    require_admin(caller)
+    key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
+    now = deps.clock.now()
+    request = fingerprint("refund", reservation_id=reservation_id)
+    async with answered_once(deps, caller.user_id, key, request, now) as attempt:
+        if attempt.kept is None:
+            refunded = await _refund(deps, attempt, reservation_id, now)
+            timer = deps.timers.release(refunded.seat_id, refunded.user_id)
+            await follow_up(timer, "drop a refunded seat's timer")
+            return refunded
+    async with deps.uow(read_only=True) as uow:  # a retry: the reservation as it is now
+        found = await uow.reservations.get(reservation_id)
+    assert found is not None, "a refund was kept for a reservation that is not there"
+    return found
+
+
+async def _refund(
+    deps: Dependencies, attempt: Attempt, reservation_id: ReservationId, now: datetime
+) -> Reservation:
+    async with deps.uow() as uow:
+        done = await uow.payments.refund(reservation_id, now)
+        if done is None:
+            found = await uow.reservations.get(reservation_id)
+            if found is None:
+                raise NotFound(f"no reservation {reservation_id}")
+            found.ensure_refundable()
+            raise ReservationNotPaid(f"reservation {reservation_id} is no longer paid")
+        await attempt.keep(uow, {"reservation_id": reservation_id})
+        await uow.commit()
+    return done.reservation
+
+
+def _position(reservation: Reservation) -> Position:
+    return Position(reservation.created_at, reservation.reservation_id)
+
+
 async def sweep_expired_holds(*, deps: Dependencies, batch: int = SWEEP_BATCH) -> int:
     """Mark lapsed holds expired and drop their timers; returns how many. Safe to run from
     any number of schedulers at once: each hold is swept by exactly one."""
@@ -105,15 +183,14 @@ async def _hold(
 async def _seat_on_sale(
     seat_id: SeatId, now: datetime, deps: Dependencies
 ) -> tuple[Seat, ConcertDate]:
-    """The seat and its date, if it can be held at ``now``. Raises `NotFound`,
-    `SeatUnavailable` (booking has closed)."""
+    """The seat and its date, if it can be held at ``now``. Raises `NotFound`, `SaleNotOpen`,
+    `SaleClosed`."""
     async with deps.uow(read_only=True) as uow:
         seat = await uow.catalog.get_seat(seat_id)
         concert_date = None if seat is None else await uow.catalog.get_date(seat.date_id)
     if seat is None or concert_date is None:
         raise NotFound(f"no seat {seat_id}")
-    if not concert_date.is_open(now):
-        raise SeatUnavailable(f"booking for {concert_date.date} has closed")
+    concert_date.ensure_on_sale(now)
     return seat, concert_date
 
 

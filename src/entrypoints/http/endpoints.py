@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -15,11 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from concert_domain import Dependencies, queue, usecases
+from concert_domain.accounts import Identity
 from concert_domain.errors import InvalidRequest, NotFound, Unauthorized
 from concert_domain.ids import UserId
 from entrypoints.http.clients import client_address
 from entrypoints.http.errors import MalformedJson
-from entrypoints.http.schema import Answer, Body
+from entrypoints.http.schema import Answer, Body, Query
 
 MAX_ID = 2**63 - 1
 JSON = "application/json"
@@ -31,16 +33,26 @@ class Access(enum.Enum):
     CUSTOMER = "a customer's access token"
     ADMITTED = "an access token and an active queue token of the same customer"
     QUEUED = "an access token and a queue token of the same customer, active or not"
+    ADMIN = "an admin's access token (the use case refuses anyone else: 403)"
+
+
+ANONYMOUS = Identity(UserId(0), datetime.max.replace(tzinfo=UTC))
 
 
 @attrs.frozen
 class Call:
-    """What a handler is given: the request, the ports, the caller and the decoded body."""
+    """What a handler is given: the request, the ports, the caller, and the decoded body and
+    query string."""
 
     request: Request
     deps: Dependencies
-    user: UserId
+    caller: Identity
     body: Any
+    query: Any = None
+
+    @property
+    def user(self) -> UserId:
+        return self.caller.user_id
 
     def path_id(self, name: str) -> int:
         """An id in the path; anything but plain ASCII digits naming a positive 64-bit
@@ -63,8 +75,8 @@ class Call:
         return self.request.headers.get("idempotency-key")
 
 
-# an answer, or its JSON already encoded
-Handler = Callable[[Call], Awaitable[tuple[int, Answer | dict[str, Any] | bytes]]]
+# an answer, its JSON already encoded, or a response of its own (a stream)
+Handler = Callable[[Call], Awaitable[tuple[int, Answer | dict[str, Any] | bytes | Response]]]
 
 
 @attrs.frozen
@@ -74,8 +86,10 @@ class Endpoint:
     summary: str
     handler: Handler
     access: Access
-    answers: Mapping[int, type[Answer] | type[dict[str, Any]]]
+    answers: Mapping[int, type[Answer] | type[dict[str, Any]] | type[str]]
     body: type[Body] | None = None
+    query: type[Query] | None = None
+    media_type: str = JSON  # of the answers named in ``answers``
     conflicts: tuple[int, ...] = ()  # statuses beside those access, body and path bring
     idempotency_key: bool = False
     uses_stores: bool = True  # so a store that is down answers 503
@@ -89,10 +103,12 @@ class Endpoint:
         statuses = set(self.conflicts)
         if self.access is not Access.ANYONE:
             statuses.add(401)
-        if self.access in (Access.ADMITTED, Access.QUEUED):
+        if self.access in (Access.ADMITTED, Access.QUEUED, Access.ADMIN):
             statuses.add(403)
         if self.body is not None:
             statuses.update((400, 413, 422))
+        if self.query is not None:
+            statuses.add(422)
         if self.path_ids:
             statuses.add(404)
         if self.idempotency_key:
@@ -103,11 +119,14 @@ class Endpoint:
 
     async def serve(self, request: Request) -> Response:
         deps: Dependencies = request.app.state.deps
-        user = UserId(0) if self.access is Access.ANYONE else await caller(request, deps)
+        who = ANONYMOUS if self.access is Access.ANYONE else await caller(request, deps)
         if self.access in (Access.ADMITTED, Access.QUEUED):  # before anything in the body
             queue.required(request.headers.get("x-queue-token"))
         body = None if self.body is None else await decoded(request, self.body)
-        status, answer = await self.handler(Call(request, deps, user, body))
+        query = None if self.query is None else parsed(request, self.query)
+        status, answer = await self.handler(Call(request, deps, who, body, query))
+        if isinstance(answer, Response):
+            return answer
         encoded = answer if isinstance(answer, bytes) else encode(answer)
         return Response(encoded, status, media_type=JSON)
 
@@ -131,8 +150,8 @@ def _route(path: str, methods: dict[str, Endpoint]) -> Route:
     return Route(path, serve, methods=list(methods))
 
 
-async def caller(request: Request, deps: Dependencies) -> UserId:
-    """The customer the bearer token names. Raises `Unauthorized`."""
+async def caller(request: Request, deps: Dependencies) -> Identity:
+    """Whom the bearer token names, in which role. Raises `Unauthorized`."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <access token> from /auth/login")
@@ -150,6 +169,15 @@ async def decoded(request: Request, kind: type[Body]) -> Any:
         raise InvalidRequest(str(e)) from None
     except (msgspec.DecodeError, RecursionError):
         raise MalformedJson("the body must be JSON, nested at most a few hundred deep") from None
+
+
+def parsed(request: Request, kind: type[Query]) -> Any:
+    """The query string as ``kind`` (the last of a repeated parameter): 422 if it breaks a
+    rule."""
+    try:
+        return msgspec.convert(dict(request.query_params), type=kind, strict=False)
+    except msgspec.ValidationError as e:
+        raise InvalidRequest(f"query: {e}") from None
 
 
 def _well_formed(raw: bytes) -> bool:

@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from entrypoints.http.endpoints import Endpoint
 
 REF = "#/components/schemas/{name}"
+JSON = "application/json"
 ERROR_MEANINGS = {
     400: "the body is not JSON",
     401: "no valid access token, or no queue token",
     402: "the balance does not cover it",
-    403: "the queue token is not valid or not active yet",
+    403: "not an operator, or the queue token is not valid or not active yet",
     404: "no such thing, or not yours",
     409: "it conflicts with the current state",
     413: "the body is too large",
@@ -33,13 +34,15 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "CUSTOMER": [{"bearer": []}],
     "ADMITTED": [{"bearer": [], "queueToken": []}],
     "QUEUED": [{"bearer": [], "queueToken": []}],
+    "ADMIN": [{"bearer": []}],
 }
 
 
 def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     kinds: set[type] = {schema.Error}
     for endpoint in endpoints:
-        kinds.update(kind for kind in endpoint.answers.values() if kind is not dict)
+        if endpoint.media_type == JSON:
+            kinds.update(kind for kind in endpoint.answers.values() if kind not in (dict, str))
         if endpoint.body is not None:
             kinds.add(endpoint.body)
     ordered = sorted(kinds, key=lambda kind: kind.__name__)
@@ -69,6 +72,10 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
 def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, kind in endpoint.answers.items():
+        if endpoint.media_type != JSON:
+            content = {endpoint.media_type: {"schema": {"type": "string"}}}
+            responses[str(status)] = {"description": endpoint.summary, "content": content}
+            continue
         shape = {"type": "object"} if kind is dict else ref_of[kind]
         responses[str(status)] = _json(f"answered with {status}", shape)
     for status in endpoint.error_statuses:
@@ -88,6 +95,8 @@ def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[st
         }
         for name in endpoint.path_ids
     ]
+    if endpoint.query is not None:
+        parameters.extend(_query_parameters(endpoint.query))
     if endpoint.idempotency_key:
         parameters.append(
             {
@@ -104,6 +113,15 @@ def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[st
         body = _json("a JSON object", ref_of[endpoint.body])
         operation["requestBody"] = {"required": True, "content": body["content"]}
     return operation
+
+
+def _query_parameters(kind: type[schema.Query]) -> list[dict[str, Any]]:
+    _, components = msgspec.json.schema_components([kind], ref_template=REF)
+    shape = components[kind.__name__]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": field}
+        for name, field in shape["properties"].items()
+    ]
 
 
 def _json(description: str, shape: dict[str, Any]) -> dict[str, Any]:

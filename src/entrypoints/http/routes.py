@@ -9,18 +9,22 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from starlette.responses import Response, StreamingResponse
+
 from adapters.caching.lru import LeastRecentlyUsed
 from concert_domain import usecases
-from concert_domain.catalog import SeatView
+from concert_domain.catalog import Concert, DateSpec, RowSpec, SeatView, SectionSpec
 from concert_domain.errors import NotFound, StoreUnavailable
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
+from concert_domain.paging import Page
 from concert_domain.queue import QueueStatus
-from concert_domain.reservations import Reservation
+from concert_domain.reservations import Reservation, ReservationStatus
 from entrypoints.http import schema
 from entrypoints.http.endpoints import MAX_ID, Access, Call, Endpoint, encode
 from entrypoints.http.openapi import openapi_document
+from entrypoints.http.spreadsheet import CSV, csv_lines
 
-Answered = tuple[int, schema.Answer | dict[str, Any] | bytes]
+Answered = tuple[int, schema.Answer | dict[str, Any] | bytes | Response]
 
 
 def queue_status_answer(status: QueueStatus) -> schema.QueueStatus:
@@ -33,26 +37,40 @@ def queue_status_answer(status: QueueStatus) -> schema.QueueStatus:
 
 
 def reservation_answer(reservation: Reservation) -> schema.Reservation:
-    return schema.Reservation(
-        reservation_id=reservation.reservation_id,
-        seat_id=reservation.seat_id,
-        date_id=reservation.date_id,
-        concert_id=reservation.concert_id,
-        number=reservation.number,
-        price=reservation.price,
-        status=reservation.status.value,
-        expires_at=reservation.expires_at,
-    )
+    return schema.Reservation(**_reservation_fields(reservation))
+
+
+def _reservation_fields(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation.reservation_id,
+        "seat_id": reservation.seat_id,
+        "date_id": reservation.date_id,
+        "concert_id": reservation.concert_id,
+        "section": reservation.section,
+        "row": reservation.row,
+        "number": reservation.number,
+        "label": reservation.label,
+        "price": reservation.price,
+        "status": reservation.status.value,
+        "expires_at": reservation.expires_at,
+    }
 
 
 def seat_answer(view: SeatView) -> schema.Seat:
     seat = view.seat
     return schema.Seat(
         seat_id=seat.seat_id,
+        section=seat.section,
+        row=seat.row,
         number=seat.number,
+        label=seat.label,
         price=seat.price,
         status=view.status.value,
     )
+
+
+def next_cursor(page: Page[Any]) -> str | None:
+    return None if page.next is None else page.next.cursor()
 
 
 def body_id(value: int, name: str) -> int:
@@ -88,20 +106,26 @@ async def queue_status(call: Call) -> Answered:
 
 async def list_concerts(call: Call) -> Answered:
     concerts = await usecases.list_concerts(deps=call.deps)
-    return 200, schema.Concerts(
-        concerts=[schema.Concert(concert_id=c.concert_id, title=c.title) for c in concerts]
-    )
+    return 200, schema.Concerts(concerts=[concert_answer(c) for c in concerts])
+
+
+def concert_answer(concert: Concert) -> schema.Concert:
+    return schema.Concert(concert_id=concert.concert_id, title=concert.title, venue=concert.venue)
 
 
 async def list_dates(call: Call) -> Answered:
     concert_id = ConcertId(call.path_id("concert_id"))
     dates = await usecases.list_open_dates(call.user, call.queue_token, concert_id, deps=call.deps)
+    now = call.deps.clock.now()
     return 200, schema.OpenDates(
         dates=[
             schema.OpenDate(
                 date_id=d.date.date_id,
                 date=d.date.date,
                 starts_at=d.date.starts_at,
+                sale_opens_at=d.date.sale_opens_at,
+                sale_closes_at=d.date.sale_closes_at,
+                on_sale=d.date.on_sale(now),
                 available_seats=d.available_seats,
             )
             for d in dates
@@ -112,27 +136,29 @@ async def list_dates(call: Call) -> Answered:
 async def list_seats(call: Call) -> Answered:
     concert_id = ConcertId(call.path_id("concert_id"))
     date_id = DateId(call.path_id("date_id"))
+    query: schema.SectionQuery = call.query
     seats = await usecases.seat_map(
-        call.user, call.queue_token, concert_id, date_id, deps=call.deps
+        call.user, call.queue_token, concert_id, date_id, query.section, deps=call.deps
     )
     bodies: SeatMapBodies = call.request.app.state.seat_map_bodies
-    return 200, bodies.body(date_id, seats)
+    return 200, bodies.body((date_id, query.section), seats)
 
 
 class SeatMapBodies:
-    """The JSON of the last seat map answered per date: the read model hands back the very
-    same sequence while nothing has changed, so that sequence is encoded once. Bounded."""
+    """The JSON of the last seat map answered per date and section: the read model hands
+    back the very same sequence while nothing has changed, so that sequence is encoded once.
+    Bounded."""
 
     def __init__(self, limit: int = 1_000) -> None:
-        self._bodies: LeastRecentlyUsed[DateId, tuple[Sequence[SeatView], bytes]]
+        self._bodies: LeastRecentlyUsed[tuple[DateId, str | None], tuple[Sequence[SeatView], bytes]]
         self._bodies = LeastRecentlyUsed(limit)
 
-    def body(self, date_id: DateId, seats: Sequence[SeatView]) -> bytes:
-        kept = self._bodies.get(date_id)
+    def body(self, key: tuple[DateId, str | None], seats: Sequence[SeatView]) -> bytes:
+        kept = self._bodies.get(key)
         if kept is not None and kept[0] is seats:
             return kept[1]
         encoded = encode(schema.SeatMap(seats=[seat_answer(view) for view in seats]))
-        self._bodies.put(date_id, (seats, encoded))
+        self._bodies.put(key, (seats, encoded))
         return encoded
 
 
@@ -153,6 +179,52 @@ async def cancel_reservation(call: Call) -> Answered:
     reservation_id = ReservationId(call.path_id("reservation_id"))
     cancelled = await usecases.cancel_reservation(call.user, reservation_id, deps=call.deps)
     return 200, reservation_answer(cancelled)
+
+
+async def list_reservations(call: Call) -> Answered:
+    query: schema.ReservationsQuery = call.query
+    status = None if query.status is None else ReservationStatus(query.status)
+    page = await usecases.list_reservations(
+        call.user, status, query.cursor, query.limit, deps=call.deps
+    )
+    return 200, schema.Reservations(
+        reservations=[reservation_answer(r) for r in page.items], next=next_cursor(page)
+    )
+
+
+async def me(call: Call) -> Answered:
+    mine = await usecases.me(call.caller, deps=call.deps)
+    return 200, schema.Me(
+        user_id=mine.account.user_id,
+        email=mine.account.email,
+        role=mine.account.role.value,
+        balance=mine.balance,
+        queue=None if mine.queue is None else queue_status_answer(mine.queue),
+        holds=[
+            schema.CountingDown(
+                **_reservation_fields(hold.reservation), seconds_left=hold.seconds_left
+            )
+            for hold in mine.holds
+        ],
+    )
+
+
+async def list_transactions(call: Call) -> Answered:
+    query: schema.PageQuery = call.query
+    page = await usecases.list_transactions(call.user, query.cursor, query.limit, deps=call.deps)
+    return 200, schema.Transactions(
+        transactions=[
+            schema.Transaction(
+                transaction_id=entry.entry_id,
+                kind=entry.kind.value,
+                amount=entry.signed_amount,
+                balance=entry.balance,
+                at=entry.created_at,
+            )
+            for entry in page.items
+        ],
+        next=next_cursor(page),
+    )
 
 
 async def get_wallet(call: Call) -> Answered:
@@ -176,10 +248,90 @@ async def pay(call: Call) -> Answered:
     return 201, schema.Payment(
         payment_id=receipt.payment_id,
         reservation_id=receipt.reservation_id,
+        reservation_ids=[receipt.reservation_id],
         amount=receipt.amount,
         balance=receipt.balance,
         status="paid",
     )
+
+
+# -- operators ------------------------------------------------------------------------------
+
+
+async def create_concert(call: Call) -> Answered:
+    body: schema.NewConcert = call.body
+    concert = await usecases.create_concert(call.caller, body.title, body.venue, deps=call.deps)
+    return 201, concert_answer(concert)
+
+
+async def create_date(call: Call) -> Answered:
+    body: schema.DateSpec = call.body
+    concert_id = ConcertId(call.path_id("concert_id"))
+    spec = DateSpec(
+        starts_at=body.starts_at,
+        sale_opens_at=body.sale_opens_at,
+        sale_closes_at=body.sale_closes_at,
+        sections=[
+            SectionSpec(s.name, s.price, [RowSpec(r.row, r.seats) for r in s.rows])
+            for s in body.sections
+        ],
+    )
+    created = await usecases.create_date(call.caller, concert_id, spec, deps=call.deps)
+    made = created.date
+    return 201, schema.CreatedDate(
+        date_id=made.date_id,
+        concert_id=made.concert_id,
+        date=made.date,
+        starts_at=made.starts_at,
+        sale_opens_at=made.sale_opens_at,
+        sale_closes_at=made.sale_closes_at,
+        seats_total=created.seats_total,
+    )
+
+
+async def date_sales(call: Call) -> Answered:
+    concert_id = ConcertId(call.path_id("concert_id"))
+    date_id = DateId(call.path_id("date_id"))
+    sales = await usecases.date_sales(call.caller, concert_id, date_id, deps=call.deps)
+    return 200, schema.Sales(
+        date_id=sales.date_id,
+        seats_total=sales.seats_total,
+        available=sales.available,
+        held=sales.held,
+        sold=sales.sold,
+        revenue=sales.revenue,
+        sections=[
+            schema.SectionSales(
+                name=s.name,
+                seats_total=s.seats_total,
+                available=s.available,
+                held=s.held,
+                sold=s.sold,
+                revenue=s.revenue,
+            )
+            for s in sales.sections
+        ],
+    )
+
+
+async def sales_csv(call: Call) -> Answered:
+    concert_id = ConcertId(call.path_id("concert_id"))
+    date_id = DateId(call.path_id("date_id"))
+    sold = await usecases.sold_seats(call.caller, concert_id, date_id, deps=call.deps)
+    filename = f"sales-{concert_id}-{date_id}.csv"
+    return 200, StreamingResponse(
+        csv_lines(sold),
+        media_type=CSV,
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+async def refund(call: Call) -> Answered:
+    reservation_id = ReservationId(call.path_id("reservation_id"))
+    refunded = await usecases.refund(
+        call.caller, reservation_id, call.idempotency_key, deps=call.deps
+    )
+    return 200, reservation_answer(refunded)
 
 
 async def healthz(call: Call) -> Answered:
@@ -225,10 +377,11 @@ ENDPOINTS = (
     Endpoint(
         "GET",
         "/concerts/{concert_id}/dates/{date_id}/seats",
-        "The seat map of a date, by number",
+        "The seat map of a date (or of one ?section=) in layout order",
         list_seats,
         Access.ADMITTED,
         {200: schema.SeatMap},
+        query=schema.SectionQuery,
     ),
     Endpoint(
         "POST",
@@ -296,6 +449,32 @@ ENDPOINTS = (
     ),
     Endpoint("GET", "/wallet", "Your balance", get_wallet, Access.CUSTOMER, {200: schema.Balance}),
     Endpoint(
+        "GET",
+        "/me",
+        "You: account, balance, place in line and holds counting down",
+        me,
+        Access.CUSTOMER,
+        {200: schema.Me},
+    ),
+    Endpoint(
+        "GET",
+        "/reservations",
+        "Your reservations, newest first, a page at a time",
+        list_reservations,
+        Access.CUSTOMER,
+        {200: schema.Reservations},
+        query=schema.ReservationsQuery,
+    ),
+    Endpoint(
+        "GET",
+        "/wallet/transactions",
+        "Your wallet's charges, payments and refunds, newest first",
+        list_transactions,
+        Access.CUSTOMER,
+        {200: schema.Transactions},
+        query=schema.PageQuery,
+    ),
+    Endpoint(
         "GET", "/concerts", "Every concert", list_concerts, Access.ANYONE, {200: schema.Concerts}
     ),
     Endpoint(
@@ -317,6 +496,52 @@ ENDPOINTS = (
         {201: schema.Account},
         body=schema.SignUp,
         conflicts=(409, 429),
+    ),
+    Endpoint(
+        "POST",
+        "/admin/concerts",
+        "Add a concert",
+        create_concert,
+        Access.ADMIN,
+        {201: schema.Concert},
+        body=schema.NewConcert,
+    ),
+    Endpoint(
+        "POST",
+        "/admin/concerts/{concert_id}/dates",
+        "Put a date on sale with its whole seat layout",
+        create_date,
+        Access.ADMIN,
+        {201: schema.CreatedDate},
+        body=schema.DateSpec,
+    ),
+    Endpoint(
+        "GET",
+        "/admin/concerts/{concert_id}/dates/{date_id}/sales",
+        "A date's seats counted at one instant, per section",
+        date_sales,
+        Access.ADMIN,
+        {200: schema.Sales},
+    ),
+    Endpoint(
+        "GET",
+        "/admin/concerts/{concert_id}/dates/{date_id}/sales.csv",
+        "Every sold seat of a date, as CSV: reservation_id,payment_id,section,row,number,"
+        "price,paid_at,email, then a line per seat by reservation",
+        sales_csv,
+        Access.ADMIN,
+        {200: str},
+        media_type=CSV,
+    ),
+    Endpoint(
+        "POST",
+        "/admin/reservations/{reservation_id}/refund",
+        "Refund a paid seat: on sale again, the money back in the wallet",
+        refund,
+        Access.ADMIN,
+        {200: schema.Reservation},
+        conflicts=(409,),
+        idempotency_key=True,
     ),
     Endpoint(
         "GET",

@@ -19,6 +19,18 @@ from concert_domain.accounts import (
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
 )
+from concert_domain.catalog import (
+    PRICE_MAX,
+    PRICE_MIN,
+    ROW_LABEL_MAX_LENGTH,
+    ROWS_MAX,
+    SEATS_PER_ROW_MAX,
+    SECTION_NAME_MAX_LENGTH,
+    SECTIONS_MAX,
+    TITLE_MAX_LENGTH,
+    VENUE_MAX_LENGTH,
+)
+from concert_domain.paging import LIMIT_MAX
 from concert_domain.wallet import CHARGE_MAX, CHARGE_MIN
 
 # a string that goes into a store: no NUL anywhere (lone surrogates never decode)
@@ -41,7 +53,15 @@ NewPassword = Annotated[
 ]
 Won = Annotated[int, Meta(ge=0, description="an integer number of won")]
 Amount = Annotated[int, Meta(ge=CHARGE_MIN, le=CHARGE_MAX, description="won to add")]
-Timestamp = Annotated[datetime, Meta(description="RFC 3339, with an offset")]
+Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339, with an offset")]
+Price = Annotated[int, Meta(ge=PRICE_MIN, le=PRICE_MAX, description="won a seat")]
+ReservationStatus = Literal["held", "paid", "cancelled", "expired", "refunded"]
+Role = Literal["customer", "admin"]
+Title = Annotated[str, Meta(min_length=1, max_length=TITLE_MAX_LENGTH, pattern=NO_NUL)]
+Venue = Annotated[str, Meta(max_length=VENUE_MAX_LENGTH, pattern=NO_NUL)]
+SectionName = Annotated[str, Meta(min_length=1, max_length=SECTION_NAME_MAX_LENGTH, pattern=NO_NUL)]
+RowLabel = Annotated[str, Meta(min_length=1, max_length=ROW_LABEL_MAX_LENGTH, pattern=NO_NUL)]
+Cursor = Annotated[str, Meta(min_length=1, max_length=200, description="the `next` of a page")]
 
 
 class Body(msgspec.Struct, kw_only=True):
@@ -77,6 +97,51 @@ class Charge(Body):
     amount: Amount
 
 
+class NewConcert(Body):
+    title: Title
+    venue: Venue = ""
+
+
+class RowSpec(Body):
+    row: RowLabel
+    seats: Annotated[int, Meta(ge=1, le=SEATS_PER_ROW_MAX)]
+
+
+class SectionSpec(Body):
+    name: SectionName
+    price: Price
+    rows: Annotated[list[RowSpec], Meta(min_length=1, max_length=ROWS_MAX)]
+
+
+class DateSpec(Body):
+    """A date and its seat layout: sections in order of quality, each of rows."""
+
+    starts_at: Timestamp
+    sections: Annotated[list[SectionSpec], Meta(min_length=1, max_length=SECTIONS_MAX)]
+    sale_opens_at: Timestamp | None = None
+    sale_closes_at: Timestamp | None = None
+
+
+# -- query strings --------------------------------------------------------------------------
+
+
+class Query(msgspec.Struct, kw_only=True):
+    """The parameters of a query string; those not named are ignored."""
+
+
+class SectionQuery(Query):
+    section: SectionName | None = None
+
+
+class PageQuery(Query):
+    limit: Annotated[int, Meta(ge=1, le=LIMIT_MAX)] = 50
+    cursor: Cursor | None = None
+
+
+class ReservationsQuery(PageQuery):
+    status: ReservationStatus | None = None
+
+
 # -- answers --------------------------------------------------------------------------------
 
 
@@ -110,6 +175,7 @@ class QueueStatus(Answer):
 class Concert(Answer):
     concert_id: Id
     title: str
+    venue: str
 
 
 class Concerts(Answer):
@@ -120,6 +186,9 @@ class OpenDate(Answer):
     date_id: Id
     date: date
     starts_at: Timestamp
+    sale_opens_at: Timestamp
+    sale_closes_at: Timestamp
+    on_sale: bool
     available_seats: Annotated[int, Meta(ge=1)]
 
 
@@ -129,7 +198,10 @@ class OpenDates(Answer):
 
 class Seat(Answer):
     seat_id: Id
-    number: int
+    section: str
+    row: str
+    number: Annotated[int, Meta(ge=1)]
+    label: str
     price: Won
     status: Literal["available", "held", "sold"]
 
@@ -143,10 +215,46 @@ class Reservation(Answer):
     seat_id: Id
     date_id: Id
     concert_id: Id
-    number: int
+    section: str
+    row: str
+    number: Annotated[int, Meta(ge=1)]
+    label: str
     price: Won
-    status: Literal["held", "paid", "cancelled", "expired"]
+    status: ReservationStatus
     expires_at: Timestamp
+
+
+class Reservations(Answer):
+    reservations: list[Reservation]
+    next: str | None
+
+
+class CountingDown(Reservation):
+    """An unexpired hold and the whole seconds it has left."""
+
+    seconds_left: Annotated[int, Meta(ge=0)]
+
+
+class Me(Answer):
+    user_id: Id
+    email: str
+    role: Role
+    balance: Won
+    queue: QueueStatus | None
+    holds: list[CountingDown]
+
+
+class Transaction(Answer):
+    transaction_id: Id
+    kind: Literal["charge", "payment", "refund"]
+    amount: int
+    balance: Won
+    at: Timestamp
+
+
+class Transactions(Answer):
+    transactions: list[Transaction]
+    next: str | None
 
 
 class Balance(Answer):
@@ -156,9 +264,41 @@ class Balance(Answer):
 class Payment(Answer):
     payment_id: Id
     reservation_id: Id
+    reservation_ids: list[Id]
     amount: Won
     balance: Won
     status: Literal["paid"]
+
+
+class CreatedDate(Answer):
+    date_id: Id
+    concert_id: Id
+    date: date
+    starts_at: Timestamp
+    sale_opens_at: Timestamp
+    sale_closes_at: Timestamp
+    seats_total: Annotated[int, Meta(ge=1)]
+
+
+class SectionSales(Answer):
+    name: str
+    seats_total: int
+    available: int
+    held: int
+    sold: int
+    revenue: Won
+
+
+class Sales(Answer):
+    """Counted at one instant: available + held + sold = seats_total."""
+
+    date_id: Id
+    seats_total: int
+    available: int
+    held: int
+    sold: int
+    revenue: Won
+    sections: list[SectionSales]
 
 
 class Health(Answer):
