@@ -21,8 +21,9 @@ from adapters.clock import ManualClock
 from adapters.sql import SqlDatabase
 from booking import cheap_hasher
 from concert_domain import BookingPolicy, Dependencies, QueuePolicy, usecases
+from concert_domain.accounts import Identity, Role
 from concert_domain.errors import ConcertError
-from concert_domain.ids import QueueToken, ReservationId, SeatId, UserId
+from concert_domain.ids import ConcertId, DateId, QueueToken, ReservationId, SeatId, UserId
 from entrypoints.wiring import build_dependencies
 
 T = TypeVar("T")
@@ -157,6 +158,104 @@ def hold_many(url: str, user: UserId, seats: list[SeatId]) -> list[str]:
     return _run(main())
 
 
+def operator(user_id: UserId) -> Identity:
+    """An admin's access token, as verified, for the account ``user_id`` (the idempotency
+    records of its refunds belong to it)."""
+    return Identity(user_id, datetime.max.replace(tzinfo=UTC), Role.ADMIN)
+
+
+def refund_all(
+    url: str, admin: UserId, reservations: list[ReservationId], keyed: bool
+) -> list[str]:
+    """Every reservation refunded at once by this process, with a key (``keyed``: one per
+    reservation, as an operator retrying would send) or none."""
+
+    async def main() -> list[str]:
+        database = SqlDatabase(url, pool_size=len(reservations))
+        deps = worker_deps(database, ManualClock(NOW))
+        _line_up()
+        results = await asyncio.gather(
+            *(
+                _outcome(
+                    usecases.refund(operator(admin), r, f"refund-{r}" if keyed else None, deps=deps)
+                )
+                for r in reservations
+            )
+        )
+        await database.dispose()
+        return list(results)
+
+    return _run(main())
+
+
+def watch_sales(
+    url: str, admin: UserId, concert_id: ConcertId, date_id: DateId, reads: int, step: timedelta
+) -> list[str]:
+    """Read the date's sales ``reads`` times, the clock moving ``step`` each time (so that
+    holds lapse between reads), while others hold and pay; returns what broke a rule (every
+    section adds up at its instant, revenue is what its sold seats cost, and sold only grows
+    when nothing is refunded), and last how many reads were made."""
+
+    async def main() -> list[str]:
+        database = SqlDatabase(url, pool_size=1)
+        clock = ManualClock(NOW)
+        deps = worker_deps(database, clock)
+        broken: list[str] = []
+        sold_before: dict[str, int] = {}
+        _line_up()
+        for _ in range(reads):
+            sales = await usecases.date_sales(operator(admin), concert_id, date_id, deps=deps)
+            for section in sales.sections:
+                counted = section.available + section.held + section.sold
+                if counted != section.seats_total or min(section.available, section.held) < 0:
+                    broken.append(f"{section} does not add up")
+                if section.revenue != section.sold * PRICE_OF[section.name]:
+                    broken.append(f"{section}: revenue is not what its sold seats cost")
+                if section.sold < sold_before.get(section.name, 0):
+                    broken.append(f"{section}: fewer sold than before")
+                sold_before[section.name] = section.sold
+            clock.advance(step)
+            await asyncio.sleep(0)
+        await database.dispose()
+        return [*broken, f"reads={reads}"]
+
+    return _run(main())
+
+
+# the sections of the sales race and their prices (test_sql_races)
+PRICE_OF = {"Front": 30_000, "Back": 10_000}
+
+
+def hold_and_pay(url: str, users: list[UserId], seats: list[SeatId], step: timedelta) -> list[str]:
+    """Each customer holds seats in turn and pays every other hold, the clock moving ``step``
+    between rounds, so that unpaid holds lapse while others are paid."""
+
+    async def main() -> list[str]:
+        database = SqlDatabase(url, pool_size=len(users))
+        clock = ManualClock(NOW)
+        deps = worker_deps(database, clock)
+        outcomes = []
+        _line_up()
+        for n, seat in enumerate(seats):
+            user = users[n % len(users)]
+            [token] = await _admit(deps, [user])
+            outcome = "held"
+            try:
+                held = await usecases.hold_seat(user, token, seat, deps=deps)
+                if n % 2 == 0:
+                    await usecases.pay(user, token, held.reservation_id, deps=deps)
+                    outcome = "paid"
+            except ConcertError as error:
+                outcome = error.code
+            outcomes.append(outcome)
+            clock.advance(step)
+            await asyncio.sleep(0)
+        await database.dispose()
+        return outcomes
+
+    return _run(main())
+
+
 # -- payment against the sweep, around expires_at -------------------------------------------
 
 
@@ -195,7 +294,9 @@ def pay_or_sweep(
 def mixed_workload(
     url: str, seed: int, users: list[UserId], seats: list[SeatId], operations: int
 ) -> dict[str, int]:
-    """Random charges, holds, cancels and payments by several customers; counts outcomes."""
+    """``users[0]`` is the operator who refunds."""
+    """Random charges, holds, cancels and payments by several customers, and refunds of what
+    they paid by an operator; counts outcomes."""
 
     async def main() -> dict[str, int]:
         rng = random.Random(seed)
@@ -203,12 +304,13 @@ def mixed_workload(
         deps = worker_deps(database, ManualClock(NOW))
         tokens = dict(zip(users, await _admit(deps, users), strict=True))
         held: list[tuple[UserId, ReservationId]] = []
+        paid: list[ReservationId] = []
         counts: dict[str, int] = {}
         _line_up()
 
         async def one(step: int) -> None:
             user = rng.choice(users)
-            kind = rng.choice(["charge", "hold", "hold", "pay", "pay", "cancel"])
+            kind = rng.choice(["charge", "hold", "hold", "pay", "pay", "cancel", "refund"])
             attempt: Awaitable[object]
             if kind == "charge":
                 attempt = usecases.charge_wallet(
@@ -217,12 +319,15 @@ def mixed_workload(
             elif kind == "hold" or not held:
                 kind = "hold"
                 attempt = _hold(user)
+            elif kind == "refund":
+                if not paid:
+                    return
+                refunded = paid.pop(rng.randrange(len(paid)))
+                attempt = usecases.refund(operator(users[0]), refunded, deps=deps)
             else:
                 owner, reservation_id = held.pop(rng.randrange(len(held)))
                 if kind == "pay":
-                    attempt = usecases.pay(
-                        owner, tokens[owner], reservation_id, f"k{seed}-{step}", deps=deps
-                    )
+                    attempt = _pay(owner, reservation_id, f"k{seed}-{step}")
                 else:
                     attempt = usecases.cancel_reservation(owner, reservation_id, deps=deps)
             result = await _outcome(attempt)
@@ -231,6 +336,10 @@ def mixed_workload(
         async def _hold(user: UserId) -> None:
             reservation = await usecases.hold_seat(user, tokens[user], rng.choice(seats), deps=deps)
             held.append((user, reservation.reservation_id))
+
+        async def _pay(user: UserId, reservation_id: ReservationId, key: str) -> None:
+            await usecases.pay(user, tokens[user], reservation_id, key, deps=deps)
+            paid.append(reservation_id)
 
         for start in range(0, operations, 4):
             await asyncio.gather(*(one(step) for step in range(start, min(start + 4, operations))))
@@ -248,7 +357,10 @@ SNAPSHOT_CHECK = """
 SELECT w.user_id, w.balance,
   COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id = w.user_id AND kind = 'charge'), 0),
   COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id = w.user_id AND kind = 'payment'), 0),
-  COALESCE((SELECT sum(amount) FROM payments p WHERE p.user_id = w.user_id), 0)
+  COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id = w.user_id AND kind = 'refund'), 0),
+  COALESCE((SELECT sum(amount) FROM payments p WHERE p.user_id = w.user_id), 0),
+  COALESCE((SELECT sum(p.amount) FROM payments p JOIN reservations r USING (reservation_id)
+            WHERE p.user_id = w.user_id AND r.status = 'refunded'), 0)
 FROM wallets w
 """
 
@@ -270,11 +382,18 @@ def read_snapshots(url: str, stop_after: float) -> list[str]:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         while time.monotonic() < deadline:
             with connection.transaction():
-                for user, balance, charges, paid, payments in connection.execute(SNAPSHOT_CHECK):
-                    if balance < 0 or balance != charges - paid or paid != payments:
+                for row in connection.execute(SNAPSHOT_CHECK):
+                    user, balance, charges, paid, refunds, payments, refunded = row
+                    if (
+                        balance < 0
+                        or balance != charges - paid + refunds
+                        or paid != payments
+                        or refunds != refunded
+                    ):
                         violations.append(
-                            f"user {user}: balance {balance}, charges {charges}, "
-                            f"ledger payments {paid}, payments {payments}"
+                            f"user {user}: balance {balance}, charges {charges}, ledger payments "
+                            f"{paid} and refunds {refunds}, payments {payments}, of seats "
+                            f"refunded {refunded}"
                         )
             snapshots += 1
     return [*violations, f"snapshots={snapshots}"]
