@@ -2,7 +2,7 @@
 the customer it acts as, its configuration, and the answers of the contract that no schema can
 foretell for a schema-valid request.
 
-`positive_data_acceptance` runs as the built-in check with exactly three answers excused, each
+`positive_data_acceptance` runs as the built-in check with exactly four answers excused, each
 only when this run's own record shows it is the contract's answer (`API.md`):
 
 - an ``Idempotency-Key`` is scoped to its customer, so a key the fuzzer already sent with another
@@ -12,9 +12,12 @@ only when this run's own record shows it is the contract's answer (`API.md`):
   ``invalid_request``;
 - money is "an integer number of won (no fractions, no floats)" and an id is a value the client
   echoes back, so ``100.0`` is refused with 422 ``invalid_request``, where JSON Schema counts
-  it as the integer 100 and no schema can tell the two apart.
+  it as the integer 100 and no schema can tell the two apart;
+- a page's ``cursor`` is opaque, "the ``next`` of the page before": one no page handed out is
+  refused with 422 ``invalid_request`` ("a bad query"), though any string of its alphabet
+  fits the schema.
 
-The first two depend on what was sent before; the third is a limit of JSON Schema.
+The first two depend on what was sent before; the last two are limits of JSON Schema.
 
 `use_after_free` runs as the built-in check but for one answer: cancelling a hold is
 ``DELETE /reservations/{id}``, and the contract keeps the reservation readable afterwards, with
@@ -271,7 +274,7 @@ class Run:
             use = KeyUse(self.request_of(case), response.status_code, response.content, excused)
             self.key_uses.setdefault(key, []).append(use)
 
-    # -- the three excused answers ------------------------------------------------------------
+    # -- the four excused answers ------------------------------------------------------------
 
     def positive_data_acceptance_check(self) -> Callable[..., bool | None]:
         run = self
@@ -300,6 +303,13 @@ class Run:
             first = next((use for use in earlier if use.request == request), None)
             if first is not None and (first.status, first.body) == (422, response.content):
                 return True  # the first answer to this key and request, replayed
+        if (
+            code == "invalid_request"
+            and isinstance(case.query, Mapping)
+            and "cursor" in case.query
+            and b"cursor must be the `next` of a page" in response.content
+        ):
+            return True  # a cursor no page handed out
         if code != "invalid_request" or not isinstance(case.body, Mapping):
             return False
         fields = self.document.body_fields(case)

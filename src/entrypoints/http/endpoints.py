@@ -122,6 +122,8 @@ class Endpoint:
         who = ANONYMOUS if self.access is Access.ANYONE else await caller(request, deps)
         if self.access in (Access.ADMITTED, Access.QUEUED):  # before anything in the body
             queue.required(request.headers.get("x-queue-token"))
+        if self.access is Access.ADMIN:  # the use case checks it too; a customer's body waits
+            usecases.require_admin(who)
         body = None if self.body is None else await decoded(request, self.body)
         query = None if self.query is None else parsed(request, self.query)
         status, answer = await self.handler(Call(request, deps, who, body, query))

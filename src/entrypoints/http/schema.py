@@ -61,7 +61,10 @@ Title = Annotated[str, Meta(min_length=1, max_length=TITLE_MAX_LENGTH, pattern=N
 Venue = Annotated[str, Meta(max_length=VENUE_MAX_LENGTH, pattern=NO_NUL)]
 SectionName = Annotated[str, Meta(min_length=1, max_length=SECTION_NAME_MAX_LENGTH, pattern=NO_NUL)]
 RowLabel = Annotated[str, Meta(min_length=1, max_length=ROW_LABEL_MAX_LENGTH, pattern=NO_NUL)]
-Cursor = Annotated[str, Meta(min_length=1, max_length=200, description="the `next` of a page")]
+Cursor = Annotated[
+    str,
+    Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="a page's `next`"),
+]
 
 
 class Body(msgspec.Struct, kw_only=True):
