@@ -24,9 +24,18 @@ from starlette.routing import Route
 
 from adapters.redis import connect
 
-SEAT_MAP = {
+SEAT_MAP = {  # as large as the service's answer for the demo date
     "seats": [
-        {"seat_id": n, "number": n, "price": 50_000, "status": "available"} for n in range(1, 51)
+        {
+            "seat_id": n,
+            "section": "Floor",
+            "row": "A",
+            "number": n,
+            "label": f"Floor A-{n}",
+            "price": 50_000,
+            "status": "available",
+        }
+        for n in range(1, 51)
     ]
 }
 ROWS = 100_000

@@ -5,7 +5,7 @@
 
 Starts throwaway PostgreSQL and Redis servers (loopback only), then for each configuration
 (PostgreSQL + Redis behind `concert serve --workers 2`, and the embedded default with one
-worker) measures the reference endpoints and five scenarios with the same uvicorn settings and
+worker) measures the reference endpoints and seven scenarios with the same uvicorn settings and
 prints one markdown table. Every run is bounded in time and count and stops by itself.
 
 Besides throughput and latency, each single-kind run reports CPU time per request, over the
@@ -61,6 +61,9 @@ GROUPS = {  # customers admitted before the scenarios start
 }
 LINE = range(2001, 12001)  # customers who join the line during scenario (c)
 CUSTOMERS = 50_000
+OPERATOR = CUSTOMERS + 1  # an admin account, for scenario (f)
+BIG_SECTIONS, BIG_ROWS, BIG_SEATS_A_ROW = 40, 10, 50  # 20,000 seats, 500 a section
+BIG_DATES = 3
 PAY_SEATS = len(GROUPS["pay"])
 ADMITTED = sum(len(group) for group in GROUPS.values())
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -164,7 +167,9 @@ def token_for(user: int) -> str:
     """One access token per customer for the whole run (an hour long), minted once: signing a
     JWT per request would spend the driver's CPU, which shares the machine with the server."""
     now = int(time.time())
-    return jwt.encode({"sub": str(user), "iat": now, "exp": now + 3600}, SECRET, "HS256")
+    role = "admin" if user == OPERATOR else "customer"
+    claims = {"sub": str(user), "role": role, "iat": now, "exp": now + 3600}
+    return jwt.encode(claims, SECRET, "HS256")
 
 
 def headers(user: int, queue: str | None = None) -> dict[str, str]:
@@ -178,6 +183,8 @@ SEED_SQL = [
     "INSERT INTO accounts (user_id, email, password_hash, created_at) "
     "SELECT n, 'bench' || n || '@example.com', 'unusable', {now} FROM {series}",
     f"INSERT INTO wallets (user_id, balance) SELECT n, {BALANCE} FROM {{series}}",
+    "INSERT INTO accounts (user_id, email, password_hash, created_at, role) "
+    f"VALUES ({OPERATOR}, 'operator@example.com', 'unusable', {{now}}, 'admin')",
     "INSERT INTO ledger (user_id, kind, amount, balance, created_at) "
     f"SELECT n, 'charge', {BALANCE}, {BALANCE}, {{now}} FROM {{series}}",
     "INSERT INTO concert_dates (concert_id, day, starts_at, sale_opens_at, sale_closes_at) "
@@ -200,7 +207,7 @@ def seed_postgres(url: str) -> None:
                     seats=f"generate_series(1, {PAY_SEATS}) n",
                 )
             )
-        connection.execute("SELECT setval('accounts_user_id_seq', %s)", (CUSTOMERS,))
+        connection.execute("SELECT setval('accounts_user_id_seq', %s)", (OPERATOR,))
 
 
 def seed_sqlite(path: Path) -> None:
@@ -317,7 +324,7 @@ async def join(connection: loadgen.Connection, user: int) -> str:
 async def scenarios(
     config: str, port: int, watch: Watch, connections: int, seconds: float
 ) -> list[Row]:
-    """The five scenarios; rows without their reference rates (the caller adds them)."""
+    """The seven scenarios; rows without their reference rates (the caller adds them)."""
     host = "127.0.0.1"
     admitted = [user for group in GROUPS.values() for user in group]
     tokens: dict[int, str] = {}
@@ -329,7 +336,7 @@ async def scenarios(
     await loadgen.drive(host, port, connections, admit, seconds=600, limit=len(admitted))
     assert len(tokens) == len(admitted), "the setup could not admit every customer"
     setup = loadgen.Connection(host, port)
-    [concert] = (await setup.request("GET", "/concerts"))[1]["concerts"]
+    [concert] = (await setup.request("GET", "/concerts"))[1]["concerts"]  # the demo
     dates = (
         await setup.request(
             "GET", f"/concerts/{concert['concert_id']}/dates", headers=headers(1, tokens[1])
@@ -345,6 +352,7 @@ async def scenarios(
         )[1]["seats"]
         seat_ids[date["date_id"]] = [s["seat_id"] for s in seats]
     read_date, rush_date, mixed_date, pay_date = (d["date_id"] for d in dates[:4])
+    readers = list(GROUPS["reads"])
     await setup.close()
     rows = []
 
@@ -375,7 +383,6 @@ async def scenarios(
         )
 
     # (a) admitted customers reading seat maps
-    readers = list(GROUPS["reads"])
 
     async def read(connection: loadgen.Connection, n: int) -> str:
         user = readers[n % len(readers)]
@@ -519,7 +526,69 @@ async def scenarios(
         return await pay_held(connection, holding[n])
 
     await measured("(e) payments", pay_next, limit=len(holding), reference="psycopg", target=0.5)
+
+    # (f) an operator puts 20,000-seat dates on sale, one request each, one after the other
+    big_dates: list[int] = []
+
+    async def create_big_date(connection: loadgen.Connection, n: int) -> str:
+        status, body = await connection.request(
+            "POST",
+            f"/admin/concerts/{concert['concert_id']}/dates",
+            big_layout(),
+            headers(OPERATOR),
+        )
+        if status == 201:
+            big_dates.append(body["date_id"])
+        return str(status) if status == 201 else f"{status} {body}"
+
+    with watch.run("(f) create a 20,000-seat date"):
+        created = await loadgen.drive(host, port, 1, create_big_date, seconds=600, limit=BIG_DATES)
+    assert big_dates, f"no date was created: {dict(created.statuses)}"
+    rows.append(
+        Row(
+            config,
+            f"(f) create a {big_seats():,}-seat date (one request; p50 is its time)",
+            created,
+            server_cpu=watch.cpu,
+            machine_cpu=watch.machine,
+        )
+    )
+
+    # (g) seat map reads of one 500-seat section of such a date, beside (a)'s of a 50-seat date
+    section = f"{base}/{big_dates[0]}/seats?section=S{BIG_SECTIONS // 2}"
+
+    async def read_section(connection: loadgen.Connection, n: int) -> str:
+        user = readers[n % len(readers)]
+        status, _ = await connection.request("GET", section, headers=headers(user, tokens[user]))
+        return str(status)
+
+    await measured(
+        f"(g) seat map reads: one {BIG_ROWS * BIG_SEATS_A_ROW}-seat section of the "
+        f"{big_seats():,}-seat date",
+        read_section,
+        reference="bare",
+    )
     return rows
+
+
+def big_seats() -> int:
+    return BIG_SECTIONS * BIG_ROWS * BIG_SEATS_A_ROW
+
+
+def big_layout() -> dict[str, object]:
+    """A date a month ahead laid out as BIG_SECTIONS sections of BIG_ROWS rows."""
+    starts_at = time.strftime("%Y-%m-%dT19:00:00Z", time.gmtime(time.time() + 30 * 86400))
+    return {
+        "starts_at": starts_at,
+        "sections": [
+            {
+                "name": f"S{s}",
+                "price": 10_000 + 1_000 * (BIG_SECTIONS - s),
+                "rows": [{"row": f"R{r}", "seats": BIG_SEATS_A_ROW} for r in range(BIG_ROWS)],
+            }
+            for s in range(BIG_SECTIONS)
+        ],
+    }
 
 
 def check_books(config: str, url: str | None, sqlite_path: Path | None) -> str:
