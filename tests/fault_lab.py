@@ -774,8 +774,9 @@ def _add_seats(database_url: str) -> tuple[list[SeatBlock], list[int]]:
     blocks: list[SeatBlock] = []
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(
-            "INSERT INTO seats (date_id, concert_id, number, price) "
-            "SELECT d.date_id, d.concert_id, n, %s FROM concert_dates d, "
+            "INSERT INTO seats (date_id, concert_id, section, section_order, row_label, "
+            "row_order, number, price) "
+            "SELECT d.date_id, d.concert_id, 'Floor', 0, 'A', 0, n, %s FROM concert_dates d, "
             "generate_series(51, %s) AS n",
             (SEAT_PRICE, SEATS_PER_DATE),
         )
@@ -903,11 +904,11 @@ async def check_stores(lab: Lab, block: SeatBlock) -> tuple[list[str], dict[str,
         await none_of(
             "a balance that is not its charges less its payments",
             "SELECT w.user_id, w.balance, "
-            "coalesce(sum(l.amount) FILTER (WHERE l.kind = 'charge'), 0) "
+            "coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('charge', 'refund')), 0) "
             "- coalesce(sum(l.amount) FILTER (WHERE l.kind = 'payment'), 0) "
             "FROM wallets w LEFT JOIN ledger l ON l.user_id = w.user_id "
             "GROUP BY w.user_id, w.balance HAVING w.balance <> "
-            "coalesce(sum(l.amount) FILTER (WHERE l.kind = 'charge'), 0) "
+            "coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('charge', 'refund')), 0) "
             "- coalesce(sum(l.amount) FILTER (WHERE l.kind = 'payment'), 0)",
         )
         await none_of("a negative balance", "SELECT user_id FROM wallets WHERE balance < 0")
