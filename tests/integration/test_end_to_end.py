@@ -23,13 +23,18 @@ from openapi_check import validated_client
 pytestmark = pytest.mark.integration
 
 HOLD_SECONDS = 2
+ADMIN = "ops@example.com"
+DEMO = "Demo Night: The Fifty Seats"
 
 
-def concert(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def concert(
+    env: dict[str, str], cwd: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "entrypoints.cli", *args],
         env=env,
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -76,6 +81,8 @@ def service(
 
         cleanups.append(forget_keys)
     concert(env, workdir, "seed-demo")
+    made = concert(env, workdir, "create-admin", ADMIN, stdin=f"{PASSWORD}\n")
+    assert "created as an admin" in made.stdout, made.stdout
     try:
         with services.concert_serve(workdir, env, "--workers", workers) as served:
             yield served.url
@@ -106,7 +113,8 @@ async def customer(client: httpx.AsyncClient) -> Caller:
 
 
 async def free_seat(caller: Caller) -> int:
-    [concert] = (await caller.client.get("/concerts")).json()["concerts"]
+    concerts = (await caller.client.get("/concerts")).json()["concerts"]
+    [concert] = [c for c in concerts if c["title"] == DEMO]
     base = f"/concerts/{concert['concert_id']}/dates"
     for date in (await caller.get(base)).json()["dates"]:
         seats = (await caller.get(f"{base}/{date['date_id']}/seats")).json()["seats"]
@@ -213,3 +221,67 @@ async def test_answers_name_no_server_software_and_ask_not_to_be_stored(
         assert "server" not in response.headers
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["cache-control"] == "no-store"
+
+
+async def test_an_operator_puts_a_show_on_sale_watches_it_sell_and_refunds(
+    client: httpx.AsyncClient,
+) -> None:
+    login = await client.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})
+    ops = Caller(client, login.json()["access_token"])
+    mina = await customer(client)
+    for caller, status in ((mina, 403), (ops, 201)):
+        made = await client.post(
+            "/admin/concerts", json={"title": "Winter Gala", "venue": "Hall"}, headers=caller.auth
+        )
+        assert made.status_code == status, made.text
+    concert_id = made.json()["concert_id"]
+    layout = {
+        "starts_at": "2030-01-10T19:00:00+09:00",
+        "sections": [
+            {"name": "VIP", "price": 150_000, "rows": [{"row": "A", "seats": 4}]},
+            {"name": "Floor", "price": 80_000, "rows": [{"row": "C", "seats": 6}]},
+        ],
+    }
+    dated = await client.post(f"/admin/concerts/{concert_id}/dates", json=layout, headers=ops.auth)
+    assert (dated.status_code, dated.json()["seats_total"]) == (201, 10), dated.text
+    date_id = dated.json()["date_id"]
+    later = {**layout, "sale_opens_at": "2029-12-01T00:00:00Z"}
+    not_yet = await client.post(f"/admin/concerts/{concert_id}/dates", json=later, headers=ops.auth)
+    base = f"/concerts/{concert_id}/dates"
+    listed = (await mina.get(base)).json()["dates"]
+    assert [(d["date_id"], d["on_sale"]) for d in listed] == [
+        (date_id, True),
+        (not_yet.json()["date_id"], False),
+    ]
+    closed_seat = (await mina.get(f"{base}/{not_yet.json()['date_id']}/seats")).json()["seats"][0]
+    refused = await mina.post("/reservations", {"seat_id": closed_seat["seat_id"]})
+    assert error_code(refused) == (409, "sale_not_open")
+
+    vip = (await mina.get(f"{base}/{date_id}/seats?section=VIP")).json()["seats"]
+    assert [s["label"] for s in vip] == ["VIP A-1", "VIP A-2", "VIP A-3", "VIP A-4"]
+    await client.post("/wallet/charges", json={"amount": 200_000}, headers=mina.auth)
+    held = (await mina.post("/reservations", {"seat_id": vip[0]["seat_id"]})).json()
+    paid = await mina.post("/payments", {"reservation_id": held["reservation_id"]})
+    assert paid.status_code == 201, paid.text
+    sales = (await client.get(f"/admin{base}/{date_id}/sales", headers=ops.auth)).json()
+    assert (sales["sold"], sales["available"], sales["revenue"]) == (1, 9, 150_000)
+    listing = await client.get(f"/admin{base}/{date_id}/sales.csv", headers=ops.auth)
+    assert listing.text.splitlines()[1].startswith(f"{held['reservation_id']},")
+
+    refunded = await client.post(
+        f"/admin/reservations/{held['reservation_id']}/refund", headers=ops.auth
+    )
+    assert (refunded.status_code, refunded.json()["status"]) == (200, "refunded")
+    joon = await customer(client)
+    for _ in range(4):  # on new connections, so on either worker: on sale again at once
+        seats = (await joon.get(f"{base}/{date_id}/seats?section=VIP", Connection="close")).json()
+        assert seats["seats"][0]["status"] == "available"
+    moves = (await client.get("/wallet/transactions", headers=mina.auth)).json()["transactions"]
+    assert [(m["kind"], m["amount"]) for m in moves[:2]] == [
+        ("refund", 150_000),
+        ("payment", -150_000),
+    ]
+    mine = (await client.get("/reservations?status=refunded", headers=mina.auth)).json()
+    assert [r["reservation_id"] for r in mine["reservations"]] == [held["reservation_id"]]
+    me = (await client.get("/me", headers=mina.auth)).json()
+    assert (me["balance"], me["role"], me["holds"]) == (200_000, "customer", [])
