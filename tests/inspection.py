@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from adapters.memory import InMemoryDatabase
 from adapters.sql import rows
-from adapters.sql.schema import ledger, payments
+from adapters.sql.schema import ledger, payments, reservations
 from concert_domain.ids import ReservationId, UserId
 from concert_domain.wallet import LedgerEntry, Payment
 
@@ -56,9 +56,20 @@ class SqlInspector(StoreInspector):
         return [rows.ledger_entry_from_row(row) for row in await self._rows(query)]
 
     async def payment_for(self, reservation_id: ReservationId) -> Payment | None:
-        query = select(payments).where(payments.c.reservation_id == reservation_id)
-        found = await self._rows(query)
-        return rows.payment_from_row(found[0]) if found else None
+        """The payment that paid the reservation, with every hold it paid for, by id."""
+        paid_by = select(reservations.c.payment_id).where(
+            reservations.c.reservation_id == reservation_id
+        )
+        found = await self._rows(select(payments).where(payments.c.payment_id.in_(paid_by)))
+        if not found:
+            return None
+        together = (
+            select(reservations.c.reservation_id)
+            .where(reservations.c.payment_id == found[0].payment_id)
+            .order_by(reservations.c.reservation_id)
+        )
+        ids = [ReservationId(row.reservation_id) for row in await self._rows(together)]
+        return rows.payment_from_row(found[0], ids)
 
     async def _rows(self, query: Any) -> list[Any]:
         def read() -> list[Any]:

@@ -84,6 +84,27 @@ class SeatUnavailable(ConcertError):
     def taken(cls, number: int) -> SeatUnavailable:
         return cls(f"seat {number} is held or sold")
 
+    @classmethod
+    def taken_seats(cls, labels: list[str]) -> SeatUnavailable:
+        named = ", ".join(labels)
+        return cls(
+            f"seat {named} is held or sold"
+            if len(labels) == 1
+            else f"seats {named} are held or sold"
+        )
+
+
+class SeatsNotTogether(ConcertError):
+    """Best available found no row with that many available seats side by side."""
+
+    code = "seats_not_together"
+
+
+class ExtensionLimitReached(ConcertError):
+    """A hold is extended at most once."""
+
+    code = "extension_limit_reached"
+
 
 class HoldLimitReached(ConcertError):
     code = "hold_limit_reached"

@@ -16,6 +16,8 @@ LOGIN_FAILURE_LIMIT = 10
 @attrs.frozen
 class BookingPolicy:
     hold_seconds: int = 300
+    # what one extension adds to a hold (a hold is extended at most once)
+    hold_extension_seconds: int = 120
     max_holds_per_user: int = 4
     queue: QueuePolicy = attrs.Factory(QueuePolicy)
     # sign-ups and logins a minute from one client address (argon2id costs each its CPU);
@@ -27,3 +29,7 @@ class BookingPolicy:
     @property
     def hold_duration(self) -> timedelta:
         return timedelta(seconds=self.hold_seconds)
+
+    @property
+    def hold_extension(self) -> timedelta:
+        return timedelta(seconds=self.hold_extension_seconds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from concert_domain.accounts import AccessToken, Account, AccountOverview, Identity, Role
 from concert_domain.catalog import (
@@ -121,6 +121,11 @@ class CatalogRepository(Protocol):
 
     async def get_seat(self, seat_id: SeatId) -> Seat | None: ...
 
+    async def sections(self, date_id: DateId) -> list[str]:
+        """The names of the date's sections in layout order, the best first; empty for an
+        unknown date."""
+        ...
+
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         """Dates of the concert whose sale has not closed at ``now`` with at least one seat
         available at ``now``, soonest first. A seat is available unless it has a live
@@ -149,15 +154,23 @@ class ReservationRepository(Protocol):
     async def hold(
         self,
         user_id: UserId,
-        seat: Seat,
+        seats: Sequence[Seat],
         now: datetime,
         expires_at: datetime,
         max_holds: int,
-    ) -> Reservation:
-        """Record `Reservation.hold` of the seat, decided by the store under any concurrency:
-        refused with `SeatUnavailable` if the seat has a live reservation at ``now``, and with
-        `HoldLimitReached` if the customer already has ``max_holds`` unexpired holds. A
-        refusal comes out of this call or of `UnitOfWork.commit`, and leaves nothing."""
+    ) -> list[Reservation]:
+        """Record `Reservation.hold` of every seat, in the order given, all or none, decided
+        by the store under any concurrency: refused with `SeatUnavailable` if any seat has a
+        live reservation at ``now``, and with `HoldLimitReached` if the customer's unexpired
+        holds and these would pass ``max_holds``. A refusal comes out of this call or of
+        `UnitOfWork.commit`, and leaves nothing."""
+        ...
+
+    async def extend(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime, by: timedelta
+    ) -> Reservation | None:
+        """Conditional write: the customer's hold, if held at ``now`` and never extended,
+        lapses ``by`` later and is marked extended; None, having changed nothing, when not."""
         ...
 
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
@@ -216,17 +229,17 @@ class WalletRepository(Protocol):
 
 class PaymentRepository(Protocol):
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
-        """Pay for the customer's hold in one atomic step, decided by the store under any
-        concurrency: the reservation, if it is ``user_id``'s and held at ``now``
-        (`Reservation.is_held`), becomes paid; a payment of its price is recorded; the wallet
-        is debited by the price, with its ledger entry. A reservation is paid at most once and
-        a balance never goes below zero.
+        """Pay for the customer's holds (distinct ids) in one atomic step, decided by the
+        store under any concurrency: if every reservation is ``user_id``'s and held at
+        ``now`` (`Reservation.is_held`), all become paid; one payment of their total is
+        recorded; the wallet is debited by the total, with one ledger entry. A reservation is
+        paid at most once and a balance never goes below zero.
 
-        Returns the sale; None, having changed nothing, when the reservation is not the
+        Returns the sale; None, having changed nothing, when any reservation is not the
         customer's unexpired hold. Refused with `InsufficientBalance` when the balance does
-        not cover the price: from this call or from `UnitOfWork.commit`, leaving nothing."""
+        not cover the total: from this call or from `UnitOfWork.commit`, leaving nothing."""
         ...
 
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
@@ -344,22 +357,40 @@ class HoldTimers(Protocol):
         self,
         token: QueueToken,
         user_id: UserId,
-        seat_id: SeatId,
+        blocks: Sequence[Sequence[SeatId]],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
-    ) -> tuple[QueueTicket | None, HoldAttempt]:
+    ) -> TimersTaken:
         """One atomic step: the queue ticket ``token`` as `QueueStore.get` gives it, and how
         the attempt went. For a ticket that is not ``user_id``'s and active at ``now``
         (`queue.admitted`): NOT_ADMITTED. Otherwise the attempt is counted, in windows of
         `policy.ATTEMPT_WINDOW` per customer: past ``attempt_limit`` of them (0: no limit),
-        TOO_FREQUENT; else the seat's timer is taken for ``user_id`` until ``expires_at``
-        (TAKEN), unless a timer on the seat runs past ``now`` (SEAT_BUSY)."""
+        TOO_FREQUENT; else the timers of the first block (in the order given) none of whose
+        seats has a timer running past ``now`` are taken for ``user_id`` until ``expires_at``
+        (TAKEN, with that block's index), or, when every block has such a seat, SEAT_BUSY.
+        Either way ``busy`` names the seats found with running timers."""
+        ...
+
+    async def extend(
+        self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime
+    ) -> None:
+        """Move the seat's timer to ``expires_at``, unless another customer's runs past
+        ``now`` (an extended hold is the database's to decide; this only follows it)."""
         ...
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         """Drop the seat's timer if, and only if, ``user_id`` holds it (compare-and-delete)."""
         ...
+
+
+class TimersTaken(NamedTuple):
+    """What `HoldTimers.take` answers."""
+
+    ticket: QueueTicket | None
+    attempt: HoldAttempt
+    block: int | None = None  # the index of the block taken
+    busy: frozenset[SeatId] = frozenset()
 
 
 class AttemptLimiter(Protocol):

@@ -7,12 +7,17 @@ rule here takes the instant it is asked about, and stores compare against the sa
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
 from concert_domain.catalog import Seat, seat_label
-from concert_domain.errors import HoldExpired, ReservationNotHeld, ReservationNotPaid
+from concert_domain.errors import (
+    ExtensionLimitReached,
+    HoldExpired,
+    ReservationNotHeld,
+    ReservationNotPaid,
+)
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId, UserId
 
 
@@ -47,6 +52,7 @@ class Reservation:
     status: ReservationStatus
     created_at: datetime
     expires_at: datetime
+    extended: bool = False
 
     @property
     def label(self) -> str:
@@ -99,6 +105,18 @@ class Reservation:
             )
         if status is not ReservationStatus.HELD:
             raise ReservationNotHeld(f"reservation {self.reservation_id} is already {status}")
+
+    def ensure_extendable(self, now: datetime) -> None:
+        """Raise unless this is a hold that may be extended at ``now``: held, unexpired, and
+        never extended before."""
+        self.ensure_payable(now)
+        if self.extended:
+            raise ExtensionLimitReached(
+                f"the hold on seat {self.label} has been extended once already"
+            )
+
+    def extended_by(self, extension: timedelta) -> Reservation:
+        return attrs.evolve(self, expires_at=self.expires_at + extension, extended=True)
 
     def ensure_cancellable(self, now: datetime) -> None:
         if not self.is_held(now):

@@ -48,6 +48,7 @@ class LedgerEntry:
     payment_id: PaymentId | None = None
     balance: int = 0
     entry_id: int = 0
+    reservation_id: ReservationId | None = None  # a refund's
 
     @property
     def signed_amount(self) -> int:
@@ -61,11 +62,18 @@ def ledger_balance(entries: list[LedgerEntry]) -> int:
 
 @attrs.frozen
 class Payment:
+    """One payment for one or more holds of one customer: ``amount`` is their total."""
+
     payment_id: PaymentId
-    reservation_id: ReservationId
+    reservation_ids: tuple[ReservationId, ...]
     user_id: UserId
     amount: int
     created_at: datetime
+
+    @property
+    def reservation_id(self) -> ReservationId:
+        """The first of the holds paid for (the payment is recorded under it)."""
+        return self.reservation_ids[0]
 
 
 @attrs.frozen
@@ -80,9 +88,10 @@ class Refund:
 
 @attrs.frozen
 class Sale:
-    """A held seat paid for: the reservation, now paid; its payment; the balance left."""
+    """Held seats paid for together: the reservations, now paid, in the order asked; their
+    one payment; the balance left."""
 
-    reservation: Reservation
+    reservations: tuple[Reservation, ...]
     payment: Payment
     balance: int
 
@@ -92,25 +101,39 @@ class PaymentReceipt:
     """What a successful payment answers: the payment and the balance it left."""
 
     payment_id: PaymentId
-    reservation_id: ReservationId
+    reservation_ids: tuple[ReservationId, ...]
     amount: int
     balance: int
     status: str = "paid"
 
+    @property
+    def reservation_id(self) -> ReservationId:
+        return self.reservation_ids[0]
+
     @classmethod
     def of(cls, sale: Sale) -> PaymentReceipt:
         payment = sale.payment
-        return cls(payment.payment_id, payment.reservation_id, payment.amount, sale.balance)
+        return cls(payment.payment_id, payment.reservation_ids, payment.amount, sale.balance)
 
     def as_body(self) -> dict[str, JsonScalar]:
-        """Plain values, as an idempotency record keeps the answer."""
-        return attrs.asdict(self)
+        """Plain values, as an idempotency record keeps the answer (the ids as one string)."""
+        return {
+            "payment_id": self.payment_id,
+            "reservation_ids": ",".join(str(r) for r in self.reservation_ids),
+            "amount": self.amount,
+            "balance": self.balance,
+        }
 
     @classmethod
     def from_body(cls, body: Mapping[str, JsonScalar]) -> PaymentReceipt:
+        kept = body.get("reservation_ids")
+        if isinstance(kept, str):
+            reservation_ids = tuple(ReservationId(int(r)) for r in kept.split(","))
+        else:  # kept before a payment could cover several holds
+            reservation_ids = (ReservationId(kept_integer(body, "reservation_id")),)
         return cls(
             payment_id=PaymentId(kept_integer(body, "payment_id")),
-            reservation_id=ReservationId(kept_integer(body, "reservation_id")),
+            reservation_ids=reservation_ids,
             amount=kept_integer(body, "amount"),
             balance=kept_integer(body, "balance"),
         )

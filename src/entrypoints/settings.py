@@ -41,6 +41,7 @@ class Settings:
     redis_prefix: str = "concert"
     access_token_seconds: int = 3600
     hold_seconds: int = 300
+    hold_extension_seconds: int = 120
     max_holds_per_user: int = 4
     queue_capacity: int = 1000
     queue_active_seconds: int = 600
@@ -53,6 +54,7 @@ class Settings:
     def policy(self) -> BookingPolicy:
         return BookingPolicy(
             hold_seconds=self.hold_seconds,
+            hold_extension_seconds=self.hold_extension_seconds,
             max_holds_per_user=self.max_holds_per_user,
             queue=QueuePolicy(self.queue_capacity, self.queue_active_seconds),
             auth_attempts_per_address=self.auth_attempts_per_address,
@@ -81,6 +83,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         redis_prefix=_redis_prefix(env),
         access_token_seconds=_positive(env, "CONCERT_ACCESS_TOKEN_SECONDS", 3600),
         hold_seconds=_positive(env, "CONCERT_HOLD_SECONDS", 300),
+        hold_extension_seconds=_positive(env, "CONCERT_HOLD_EXTENSION_SECONDS", 120),
         max_holds_per_user=_positive(env, "CONCERT_MAX_HOLDS_PER_USER", 4),
         queue_capacity=_positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
         queue_active_seconds=_positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),

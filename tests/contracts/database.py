@@ -79,7 +79,7 @@ async def hold(
     uow: UnitOfWorkFactory, user: UserId, seat: Seat, now: datetime = NOW, limit: int = 4
 ) -> ReservationId:
     async with uow() as tx:
-        reservation = await tx.reservations.hold(user, seat, now, now + HOLD, limit)
+        [reservation] = await tx.reservations.hold(user, [seat], now, now + HOLD, limit)
         await tx.commit()
     return reservation.reservation_id
 
@@ -95,7 +95,7 @@ async def sell(
     uow: UnitOfWorkFactory, user: UserId, reservation_id: ReservationId, now: datetime = NOW
 ) -> Sale | None:
     async with uow() as tx:
-        sale = await tx.payments.pay(reservation_id, user, now)
+        sale = await tx.payments.pay([reservation_id], user, now)
         await tx.commit()
     return sale
 
@@ -139,7 +139,7 @@ class DatabaseContract:
         async def credit_and_hold() -> None:
             async with uow() as tx:
                 await tx.wallets.credit(other, 5_000, NOW, 100_000_000)
-                await tx.reservations.hold(other, seat, NOW, NOW + HOLD, 4)
+                await tx.reservations.hold(other, [seat], NOW, NOW + HOLD, 4)
                 await tx.commit()
 
         with pytest.raises(SeatUnavailable):  # from the hold or from the commit: either way
@@ -484,15 +484,15 @@ class DatabaseContract:
         first, second = await hold(uow, user, one), await hold(uow, user, two)
         await credit(uow, user, 100_000)
         async with uow() as tx:
-            assert await tx.payments.pay(first, user, NOW + HOLD) is None
+            assert await tx.payments.pay([first], user, NOW + HOLD) is None
             assert await tx.reservations.cancel(first, NOW + HOLD) is None
-            sale = await tx.payments.pay(first, user, NOW)
-            assert sale is not None and sale.reservation.status == "paid"
-            assert await tx.payments.pay(first, user, NOW) is None
+            sale = await tx.payments.pay([first], user, NOW)
+            assert sale is not None and sale.reservations[0].status == "paid"
+            assert await tx.payments.pay([first], user, NOW) is None
             assert await tx.reservations.cancel(first, NOW) is None
             assert await tx.reservations.cancel(second, NOW) is not None
-            assert await tx.payments.pay(second, user, NOW) is None
-            assert await tx.payments.pay(ReservationId(10_000), user, NOW) is None
+            assert await tx.payments.pay([second], user, NOW) is None
+            assert await tx.payments.pay([ReservationId(10_000)], user, NOW) is None
             await tx.commit()
 
     async def test_the_sweep_expires_each_lapsed_hold_once_and_nothing_else(
@@ -544,7 +544,7 @@ class DatabaseContract:
         reservation_id = await hold(uow, user, seat)
         assert await credit(uow, user, 30_000) == 30_000
         async with uow() as tx:
-            sale = await tx.payments.pay(reservation_id, user, NOW)
+            sale = await tx.payments.pay([reservation_id], user, NOW)
             assert sale is not None
             assert sale.balance == 10_000
             assert await tx.wallets.credit(user, 91, NOW, 10_090) is None

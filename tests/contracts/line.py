@@ -144,24 +144,24 @@ class HoldTimersContract:
         self, queue: QueueStore, timers: HoldTimers
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
-        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is BUSY
-        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
         later = UNTIL + timedelta(minutes=5)
-        assert (await timers.take(two, UserId(2), SEAT, UNTIL, later, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [[SEAT]], UNTIL, later, MANY))[1] is TAKEN
 
     async def test_only_the_owner_releases(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY)
+        await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
         await timers.release(SEAT, UserId(2))
-        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
         await timers.release(SEAT, UserId(1))
-        assert (await timers.take(two, UserId(2), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
 
     async def test_seats_are_separate(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY))[1] is TAKEN
-        assert (await timers.take(two, UserId(2), SeatId(8), NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [[SeatId(8)]], NOW, UNTIL, MANY))[1] is TAKEN
 
     async def test_a_timer_is_taken_only_for_the_owner_of_an_active_ticket(
         self, queue: QueueStore, timers: HoldTimers
@@ -174,15 +174,13 @@ class HoldTimersContract:
         ]
         for token, user, now, status in cases:
             until = now + timedelta(minutes=5)
-            ticket, attempt = await timers.take(token, user, SEAT, now, until, MANY)
+            ticket, attempt, *_ = await timers.take(token, user, [[SEAT]], now, until, MANY)
             assert attempt is HoldAttempt.NOT_ADMITTED
             assert ticket is not None and (ticket.token, ticket.status) == (token, status)
         made_up = QueueToken("made-up-token-made-up-token-0000")
-        assert await timers.take(made_up, UserId(1), SEAT, NOW, UNTIL, MANY) == (
-            None,
-            HoldAttempt.NOT_ADMITTED,
-        )
-        ticket, attempt = await timers.take(one, UserId(1), SEAT, NOW, UNTIL, MANY)
+        made_up_take = await timers.take(made_up, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        assert (made_up_take.ticket, made_up_take.attempt) == (None, HoldAttempt.NOT_ADMITTED)
+        ticket, attempt, *_ = await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
         assert attempt is TAKEN and ticket is not None and ticket.status is TicketStatus.ACTIVE
 
     async def test_a_customer_past_the_attempt_limit_takes_no_timer_until_the_minute_passes(
@@ -190,14 +188,16 @@ class HoldTimersContract:
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
         for n in range(3):  # three attempts, whatever each gives
-            await timers.take(one, UserId(1), SeatId(n), NOW, UNTIL, 3)
-        _, attempt = await timers.take(one, UserId(1), SeatId(9), NOW, UNTIL, 3)
+            await timers.take(one, UserId(1), [[SeatId(n)]], NOW, UNTIL, 3)
+        _, attempt, *_ = await timers.take(one, UserId(1), [[SeatId(9)]], NOW, UNTIL, 3)
         assert attempt is HoldAttempt.TOO_FREQUENT
-        assert (await timers.take(two, UserId(2), SeatId(9), NOW, UNTIL, 3))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [[SeatId(9)]], NOW, UNTIL, 3))[1] is TAKEN
         a_minute = NOW + timedelta(minutes=1)
-        _, attempt = await timers.take(one, UserId(1), SeatId(10), a_minute, UNTIL, 3)
+        _, attempt, *_ = await timers.take(one, UserId(1), [[SeatId(10)]], a_minute, UNTIL, 3)
         assert attempt is TAKEN
-        _, attempt = await timers.take(one, UserId(1), SeatId(11), NOW, UNTIL, 0)  # no limit
+        _, attempt, *_ = await timers.take(
+            one, UserId(1), [[SeatId(11)]], NOW, UNTIL, 0
+        )  # no limit
         assert attempt is TAKEN
 
     async def test_concurrent_contenders_get_one_timer(
@@ -207,11 +207,54 @@ class HoldTimersContract:
         tokens = [(await queue.join(UserId(n), NOW, roomy))[0].token for n in range(1, 51)]
         results = await asyncio.gather(
             *(
-                timers.take(token, UserId(n), SEAT, NOW, UNTIL, MANY)
+                timers.take(token, UserId(n), [[SEAT]], NOW, UNTIL, MANY)
                 for n, token in enumerate(tokens, start=1)
             )
         )
-        assert [attempt for _, attempt in results].count(TAKEN) == 1
+        assert [result.attempt for result in results].count(TAKEN) == 1
+
+    async def test_the_first_free_block_is_taken_whole_and_the_busy_seats_named(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        assert (await timers.take(one, UserId(1), [[SeatId(2)]], NOW, UNTIL, MANY)).block == 0
+        blocks = [[SeatId(1), SeatId(2)], [SeatId(2), SeatId(3)], [SeatId(4), SeatId(5)]]
+        taken = await timers.take(two, UserId(2), blocks, NOW, UNTIL, MANY)
+        assert (taken.attempt, taken.block, taken.busy) == (TAKEN, 2, frozenset({SeatId(2)}))
+        for seat in (4, 5):  # the whole block is taken
+            again = await timers.take(one, UserId(1), [[SeatId(seat)]], NOW, UNTIL, MANY)
+            assert (again.attempt, again.busy) == (BUSY, frozenset({SeatId(seat)}))
+        free = await timers.take(one, UserId(1), [[SeatId(1), SeatId(3)]], NOW, UNTIL, MANY)
+        assert free.attempt is TAKEN  # none of the first two blocks' free seats was taken
+
+    async def test_no_block_free_takes_nothing(self, queue: QueueStore, timers: HoldTimers) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        await timers.take(one, UserId(1), [[SeatId(2)]], NOW, UNTIL, MANY)
+        blocks = [[SeatId(1), SeatId(2)], [SeatId(2), SeatId(3)]]
+        refused = await timers.take(two, UserId(2), blocks, NOW, UNTIL, MANY)
+        assert (refused.attempt, refused.block, refused.busy) == (
+            BUSY,
+            None,
+            frozenset({SeatId(2)}),
+        )
+        for seat in (1, 3):
+            taken = await timers.take(one, UserId(1), [[SeatId(seat)]], NOW, UNTIL, MANY)
+            assert taken.attempt is TAKEN
+
+    async def test_an_extended_timer_runs_to_its_new_end_for_its_owner_only(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        one, two = await join_all(queue, range(1, 3))
+        await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        later = UNTIL + timedelta(minutes=2)
+        await timers.extend(SEAT, UserId(2), NOW, later)  # not theirs: nothing moves
+        await timers.extend(SEAT, UserId(1), NOW, later)
+        at_until = await timers.take(two, UserId(2), [[SEAT]], UNTIL, later, MANY)
+        assert at_until.attempt is BUSY
+        at_later = await timers.take(
+            two, UserId(2), [[SEAT]], later, later + timedelta(hours=1), MANY
+        )
+        assert at_later.attempt is TAKEN
 
 
 class AttemptLimiterContract:

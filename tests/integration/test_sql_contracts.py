@@ -60,10 +60,10 @@ class TestPostgresSession:
         held = await hold(uow, user, second)
         with pytest.raises(InsufficientBalance):
             async with uow() as tx:
-                await tx.payments.pay(held, user, NOW)
+                await tx.payments.pay([held], user, NOW)
         await credit(uow, user, 50_000)
         async with uow() as tx:
-            assert await tx.payments.pay(held, user, NOW) is not None
+            assert await tx.payments.pay([held], user, NOW) is not None
             await tx.commit()
         assert round_trips(sent) == [
             ["BEGIN", "WITH", "WITH", "COMMIT"],  # the hold (a lock, an insert), committed

@@ -97,7 +97,7 @@ async def fresh_seats(
 
 async def hold_through(uow_factory: UnitOfWorkFactory, user: UserId, seat: Seat) -> None:
     async with uow_factory() as uow:
-        await uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4)
+        await uow.reservations.hold(user, [seat], NOW, NOW + HOLD, 4)
         await uow.commit()
 
 
@@ -144,7 +144,7 @@ class TestSeatMapReadModel:
         user = await add_customer(counted)
         await statuses(model, seat.date_id)
         async with model() as uow:
-            await uow.reservations.hold(user, seat, NOW, NOW + HOLD, 4)  # never committed
+            await uow.reservations.hold(user, [seat], NOW, NOW + HOLD, 4)  # never committed
         assert await statuses(model, seat.date_id) == ["available"]
         assert counted.reads.count("seat_map") == 1
 

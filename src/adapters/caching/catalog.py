@@ -1,11 +1,11 @@
-"""Seats and dates, kept by each process once read.
+"""Seats, dates and the sections of a date, kept by each process once read.
 
-Nothing changes a seat or a date once it is created, so a kept copy cannot go stale. Only what a
-read-only unit of work read is kept, for such a unit reads only what is committed; any unit of
-work is answered from what is kept. Customers hold seats of the date they are looking at, so a
-seat missed brings every seat of its date along (from the date's seat map), and concurrent
-misses of one seat, one date's seats or one date share one read: a cold process met by the
-on-sale rush reads each date once rather than once per waiting request.
+Nothing changes a seat, a date or its layout once it is created, so a kept copy cannot go stale.
+Only what a read-only unit of work read is kept, for such a unit reads only what is committed;
+any unit of work is answered from what is kept. Customers hold seats of the date they are
+looking at, so a seat missed brings every seat of its date along (from the date's seat map), and
+concurrent misses of one seat, one date's seats or one date share one read: a cold process met
+by the on-sale rush reads each date once rather than once per waiting request.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class CatalogCache:
         self._inner = inner
         self.seats: LeastRecentlyUsed[SeatId, Seat] = LeastRecentlyUsed(limit)
         self.dates: LeastRecentlyUsed[DateId, ConcertDate] = LeastRecentlyUsed(limit)
+        self.sections: LeastRecentlyUsed[DateId, list[str]] = LeastRecentlyUsed(limit)
         self.seat_reads: SharedReads[SeatId, Seat | None] = SharedReads()
         self.date_reads: SharedReads[DateId, ConcertDate | None] = SharedReads()
         self.seat_map_reads: SharedReads[DateId, None] = SharedReads()
@@ -75,6 +76,15 @@ class _KeptCatalog(WrappedCatalog):
         if not self._read_only:  # it may see what it has not committed: read it here
             return await self.inner.get_seat(seat_id)
         return await self._cache.seat_reads.read(seat_id, lambda: self._cache.read_seat(seat_id))
+
+    async def sections(self, date_id: DateId) -> list[str]:
+        kept = self._cache.sections.get(date_id)
+        if kept is not None:
+            return kept
+        names = await self.inner.sections(date_id)
+        if names and self._read_only:  # a layout is whole once committed
+            self._cache.sections.put(date_id, names)
+        return names
 
     async def get_date(self, date_id: DateId) -> ConcertDate | None:
         kept = self._cache.dates.get(date_id)

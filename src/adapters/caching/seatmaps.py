@@ -163,21 +163,33 @@ class _KeptSeatMaps(WrappedCatalog):
 
 
 class _WatchedReservations(WrappedReservations):
-    """Notes the dates of the holds and cancellations made through it (and `_WatchedPayments`
-    those of payments and refunds). The sweep is let
-    through unwatched: a lapsed hold already reads as available, so marking it expired
-    changes no seat map."""
+    """Notes the dates of the holds, extensions and cancellations made through it (and
+    `_WatchedPayments` those of payments and refunds). The sweep is let through unwatched: a
+    lapsed hold already reads as available, so marking it expired changes no seat map."""
 
     def __init__(self, inner: ReservationRepository, touched: set[DateId]) -> None:
         super().__init__(inner)
         self._touched = touched
 
     async def hold(
-        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
-    ) -> Reservation:
-        held = await self.inner.hold(user_id, seat, now, expires_at, max_holds)
-        self._touched.add(held.date_id)
+        self,
+        user_id: UserId,
+        seats: Sequence[Seat],
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> list[Reservation]:
+        held = await self.inner.hold(user_id, seats, now, expires_at, max_holds)
+        self._touched.update(reservation.date_id for reservation in held)
         return held
+
+    async def extend(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime, by: timedelta
+    ) -> Reservation | None:
+        extended = await self.inner.extend(reservation_id, user_id, now, by)
+        if extended is not None:  # a map says until when a seat is held
+            self._touched.add(extended.date_id)
+        return extended
 
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         cancelled = await self.inner.cancel(reservation_id, now)
@@ -192,11 +204,11 @@ class _WatchedPayments(WrappedPayments):
         self._touched = touched
 
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
-        sale = await self.inner.pay(reservation_id, user_id, now)
+        sale = await self.inner.pay(reservation_ids, user_id, now)
         if sale is not None:
-            self._touched.add(sale.reservation.date_id)
+            self._touched.update(reservation.date_id for reservation in sale.reservations)
         return sale
 
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:

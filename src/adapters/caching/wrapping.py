@@ -4,7 +4,7 @@ wrappers, which override what they keep or watch and pass the rest through."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -115,6 +115,9 @@ class WrappedCatalog(CatalogRepository):
     async def get_seat(self, seat_id: SeatId) -> Seat | None:
         return await self.inner.get_seat(seat_id)
 
+    async def sections(self, date_id: DateId) -> list[str]:
+        return await self.inner.sections(date_id)
+
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         return await self.inner.open_dates(concert_id, now)
 
@@ -137,9 +140,19 @@ class WrappedReservations(ReservationRepository):
         self.inner = inner
 
     async def hold(
-        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
-    ) -> Reservation:
-        return await self.inner.hold(user_id, seat, now, expires_at, max_holds)
+        self,
+        user_id: UserId,
+        seats: Sequence[Seat],
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> list[Reservation]:
+        return await self.inner.hold(user_id, seats, now, expires_at, max_holds)
+
+    async def extend(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime, by: timedelta
+    ) -> Reservation | None:
+        return await self.inner.extend(reservation_id, user_id, now, by)
 
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
         return await self.inner.get(reservation_id)
@@ -166,9 +179,9 @@ class WrappedPayments(PaymentRepository):
         self.inner = inner
 
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
-        return await self.inner.pay(reservation_id, user_id, now)
+        return await self.inner.pay(reservation_ids, user_id, now)
 
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
         return await self.inner.refund(reservation_id, now)

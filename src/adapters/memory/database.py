@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import enum
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import attrs
 
-from adapters.memory.journal import Journal, Sequence, Table
+from adapters.memory.journal import Journal, Numbering, Table
 from concert_domain.accounts import Account, AccountOverview, Role
 from concert_domain.catalog import (
     Concert,
@@ -87,13 +87,13 @@ class InMemoryDatabase:
         self.payments: Table[PaymentId, Payment] = Table(j)
         self.payment_by_reservation: Table[ReservationId, PaymentId] = Table(j)
         self.idempotency: Table[tuple[UserId, str], IdempotencyRecord] = Table(j)
-        self.next_user = Sequence()
-        self.next_concert = Sequence()
-        self.next_date = Sequence()
-        self.next_seat = Sequence()
-        self.next_reservation = Sequence()
-        self.next_payment = Sequence()
-        self.next_entry = Sequence()
+        self.next_user = Numbering()
+        self.next_concert = Numbering()
+        self.next_date = Numbering()
+        self.next_seat = Numbering()
+        self.next_reservation = Numbering()
+        self.next_payment = Numbering()
+        self.next_entry = Numbering()
 
     def unit_of_work(self, *, read_only: bool = False) -> InMemoryUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
@@ -311,6 +311,10 @@ class InMemoryCatalogRepository(_Repository, CatalogRepository):
         return self._db.seats.get(seat_id)
 
     @_reads
+    async def sections(self, date_id: DateId) -> list[str]:
+        return list(dict.fromkeys(seat.section for seat in self._db.seats_of(date_id)))
+
+    @_reads
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         found = []
         for concert_date in self._db.dates.values():
@@ -391,26 +395,43 @@ class InMemoryReservationRepository(_Repository, ReservationRepository):
     async def hold(
         self,
         user_id: UserId,
-        seat: Seat,
+        seats: Sequence[Seat],
         now: datetime,
         expires_at: datetime,
         max_holds: int,
-    ) -> Reservation:
-        if self._db.live_reservation(seat.seat_id, now) is not None:
-            raise SeatUnavailable.taken(seat.number)
+    ) -> list[Reservation]:
+        for seat in seats:
+            if self._db.live_reservation(seat.seat_id, now) is not None:
+                raise SeatUnavailable.taken(seat.number)
         holds = sum(
             1
             for reservation_id in self._db.reservations_by_user.get(user_id) or ()
             if self._db.reservation(reservation_id).is_held(now)
         )
-        if holds >= max_holds:
+        if holds + len(seats) > max_holds:
             raise HoldLimitReached.at(max_holds)
-        reservation_id = ReservationId(self._db.next_reservation())
-        reservation = Reservation.hold(reservation_id, user_id, seat, now, expires_at)
-        self._db.save_reservation(reservation)
-        _append(self._db.reservations_by_seat, seat.seat_id, reservation_id)
-        _append(self._db.reservations_by_user, user_id, reservation_id)
-        return reservation
+        held = []
+        for seat in seats:
+            reservation_id = ReservationId(self._db.next_reservation())
+            reservation = Reservation.hold(reservation_id, user_id, seat, now, expires_at)
+            self._db.save_reservation(reservation)
+            _append(self._db.reservations_by_seat, seat.seat_id, reservation_id)
+            _append(self._db.reservations_by_user, user_id, reservation_id)
+            held.append(reservation)
+        return held
+
+    @_changes
+    async def extend(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime, by: timedelta
+    ) -> Reservation | None:
+        reservation = self._db.reservations.get(reservation_id)
+        if reservation is None or reservation.user_id != user_id:
+            return None
+        if not reservation.is_held(now) or reservation.extended:
+            return None
+        extended = reservation.extended_by(by)
+        self._db.save_reservation(extended)
+        return extended
 
     @_reads
     async def get(self, reservation_id: ReservationId) -> Reservation | None:
@@ -493,25 +514,26 @@ class InMemoryWalletRepository(_Repository, WalletRepository):
 class InMemoryPaymentRepository(_Repository, PaymentRepository):
     @_changes
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
-        reservation = self._db.reservations.get(reservation_id)
-        if reservation is None or reservation.user_id != user_id:
+        holds = [self._db.reservations.get(reservation_id) for reservation_id in reservation_ids]
+        if not all(
+            hold is not None and hold.user_id == user_id and hold.is_held(now) for hold in holds
+        ):
             return None
-        if not reservation.is_held(now):
-            return None
-        price = reservation.price
+        paid = tuple(hold.paid() for hold in holds if hold is not None)
+        total = sum(reservation.price for reservation in paid)
         balance = self._db.wallets.get(user_id)
-        if balance is None or balance < price:
-            raise InsufficientBalance.for_reservation(reservation_id)
-        paid = reservation.paid()
-        self._db.save_reservation(paid)
+        if balance is None or balance < total:
+            raise InsufficientBalance.for_reservation(reservation_ids[0])
         payment_id = PaymentId(self._db.next_payment())
-        payment = Payment(payment_id, reservation_id, user_id, price, now)
-        self._db.payments.put(payment.payment_id, payment)
-        self._db.payment_by_reservation.put(reservation_id, payment.payment_id)
-        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, price, now, payment.payment_id)
-        return Sale(paid, payment, self._db.move_money(entry, balance - price))
+        payment = Payment(payment_id, tuple(reservation_ids), user_id, total, now)
+        self._db.payments.put(payment_id, payment)
+        for reservation in paid:
+            self._db.save_reservation(reservation)
+            self._db.payment_by_reservation.put(reservation.reservation_id, payment_id)
+        entry = LedgerEntry(user_id, LedgerKind.PAYMENT, total, now, payment_id)
+        return Sale(paid, payment, self._db.move_money(entry, balance - total))
 
     @_changes
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
@@ -522,7 +544,9 @@ class InMemoryPaymentRepository(_Repository, PaymentRepository):
         self._db.save_reservation(refunded)
         user_id, price = reservation.user_id, reservation.price
         payment_id = self._db.payment_by_reservation.get(reservation_id)
-        entry = LedgerEntry(user_id, LedgerKind.REFUND, price, now, payment_id)
+        entry = LedgerEntry(
+            user_id, LedgerKind.REFUND, price, now, payment_id, reservation_id=reservation_id
+        )
         balance = self._db.move_money(entry, (self._db.wallets.get(user_id) or 0) + price)
         return Refund(refunded, price, balance)
 

@@ -79,7 +79,7 @@ class Table(Generic[K, V]):
             del self._rows[key]
 
 
-class Sequence:
+class Numbering:
     """Ids that are never handed out twice, rolled back or not (like a database sequence)."""
 
     def __init__(self) -> None:

@@ -7,6 +7,7 @@ is forgotten when next looked at.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from adapters.caching.lru import LeastRecentlyUsed
@@ -15,8 +16,7 @@ from concert_domain import queue
 from concert_domain.errors import NotAdmitted
 from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.policy import ATTEMPT_WINDOW
-from concert_domain.ports import AttemptLimiter, HoldTimers
-from concert_domain.queue import QueueTicket
+from concert_domain.ports import AttemptLimiter, HoldTimers, TimersTaken
 from concert_domain.reservations import HoldAttempt
 
 LIMIT = 1_000_000
@@ -63,25 +63,40 @@ class InMemoryHoldTimers(HoldTimers):
         self,
         token: QueueToken,
         user_id: UserId,
-        seat_id: SeatId,
+        blocks: Sequence[Sequence[SeatId]],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
-    ) -> tuple[QueueTicket | None, HoldAttempt]:
+    ) -> TimersTaken:
         ticket = self._line.ticket(token, now)
         try:
             queue.admitted(ticket, user_id, now)
         except NotAdmitted:
-            return ticket, HoldAttempt.NOT_ADMITTED
+            return TimersTaken(ticket, HoldAttempt.NOT_ADMITTED)
         if attempt_limit and not self._attempts.count(
             f"user:{user_id}", now, ATTEMPT_WINDOW, attempt_limit
         ):
-            return ticket, HoldAttempt.TOO_FREQUENT
+            return TimersTaken(ticket, HoldAttempt.TOO_FREQUENT)
+        busy: set[SeatId] = set()
+        for index, block in enumerate(blocks):
+            running = {seat_id for seat_id in block if self._runs(seat_id, now)}
+            if not running:
+                for seat_id in block:
+                    self._timers.put(seat_id, (user_id, expires_at))
+                return TimersTaken(ticket, HoldAttempt.TAKEN, index, frozenset(busy))
+            busy |= running
+        return TimersTaken(ticket, HoldAttempt.SEAT_BUSY, None, frozenset(busy))
+
+    async def extend(
+        self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime
+    ) -> None:
         current = self._timers.get(seat_id)
-        if current is not None and now < current[1]:
-            return ticket, HoldAttempt.SEAT_BUSY
-        self._timers.put(seat_id, (user_id, expires_at))
-        return ticket, HoldAttempt.TAKEN
+        if current is None or current[0] == user_id or current[1] <= now:
+            self._timers.put(seat_id, (user_id, expires_at))
+
+    def _runs(self, seat_id: SeatId, now: datetime) -> bool:
+        current = self._timers.get(seat_id)
+        return current is not None and now < current[1]
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         current = self._timers.get(seat_id)

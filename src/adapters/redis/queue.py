@@ -112,7 +112,7 @@ class RedisQueueStore(QueueStore):
 
 def ticket_from_reply(described: list[str | int]) -> QueueTicket:
     """A ticket as the scripts' ``describe`` gives it (TICKET, and within JOIN's and
-    TAKE_TIMER's replies)."""
+    TAKE_TIMERS' replies)."""
     token, user, status, expires, rank, recent = described
     waiting = status == TicketStatus.WAITING
     return QueueTicket(

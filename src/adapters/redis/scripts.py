@@ -143,7 +143,7 @@ return 0
 """
 )
 
-# Shared by ATTEMPT and TAKE_TIMER: count one attempt in the key's fixed window (opened at
+# Shared by ATTEMPT and TAKE_TIMERS: count one attempt in the key's fixed window (opened at
 # its first attempt), or refuse it when `limit` are counted already. 1 if counted, 0 if not.
 _COUNT_ATTEMPT = """
 local function count_attempt(key, now, window_ms, limit)
@@ -177,36 +177,67 @@ end
 return 0
 """
 
-# The queue gate, the customer's attempts and the seat's timer in one step: for the owner of a
-# ticket that is active at now (`concert_domain.queue.admitted`), count the attempt (unless
-# the limit is 0) and take the timer if no timer on the seat runs past now. Returns {how it
-# went (`HoldAttempt`'s values), the ticket as `describe` gives it (nil if unknown)}.
-# KEYS: ticket, waiting, admitted, timer, the customer's attempts
+# The queue gate, the customer's attempts and the seats' timers in one step: for the owner of
+# a ticket that is active at now (`concert_domain.queue.admitted`), count the attempt (unless
+# the limit is 0) and take the timers of the first block of seats none of which has a timer
+# running past now. Returns {how it went (`HoldAttempt`'s values), the ticket as `describe`
+# gives it (nil if unknown), the 1-based index of the block taken (0 if none), the 1-based
+# places among the seats' keys of the busy ones found}.
+# KEYS: ticket, waiting, admitted, the customer's attempts, then every block's timers in turn
 # ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms), attempt limit,
-#       attempt window (ms)
-TAKE_TIMER = (
+#       attempt window (ms), then each block's number of seats
+TAKE_TIMERS = (
     _DESCRIBE
     + _COUNT_ATTEMPT
     + """
 local now = tonumber(ARGV[2])
 local ticket = describe(ARGV[1], KEYS[1], KEYS[2], KEYS[3], now, tonumber(ARGV[3]))
 if not ticket or ticket[2] ~= ARGV[4] or ticket[3] ~= 'active' then
-  return {'not_admitted', ticket}
+  return {'not_admitted', ticket, 0, {}}
 end
-if (tonumber(ticket[4]) or 0) <= now then return {'not_admitted', ticket} end
+if (tonumber(ticket[4]) or 0) <= now then return {'not_admitted', ticket, 0, {}} end
 local limit = tonumber(ARGV[7])
-if limit > 0 and count_attempt(KEYS[5], now, tonumber(ARGV[8]), limit) == 0 then
-  return {'too_frequent', ticket}
+if limit > 0 and count_attempt(KEYS[4], now, tonumber(ARGV[8]), limit) == 0 then
+  return {'too_frequent', ticket, 0, {}}
 end
-local current = redis.call('GET', KEYS[4])
-if current then
-  local expires = tonumber(string.match(current, '|(%d+)$'))
-  if expires and expires > now then return {'seat_busy', ticket} end
+local busy = {}
+local first = 5
+for block = 9, #ARGV do
+  local size = tonumber(ARGV[block])
+  local free = true
+  for key = first, first + size - 1 do
+    local current = redis.call('GET', KEYS[key])
+    if current then
+      local expires = tonumber(string.match(current, '|(%d+)$'))
+      if expires and expires > now then
+        free = false
+        busy[#busy + 1] = key - 4
+      end
+    end
+  end
+  if free then
+    for key = first, first + size - 1 do
+      redis.call('SET', KEYS[key], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
+    end
+    return {'taken', ticket, block - 8, busy}
+  end
+  first = first + size
 end
-redis.call('SET', KEYS[4], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
-return {'taken', ticket}
+return {'seat_busy', ticket, 0, busy}
 """
 )
+
+# Move a timer to a later expiry unless another customer's runs past now.
+# KEYS: timer.  ARGV: owner, expires (ms), ttl (ms), now (ms)
+EXTEND_TIMER = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
+  local expires = tonumber(string.match(current, '|(%d+)$'))
+  if expires and expires > tonumber(ARGV[4]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 
 # KEYS: timer.  ARGV: owner
 RELEASE_TIMER = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from adapters.redis import scripts
@@ -11,19 +12,21 @@ from adapters.redis.link import RedisLink
 from adapters.redis.queue import ticket_from_reply
 from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.policy import ATTEMPT_WINDOW
-from concert_domain.ports import AttemptLimiter, HoldTimers
-from concert_domain.queue import RATE_WINDOW, QueueTicket
+from concert_domain.ports import AttemptLimiter, HoldTimers, TimersTaken
+from concert_domain.queue import RATE_WINDOW
 from concert_domain.reservations import HoldAttempt
 
 
 class RedisHoldTimers(HoldTimers):
     """A timer is a string ``owner|expires`` with a TTL, set by one script that also reads
-    the customer's queue ticket (so a hold attempt costs one round trip before the database),
+    the customer's queue ticket and takes a whole block of seats or none (so a hold attempt
+    costs one round trip before the database),
     and dropped only by its owner (compare-and-delete)."""
 
     def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._keys = keys or Keys()
-        self._take = redis.script(scripts.TAKE_TIMER)
+        self._take = redis.script(scripts.TAKE_TIMERS)
+        self._extend = redis.script(scripts.EXTEND_TIMER)
         self._release = redis.script(scripts.RELEASE_TIMER)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
         self._attempt_window = int(ATTEMPT_WINDOW.total_seconds() * 1000)
@@ -32,21 +35,22 @@ class RedisHoldTimers(HoldTimers):
         self,
         token: QueueToken,
         user_id: UserId,
-        seat_id: SeatId,
+        blocks: Sequence[Sequence[SeatId]],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
-    ) -> tuple[QueueTicket | None, HoldAttempt]:
+    ) -> TimersTaken:
         k = self._keys
         ttl = max(to_ms(expires_at) - to_ms(now), 1)
+        seats = [seat_id for block in blocks for seat_id in block]
         with translated():
-            outcome, described = await self._take(
+            outcome, described, block, busy = await self._take(
                 keys=[
                     k.ticket(token),
                     k.waiting,
                     k.admitted,
-                    k.hold(seat_id),
                     k.hold_attempts(user_id),
+                    *(k.hold(seat_id) for seat_id in seats),
                 ],
                 args=[
                     token,
@@ -57,10 +61,26 @@ class RedisHoldTimers(HoldTimers):
                     ttl,
                     attempt_limit,
                     self._attempt_window,
+                    *(len(block) for block in blocks),
                 ],
             )
         ticket = None if described is None else ticket_from_reply(described).as_of(now)
-        return ticket, HoldAttempt(outcome)
+        return TimersTaken(
+            ticket,
+            HoldAttempt(outcome),
+            int(block) - 1 if block else None,
+            frozenset(seats[int(place) - 1] for place in busy),
+        )
+
+    async def extend(
+        self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime
+    ) -> None:
+        ttl = max(to_ms(expires_at) - to_ms(now), 1)
+        with translated():
+            await self._extend(
+                keys=[self._keys.hold(seat_id)],
+                args=[user_id, to_ms(expires_at), ttl, to_ms(now)],
+            )
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         with translated():

@@ -40,9 +40,11 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import (
+    BigInteger,
     Integer,
     String,
     Table,
+    any_,
     case,
     cast,
     exists,
@@ -52,6 +54,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -70,6 +73,7 @@ from concert_domain.errors import (
     SeatUnavailable,
     StoreUnavailable,
     TransactionAborted,
+    TransactionConflict,
 )
 from concert_domain.ids import PaymentId, ReservationId, UserId
 from concert_domain.ports import PaymentRepository
@@ -89,6 +93,7 @@ RESERVATION_ID_BLOCK = 100
 REFUSALS: dict[str, Callable[[int], ConcertError]] = {
     "seat_unavailable": SeatUnavailable.taken,
     "hold_limit_reached": HoldLimitReached.at,
+    "payment_race": lambda _: TransactionConflict("a hold changed while it was being paid"),
 }
 # the constraint a debit past the balance breaks, whatever the race
 BALANCE_NOT_NEGATIVE = "ck_wallets_balance_not_negative"
@@ -411,10 +416,20 @@ NEXT_RESERVATION_IDS = Query(
     select(literal_column("nextval('reservations_reservation_id_seq')").label("first")),
     writes=False,
 )
-# one statement: the customer's row lock (one customer's holds take turns) and the seat's
-# lapsed hold marked expired, so that it leaves the live-seat index
-LOCK_CUSTOMER_AND_FREE_LAPSED_SEAT = Query(
-    sql.LOCK_CUSTOMER.add_cte(sql.EXPIRE_LAPSED_HOLD_OF_SEAT.cte("lapsed")), writes=True
+# one statement: the customer's row lock (one customer's holds take turns) and the seats'
+# lapsed holds marked expired, so that they leave the live-seat index
+LOCK_CUSTOMER_AND_FREE_LAPSED_SEATS = Query(
+    sql.LOCK_CUSTOMER.add_cte(
+        update(reservations)
+        .where(
+            reservations.c.seat_id == any_(param("seat_ids", postgresql.ARRAY(BigInteger()))),
+            reservations.c.status == "held",
+            reservations.c.expires_at <= sql.NOW,
+        )
+        .values(status="expired")
+        .cte("lapsed")
+    ),
+    writes=True,
 )
 
 
@@ -461,19 +476,33 @@ class PostgresReservations(SqlReservationRepository):
         self._connections = connections
 
     async def hold(
-        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
-    ) -> Reservation:
-        reservation_id = await self._next_reservation_id()
-        held = Reservation.hold(reservation_id, user_id, seat, now, expires_at)
+        self,
+        user_id: UserId,
+        seats: Sequence[Seat],
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> list[Reservation]:
+        """The lock and one guarded insert per seat, all sent with the commit: a refusal of
+        any of them leaves none. The inserts go by seat id, so that two customers holding
+        overlapping seats wait for each other in one order, never in a cycle."""
+        held = [
+            Reservation.hold(await self._next_reservation_id(), user_id, seat, now, expires_at)
+            for seat in seats
+        ]
         self._session.defer(
-            LOCK_CUSTOMER_AND_FREE_LAPSED_SEAT, user_id=user_id, seat_id=seat.seat_id, now=now
-        )
-        self._session.defer(
-            HOLD_OR_REFUSE,
-            **rows.reservation_to_row(held),
+            LOCK_CUSTOMER_AND_FREE_LAPSED_SEATS,
+            user_id=user_id,
+            seat_ids=[seat.seat_id for seat in seats],
             now=now,
-            max_holds=max_holds,
         )
+        for reservation in sorted(held, key=lambda r: r.seat_id):
+            self._session.defer(
+                HOLD_OR_REFUSE,
+                **rows.reservation_to_row(reservation),
+                now=now,
+                max_holds=max_holds,
+            )
         return held
 
     async def _next_reservation_id(self) -> ReservationId:
@@ -508,26 +537,65 @@ CREDIT_WITH_LEDGER_ENTRY = _with_ledger_entry(sql.CREDIT)
 
 
 def _sale() -> Query:
-    """The whole sale in one statement: the hold sold, the debit, the payment and its ledger
-    entry, each written only if the hold is sold. The debit takes the price whatever the
-    balance: one that would go below zero breaks `BALANCE_NOT_NEGATIVE` (checked on the
-    newest row, if another payment changed it meanwhile), which fails the statement and so
-    writes nothing. Answers nothing when the hold is not sold."""
-    sold = sql.SELL.cte("sold")
+    """The whole sale of the customer's holds in one statement: the holds sold, all or none,
+    under the payment's number; the debit of their total, the payment and its ledger entry,
+    each written only if the holds are sold. The holds are sold only if every one asked for
+    is the customer's and held (counted in the statement's snapshot); one that changed since
+    (a sweep, a cancellation) drops out of the UPDATE, which `concert_refuse` then answers
+    with a conflict that fails the statement, so nothing is written and the caller tries
+    again. The debit takes the total whatever the balance: one that would go below zero
+    breaks `BALANCE_NOT_NEGATIVE`, which fails the statement too. Answers nothing when the
+    holds are not sold."""
+    ids = param("reservation_ids", postgresql.ARRAY(BigInteger()))
+    user_id = param("user_id", reservations.c.user_id)
+    asked = reservations.alias("asked")
+    all_held = select(func.count()).select_from(asked).where(
+        asked.c.reservation_id == any_(ids),
+        asked.c.user_id == user_id,
+        asked.c.status == "held",
+        asked.c.expires_at > sql.NOW,
+    ).scalar_subquery() == func.cardinality(ids)
+    number = select(literal_column("nextval('payments_payment_id_seq')").label("payment_id")).cte(
+        "number"
+    )
+    sold = (
+        update(reservations)
+        .where(
+            reservations.c.reservation_id == any_(ids),
+            reservations.c.user_id == user_id,
+            sql.held_at(sql.NOW),
+            exists().where(wallets.c.user_id == reservations.c.user_id),
+            all_held,
+        )
+        .values(status="paid", payment_id=select(number.c.payment_id).scalar_subquery())
+        .returning(*reservations.c)
+        .cte("sold")
+    )
+    total = select(
+        func.count().label("n"), func.coalesce(func.sum(sold.c.price), 0).label("amount")
+    ).cte("total")
     debited = (
         wallets.update()
-        .where(wallets.c.user_id == sold.c.user_id)
-        .values(balance=wallets.c.balance - sold.c.price)
+        .where(wallets.c.user_id == user_id, total.c.n > 0)
+        .values(balance=wallets.c.balance - total.c.amount)
         .returning(wallets.c.balance)
         .cte("debited")
     )
     paid = (
         payments.insert()
         .from_select(
-            ["reservation_id", "user_id", "amount", "created_at"],
-            select(sold.c.reservation_id, sold.c.user_id, sold.c.price, sql.NOW),
+            ["payment_id", "reservation_id", "user_id", "amount", "created_at"],
+            select(
+                number.c.payment_id,
+                param("first", payments.c.reservation_id),
+                user_id,
+                total.c.amount,
+                sql.NOW,
+            )
+            .select_from(number.join(total, true()))
+            .where(total.c.n > 0),
         )
-        .returning(payments.c.payment_id, payments.c.user_id, payments.c.amount)
+        .returning(payments.c.payment_id)
         .cte("paid")
     )
     entry = (
@@ -535,19 +603,25 @@ def _sale() -> Query:
         .from_select(
             ["user_id", "kind", "amount", "payment_id", "created_at", "balance"],
             select(
-                paid.c.user_id,
+                user_id,
                 literal(LedgerKind.PAYMENT.value),
-                paid.c.amount,
+                total.c.amount,
                 paid.c.payment_id,
                 sql.NOW,
                 debited.c.balance,
-            ).select_from(paid.join(debited, true())),
+            ).select_from(paid.join(debited, true()).join(total, true())),
         )
         .cte("entry")
     )
+    race = (
+        select(func.concert_refuse(literal("payment_race"), literal("0")).label("refused"))
+        .select_from(total)
+        .where(total.c.n > 0, total.c.n < func.cardinality(ids))
+        .cte("race")
+    )
     return Query(
-        select(sold, paid.c.payment_id, debited.c.balance)
-        .select_from(sold.join(paid, true()).join(debited, true()))
+        select(sold, debited.c.balance, race.c.refused)
+        .select_from(sold.join(debited, true()).outerjoin(race, true()))
         .add_cte(entry),
         writes=True,
     )
@@ -558,9 +632,10 @@ SALE = _sale()
 
 def _refund() -> Query:
     """The whole refund in one statement: the paid reservation refunded, its price credited
-    whatever the cap, and the ``refund`` ledger entry naming its payment, each written only if
-    the reservation was paid (the guarded UPDATE decides, however many race; a refund per
-    payment is also unique in the ledger). Answers nothing when it was not paid."""
+    whatever the cap, and the ``refund`` ledger entry naming it and its payment, each written
+    only if the reservation was paid (the guarded UPDATE decides, however many race; a
+    refund per reservation is also unique in the ledger). Answers nothing when it was not
+    paid."""
     unsold = sql.UNSELL.cte("unsold")
     credited = (
         wallets.update()
@@ -572,12 +647,21 @@ def _refund() -> Query:
     entry = (
         ledger.insert()
         .from_select(
-            ["user_id", "kind", "amount", "payment_id", "created_at", "balance"],
+            [
+                "user_id",
+                "kind",
+                "amount",
+                "payment_id",
+                "reservation_id",
+                "created_at",
+                "balance",
+            ],
             select(
                 unsold.c.user_id,
                 literal(LedgerKind.REFUND.value),
                 unsold.c.price,
-                sql.PAYMENT_OF.scalar_subquery(),
+                unsold.c.payment_id,
+                unsold.c.reservation_id,
                 sql.NOW,
                 credited.c.balance,
             ).select_from(unsold.join(credited, true())),
@@ -605,6 +689,7 @@ class PostgresWallets(SqlWalletRepository):
             kind=LedgerKind.CHARGE.value,
             amount=amount,
             payment_id=None,
+            reservation_id=None,
             created_at=now,
             max_balance=max_balance,
         )
@@ -616,21 +701,28 @@ class PostgresPayments(PaymentRepository):
         self._db = db
 
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
         try:
-            sales = await self._db.run(
-                SALE, reservation_id=reservation_id, user_id=user_id, now=now
+            sold = await self._db.run(
+                SALE,
+                reservation_ids=list(reservation_ids),
+                first=reservation_ids[0],
+                user_id=user_id,
+                now=now,
             )
         except psycopg.errors.CheckViolation as e:
             if e.diag.constraint_name == BALANCE_NOT_NEGATIVE:
-                raise InsufficientBalance.for_reservation(reservation_id) from e
+                raise InsufficientBalance.for_reservation(reservation_ids[0]) from e
             raise
-        if not sales:
+        if not sold:
             return None
-        row = sales[0]
-        payment = Payment(PaymentId(row.payment_id), reservation_id, user_id, row.price, now)
-        return Sale(rows.reservation_from_row(row), payment, row.balance)
+        by_id = {row.reservation_id: rows.reservation_from_row(row) for row in sold}
+        paid = tuple(by_id[reservation_id] for reservation_id in reservation_ids)
+        first = sold[0]
+        amount = sum(reservation.price for reservation in paid)
+        payment = Payment(PaymentId(first.payment_id), tuple(reservation_ids), user_id, amount, now)
+        return Sale(paid, payment, int(first.balance))
 
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
         refunds = await self._db.run(REFUND, reservation_id=reservation_id, now=now)

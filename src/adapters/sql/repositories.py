@@ -142,6 +142,9 @@ class SqlCatalogRepository(CatalogRepository):
         found = await self._db.run(sql.SEAT, seat_id=seat_id)
         return rows.seat_from_row(found[0]) if found else None
 
+    async def sections(self, date_id: DateId) -> list[str]:
+        return [row.section for row in await self._db.run(sql.SECTIONS, date_id=date_id)]
+
     async def open_dates(self, concert_id: ConcertId, now: datetime) -> list[DateAvailability]:
         return [
             DateAvailability(rows.date_from_row(row), row.available)
@@ -206,7 +209,8 @@ class _Counted(Iterator[dict[str, Any]]):
 
 
 class SqlReservationRepository(ReservationRepository):
-    """All but `hold`, which each dialect writes its own way."""
+    """All but `hold`, which each dialect writes its own way. An extension reads the hold and
+    then extends it by a conditional write (`statements.EXTEND_TO`)."""
 
     def __init__(self, db: Session) -> None:
         self._db = db
@@ -218,6 +222,21 @@ class SqlReservationRepository(ReservationRepository):
     async def cancel(self, reservation_id: ReservationId, now: datetime) -> Reservation | None:
         ended = await self._db.run(sql.CANCEL, reservation_id=reservation_id, now=now)
         return rows.reservation_from_row(ended[0]) if ended else None
+
+    async def extend(
+        self, reservation_id: ReservationId, user_id: UserId, now: datetime, by: timedelta
+    ) -> Reservation | None:
+        found = await self.get(reservation_id)
+        if found is None or found.user_id != user_id or found.extended:
+            return None
+        extended = await self._db.run(
+            sql.EXTEND_TO,
+            reservation_id=reservation_id,
+            user_id=user_id,
+            now=now,
+            expires_at=found.expires_at + by,
+        )
+        return rows.reservation_from_row(extended[0]) if extended else None
 
     async def expire_due(self, now: datetime, limit: int) -> list[Reservation]:
         expired = await self._db.run(sql.EXPIRE_DUE, now=now, limit=limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row
@@ -96,6 +97,7 @@ def reservation_from_row(row: Row[Any]) -> Reservation:
         status=ReservationStatus(row.status),
         created_at=row.created_at,
         expires_at=row.expires_at,
+        extended=bool(row.extended),
     )
 
 
@@ -126,13 +128,14 @@ def ledger_entry_from_row(row: Row[Any]) -> LedgerEntry:
         payment_id=payment_id,
         balance=row.balance,
         entry_id=row.entry_id,
+        reservation_id=None if row.reservation_id is None else ReservationId(row.reservation_id),
     )
 
 
-def payment_from_row(row: Row[Any]) -> Payment:
+def payment_from_row(row: Row[Any], reservation_ids: Sequence[ReservationId]) -> Payment:
     return Payment(
         PaymentId(row.payment_id),
-        ReservationId(row.reservation_id),
+        tuple(reservation_ids),
         UserId(row.user_id),
         row.amount,
         row.created_at,

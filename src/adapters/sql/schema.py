@@ -3,7 +3,7 @@ against.
 
 The constraints carry the rules that must hold under any concurrency: one live reservation per
 seat (a partial unique index over held and paid rows), one payment per reservation and one
-refund per payment, balances that never go below zero, one idempotency record per customer and
+refund per reservation, balances that never go below zero, one idempotency record per customer and
 key.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -137,6 +139,9 @@ reservations = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
+    Column("extended", Boolean(), nullable=False, server_default=false()),
+    # the payment that paid it, with the other holds paid together
+    Column("payment_id", Id, nullable=True),
     CheckConstraint(
         "status IN ('held', 'paid', 'cancelled', 'expired', 'refunded')", name="status_known"
     ),
@@ -176,6 +181,8 @@ ledger = Table(
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger(), nullable=False),
     Column("payment_id", Id, nullable=True),
+    # a refund's reservation (a payment may have paid for several)
+    Column("reservation_id", Id, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     # the balance this entry left
     Column("balance", BigInteger(), nullable=False),
@@ -183,10 +190,10 @@ ledger = Table(
     CheckConstraint("kind IN ('charge', 'payment', 'refund')", name="kind_known"),
     # a customer's entries newest first
     Index("ix_ledger_user_id_entry_id", "user_id", "entry_id"),
-    # a payment is refunded at most once
+    # a reservation is refunded at most once
     Index(
-        "uq_ledger_refund_of_payment",
-        "payment_id",
+        "uq_ledger_refund_of_reservation",
+        "reservation_id",
         unique=True,
         postgresql_where=text(REFUND),
         sqlite_where=text(REFUND),

@@ -205,21 +205,29 @@ HOLD = Query(
 
 class SqliteReservations(SqlReservationRepository):
     async def hold(
-        self, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime, max_holds: int
-    ) -> Reservation:
-        _, [(holds,)] = await self._db.run_together(
-            (EXPIRE_LAPSED_HOLD_OF_SEAT, {"seat_id": seat.seat_id, "now": now}),
-            (UNEXPIRED_HOLDS, {"user_id": user_id, "now": now}),
+        self,
+        user_id: UserId,
+        seats: Sequence[Seat],
+        now: datetime,
+        expires_at: datetime,
+        max_holds: int,
+    ) -> list[Reservation]:
+        lapsed = [(EXPIRE_LAPSED_HOLD_OF_SEAT, {"seat_id": s.seat_id, "now": now}) for s in seats]
+        *_, [(holds,)] = await self._db.run_together(
+            *lapsed, (UNEXPIRED_HOLDS, {"user_id": user_id, "now": now})
         )
-        if holds >= max_holds:
+        if holds + len(seats) > max_holds:
             raise self._db.refused(HoldLimitReached.at(max_holds))
-        wanted = Reservation.hold(ReservationId(0), user_id, seat, now, expires_at)
-        values = rows.reservation_to_row(wanted)
-        del values["reservation_id"]
-        held = await self._db.run(HOLD, **values)
-        if not held:
-            raise self._db.refused(SeatUnavailable.taken(seat.number))
-        return rows.reservation_from_row(held[0])
+        held = []
+        for seat in seats:
+            wanted = Reservation.hold(ReservationId(0), user_id, seat, now, expires_at)
+            values = rows.reservation_to_row(wanted)
+            del values["reservation_id"]
+            inserted = await self._db.run(HOLD, **values)
+            if not inserted:
+                raise self._db.refused(SeatUnavailable.taken(seat.number))
+            held.append(rows.reservation_from_row(inserted[0]))
+        return held
 
 
 # -- moving money ---------------------------------------------------------------------------
@@ -234,7 +242,7 @@ DEBIT = Query(
 LEDGER_ENTRY = Query(ledger.insert().values({n: param(n, ledger.c[n]) for n in sql.LEDGER_COLUMNS}))
 SELL = Query(sql.SELL)
 UNSELL = Query(sql.UNSELL)
-PAYMENT_OF = Query(sql.PAYMENT_OF)
+RESERVATION = sql.RESERVATION
 # a refund is credited whatever the cap
 CREDIT_ANY = Query(
     wallets.update()
@@ -267,29 +275,46 @@ class SqlitePayments(PaymentRepository):
         self._db = db
 
     async def pay(
-        self, reservation_id: ReservationId, user_id: UserId, now: datetime
+        self, reservation_ids: Sequence[ReservationId], user_id: UserId, now: datetime
     ) -> Sale | None:
-        sold = await self._db.run(SELL, reservation_id=reservation_id, user_id=user_id, now=now)
-        if not sold:
+        """Writers take turns: every hold is read first, and all are sold or none."""
+        found = await self._db.run_together(
+            *((RESERVATION, {"reservation_id": r}) for r in reservation_ids)
+        )
+        holds = [rows.reservation_from_row(rows_[0]) for rows_ in found if rows_]
+        if len(holds) < len(reservation_ids) or not all(
+            hold.user_id == user_id and hold.is_held(now) for hold in holds
+        ):
             return None
-        reservation = rows.reservation_from_row(sold[0])
+        total = sum(hold.price for hold in holds)
+        first = reservation_ids[0]
         [added] = await self._db.run(
-            PAYMENT_ADD,
-            reservation_id=reservation_id,
-            user_id=user_id,
-            amount=reservation.price,
-            created_at=now,
+            PAYMENT_ADD, reservation_id=first, user_id=user_id, amount=total, created_at=now
         )
-        payment = rows.payment_from_row(added)
-        debited = await self._db.run(DEBIT, user_id=user_id, amount=payment.amount)
+        payment = rows.payment_from_row(added, reservation_ids)
+        sold = await self._db.run_together(
+            *(
+                (
+                    SELL,
+                    {
+                        "reservation_id": r,
+                        "user_id": user_id,
+                        "now": now,
+                        "payment_id": payment.payment_id,
+                    },
+                )
+                for r in reservation_ids
+            )
+        )
+        debited = await self._db.run(DEBIT, user_id=user_id, amount=total)
         if not debited:
-            raise self._db.refused(InsufficientBalance.for_reservation(reservation_id))
+            raise self._db.refused(InsufficientBalance.for_reservation(first))
+        assert all(sold), "a hold read as held in this turn was not sold"
         balance = int(debited[0].balance)
-        entry = _entry(
-            user_id, LedgerKind.PAYMENT, payment.amount, payment.payment_id, now, balance
-        )
+        entry = _entry(user_id, LedgerKind.PAYMENT, total, payment.payment_id, now, balance)
         self._db.defer(LEDGER_ENTRY, **entry)
-        return Sale(reservation, payment, balance)
+        paid = tuple(rows.reservation_from_row(rows_[0]) for rows_ in sold)
+        return Sale(paid, payment, balance)
 
     async def refund(self, reservation_id: ReservationId, now: datetime) -> Refund | None:
         unsold = await self._db.run(UNSELL, reservation_id=reservation_id)
@@ -297,12 +322,10 @@ class SqlitePayments(PaymentRepository):
             return None
         reservation = rows.reservation_from_row(unsold[0])
         user_id, price = reservation.user_id, reservation.price
-        [(payment_id,)], [(balance,)] = await self._db.run_together(
-            (PAYMENT_OF, {"reservation_id": reservation_id}),
-            (CREDIT_ANY, {"user_id": user_id, "amount": price}),
-        )
+        [(balance,)] = await self._db.run(CREDIT_ANY, user_id=user_id, amount=price)
+        payment_id = unsold[0].payment_id
         entry = _entry(user_id, LedgerKind.REFUND, price, payment_id, now, int(balance))
-        self._db.defer(LEDGER_ENTRY, **entry)
+        self._db.defer(LEDGER_ENTRY, **{**entry, "reservation_id": reservation_id})
         return Refund(reservation, price, int(balance))
 
 
@@ -321,4 +344,5 @@ def _entry(
         "payment_id": payment_id,
         "created_at": now,
         "balance": balance,
+        "reservation_id": None,
     }

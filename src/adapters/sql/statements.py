@@ -16,6 +16,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    false,
     func,
     literal,
     null,
@@ -120,6 +121,12 @@ DATE = Query(
     )
 )
 SEAT = Query(select(seats).where(seats.c.seat_id == param("seat_id", seats.c.seat_id)))
+SECTIONS = Query(
+    select(seats.c.section)
+    .where(seats.c.date_id == param("date_id", seats.c.date_id))
+    .group_by(seats.c.section_order, seats.c.section)
+    .order_by(seats.c.section_order)
+)
 # a date is open while its sale has not closed and a seat is available
 OPEN_DATES = Query(
     select(concert_dates, func.count(seats.c.seat_id).label("available"))
@@ -173,13 +180,13 @@ SOLD_SEATS = Query(
         reservations.c.section,
         reservations.c.row_label,
         reservations.c.number,
-        payments.c.amount.label("price"),
+        reservations.c.price,
         payments.c.created_at.label("paid_at"),
         accounts.c.email,
     )
     .select_from(
         seats.join(reservations, and_(reservations.c.seat_id == seats.c.seat_id, _PAID))
-        .join(payments, payments.c.reservation_id == reservations.c.reservation_id)
+        .join(payments, payments.c.payment_id == reservations.c.payment_id)
         .join(accounts, accounts.c.user_id == reservations.c.user_id)
     )
     .where(
@@ -235,6 +242,19 @@ CANCEL = Query(
     update(reservations)
     .where(reservations.c.reservation_id == _RESERVATION_ID, held_at(NOW))
     .values(status="cancelled")
+    .returning(*reservations.c)
+)
+# the customer's hold, held at now and never extended, lapses later (only an extension moves
+# a hold's expiry, so the guard on ``extended`` makes a value computed from a read safe)
+EXTEND_TO = Query(
+    update(reservations)
+    .where(
+        reservations.c.reservation_id == _RESERVATION_ID,
+        reservations.c.user_id == param("user_id", reservations.c.user_id),
+        held_at(NOW),
+        reservations.c.extended.is_(false()),
+    )
+    .values(expires_at=param("expires_at", reservations.c.expires_at), extended=True)
     .returning(*reservations.c)
 )
 # a CTE, not IN (subquery): PostgreSQL may rescan an IN subquery and pass the LIMIT
@@ -311,8 +331,8 @@ LEDGER_OF = Query(
     .order_by(ledger.c.entry_id.desc())
     .limit(param("limit", Integer()))
 )
-# the customer's unexpired hold becomes paid, if the customer has a wallet to pay from
-# (wallets are never deleted: a snapshot's word on that holds)
+# the customer's unexpired hold becomes paid by the payment named, if the customer has a
+# wallet to pay from (wallets are never deleted: a snapshot's word on that holds)
 SELL = (
     update(reservations)
     .where(
@@ -321,7 +341,7 @@ SELL = (
         held_at(NOW),
         exists().where(wallets.c.user_id == reservations.c.user_id),
     )
-    .values(status="paid")
+    .values(status="paid", payment_id=param("payment_id", reservations.c.payment_id))
     .returning(*reservations.c)
 )
 
@@ -332,7 +352,7 @@ UNSELL = (
     .values(status="refunded")
     .returning(*reservations.c)
 )
-PAYMENT_OF = select(payments.c.payment_id).where(payments.c.reservation_id == _RESERVATION_ID)
+
 
 # -- idempotency ----------------------------------------------------------------------------
 

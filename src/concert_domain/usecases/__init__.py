@@ -22,7 +22,14 @@ from concert_domain.usecases.catalog import (
     seed_demo_catalog,
     sold_seats,
 )
-from concert_domain.usecases.payments import charge_wallet, get_balance, list_transactions, pay
+from concert_domain.usecases.holds import extend_hold, hold_best, hold_seat, hold_seats
+from concert_domain.usecases.payments import (
+    charge_wallet,
+    get_balance,
+    list_transactions,
+    pay,
+    pay_holds,
+)
 from concert_domain.usecases.queue import (
     admit_waiting,
     expire_idle_tokens,
@@ -33,7 +40,6 @@ from concert_domain.usecases.queue import (
 from concert_domain.usecases.reservations import (
     cancel_reservation,
     get_reservation,
-    hold_seat,
     list_reservations,
     refund,
     sweep_expired_holds,
@@ -55,9 +61,12 @@ __all__ = [
     "create_date",
     "date_sales",
     "expire_idle_tokens",
+    "extend_hold",
     "get_balance",
     "get_reservation",
+    "hold_best",
     "hold_seat",
+    "hold_seats",
     "join_queue",
     "list_concerts",
     "list_open_dates",
@@ -66,6 +75,7 @@ __all__ = [
     "log_in",
     "me",
     "pay",
+    "pay_holds",
     "queue_status",
     "refund",
     "require_active_token",

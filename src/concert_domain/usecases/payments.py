@@ -1,7 +1,8 @@
-"""The wallet and payment: read the balance, charge it, and pay for a held seat."""
+"""The wallet and payment: read the balance, charge it, and pay for held seats."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from concert_domain.dependencies import Dependencies
@@ -65,17 +66,40 @@ async def pay(
     gate's errors and the idempotency errors. A retry with the same key replays the first
     answer, even after the queue token has expired.
     """
+    return await pay_holds(user_id, queue_token, [reservation_id], idempotency_key, deps=deps)
+
+
+async def pay_holds(
+    user_id: UserId,
+    queue_token: str | None,
+    reservation_ids: Sequence[ReservationId],
+    idempotency_key: str | None = None,
+    *,
+    deps: Dependencies,
+) -> PaymentReceipt:
+    """Pay for 1 to ``policy.max_holds_per_user`` distinct holds at once, as `pay` pays for
+    one: every seat sold, one debit of the total, one payment, the queue token expired once;
+    or nothing. When one hold cannot be paid, its error is the answer. Raises
+    `InvalidRequest` (none, too many, or repeated) and the errors of `pay`."""
+    most = deps.policy.max_holds_per_user
+    if not 1 <= len(reservation_ids) <= most:
+        raise InvalidRequest(f"from 1 to {most} holds may be paid at once")
+    if len(set(reservation_ids)) != len(reservation_ids):
+        raise InvalidRequest("a hold may be named once")
     key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
     now = deps.clock.now()
-    request = fingerprint("pay", reservation_id=reservation_id)
+    if len(reservation_ids) == 1:
+        request = fingerprint("pay", reservation_id=reservation_ids[0])
+    else:
+        request = fingerprint("pay", reservation_ids=",".join(map(str, reservation_ids)))
     async with answered_once(deps, user_id, key, request, now) as attempt:
         if attempt.kept is not None:
             return PaymentReceipt.from_body(attempt.kept)
         token = await require_active_token(user_id, queue_token, now, deps=deps)
-        receipt = await retrying(lambda: _sell(deps, attempt, user_id, reservation_id, now))
+        receipt = await retrying(lambda: _sell(deps, attempt, user_id, reservation_ids, now))
     await follow_up(deps.queue.expire(token, deps.clock.now()), "expire a paid queue token")
-    # the seat's hold timer is left to lapse with the hold's time: a sold seat can never be
-    # held again, so the timer only turns contenders away before the database does
+    # the seats' hold timers are left to lapse with the holds' time: a sold seat can never be
+    # held again, so a timer only turns contenders away before the database does
     return receipt
 
 
@@ -95,13 +119,13 @@ async def _sell(
     deps: Dependencies,
     attempt: Attempt,
     user_id: UserId,
-    reservation_id: ReservationId,
+    reservation_ids: Sequence[ReservationId],
     now: datetime,
 ) -> PaymentReceipt:
     async with deps.uow() as uow:
-        sale = await uow.payments.pay(reservation_id, user_id, now)
+        sale = await uow.payments.pay(reservation_ids, user_id, now)
         if sale is None:
-            raise await _why_not_sold(uow, user_id, reservation_id, now)
+            raise await _why_not_sold(uow, user_id, reservation_ids, now)
         receipt = PaymentReceipt.of(sale)
         await attempt.keep(uow, receipt.as_body())
         await uow.commit()
@@ -109,11 +133,13 @@ async def _sell(
 
 
 async def _why_not_sold(
-    uow: UnitOfWork, user_id: UserId, reservation_id: ReservationId, now: datetime
+    uow: UnitOfWork, user_id: UserId, reservation_ids: Sequence[ReservationId], now: datetime
 ) -> Exception:
-    """The error that explains why the store did not sell the reservation."""
-    reservation = await uow.reservations.get(reservation_id)
-    if reservation is None or reservation.user_id != user_id:
-        return NotFound(f"no reservation {reservation_id}")
-    reservation.ensure_payable(now)
-    return ReservationNotHeld(f"reservation {reservation_id} is no longer held")
+    """The error that explains why the store did not sell the reservations: the first one's
+    that cannot be paid."""
+    for reservation_id in reservation_ids:
+        reservation = await uow.reservations.get(reservation_id)
+        if reservation is None or reservation.user_id != user_id:
+            return NotFound(f"no reservation {reservation_id}")
+        reservation.ensure_payable(now)
+    return ReservationNotHeld("a hold changed while it was being paid; nothing was paid")

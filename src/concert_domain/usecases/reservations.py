@@ -1,62 +1,28 @@
-"""Hold a seat, look at a reservation or list them, cancel one, refund a paid one, and sweep
+"""Look at a reservation or list them, cancel one, refund a paid one, and sweep
 lapsed holds back to sale."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from concert_domain import queue
 from concert_domain.accounts import Identity
-from concert_domain.catalog import ConcertDate, Seat
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import (
     NotFound,
-    RateLimited,
     ReservationNotHeld,
     ReservationNotPaid,
-    SeatUnavailable,
 )
 from concert_domain.idempotency import fingerprint, validate_idempotency_key
-from concert_domain.ids import ReservationId, SeatId, UserId
+from concert_domain.ids import ReservationId, UserId
 from concert_domain.paging import LIMIT_DEFAULT, Page, Position, checked_limit, page_of
 from concert_domain.ports import UnitOfWork
-from concert_domain.reservations import HoldAttempt, Reservation, ReservationStatus
+from concert_domain.reservations import Reservation, ReservationStatus
 from concert_domain.usecases._follow_up import follow_up
 from concert_domain.usecases._idempotent import Attempt, answered_once
-from concert_domain.usecases._retry import retrying
 from concert_domain.usecases.accounts import require_admin
 
 SWEEP_BATCH = 500
 SWEEP_MAX_BATCHES = 100
-
-
-async def hold_seat(
-    user_id: UserId, queue_token: str | None, seat_id: SeatId, *, deps: Dependencies
-) -> Reservation:
-    """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
-    `SaleNotOpen`, `SaleClosed`, `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too
-    many attempts this minute) and the queue gate's errors.
-
-    The seat's timer turns most contenders away before the database; the database decides.
-    """
-    token = queue.required(queue_token)
-    now = deps.clock.now()
-    seat, concert_date = await _seat_on_sale(seat_id, now, deps)
-    expires_at = now + deps.policy.hold_duration
-    limit = deps.policy.hold_attempts_per_customer
-    ticket, attempt = await deps.timers.take(token, user_id, seat_id, now, expires_at, limit)
-    queue.admitted(ticket, user_id, now)
-    if attempt is HoldAttempt.TOO_FREQUENT:
-        raise RateLimited("too many attempts to hold seats; try again within a minute")
-    if attempt is not HoldAttempt.TAKEN:
-        raise SeatUnavailable(
-            f"seat {seat.number} on {concert_date.date} is held by another customer"
-        )
-    try:
-        return await retrying(lambda: _hold(deps, user_id, seat, now, expires_at))
-    except BaseException:
-        await follow_up(deps.timers.release(seat_id, user_id), "drop a hold timer")
-        raise
 
 
 async def get_reservation(
@@ -168,30 +134,6 @@ async def sweep_expired_holds(*, deps: Dependencies, batch: int = SWEEP_BATCH) -
         if len(expired) < batch:
             break
     return swept
-
-
-async def _hold(
-    deps: Dependencies, user_id: UserId, seat: Seat, now: datetime, expires_at: datetime
-) -> Reservation:
-    async with deps.uow() as uow:
-        limit = deps.policy.max_holds_per_user
-        held = await uow.reservations.hold(user_id, seat, now, expires_at, limit)
-        await uow.commit()
-    return held
-
-
-async def _seat_on_sale(
-    seat_id: SeatId, now: datetime, deps: Dependencies
-) -> tuple[Seat, ConcertDate]:
-    """The seat and its date, if it can be held at ``now``. Raises `NotFound`, `SaleNotOpen`,
-    `SaleClosed`."""
-    async with deps.uow(read_only=True) as uow:
-        seat = await uow.catalog.get_seat(seat_id)
-        concert_date = None if seat is None else await uow.catalog.get_date(seat.date_id)
-    if seat is None or concert_date is None:
-        raise NotFound(f"no seat {seat_id}")
-    concert_date.ensure_on_sale(now)
-    return seat, concert_date
 
 
 async def _owned(uow: UnitOfWork, user_id: UserId, reservation_id: ReservationId) -> Reservation:

@@ -86,7 +86,10 @@ class Endpoint:
     summary: str
     handler: Handler
     access: Access
-    answers: Mapping[int, type[Answer] | type[dict[str, Any]] | type[str]]
+    # an answer of one of several shapes names them in a tuple
+    answers: Mapping[
+        int, type[Answer] | tuple[type[Answer], ...] | type[dict[str, Any]] | type[str]
+    ]
     body: type[Body] | None = None
     query: type[Query] | None = None
     media_type: str = JSON  # of the answers named in ``answers``

@@ -29,6 +29,8 @@ STATUS: dict[type[errors.ConcertError], int] = {
     errors.ReservationNotPaid: 409,
     errors.SeatUnavailable: 409,
     errors.HoldLimitReached: 409,
+    errors.SeatsNotTogether: 409,
+    errors.ExtensionLimitReached: 409,
     errors.ReservationNotHeld: 409,
     errors.HoldExpired: 409,
     errors.InsufficientBalance: 402,

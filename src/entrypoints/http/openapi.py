@@ -42,12 +42,19 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     kinds: set[type] = {schema.Error}
     for endpoint in endpoints:
         if endpoint.media_type == JSON:
-            kinds.update(kind for kind in endpoint.answers.values() if kind not in (dict, str))
+            for kind in endpoint.answers.values():
+                kinds.update(
+                    kind if isinstance(kind, tuple) else () if kind in (dict, str) else (kind,)
+                )
         if endpoint.body is not None:
             kinds.add(endpoint.body)
     ordered = sorted(kinds, key=lambda kind: kind.__name__)
     refs, components = msgspec.json.schema_components(ordered, ref_template=REF)
     ref_of = dict(zip(ordered, refs, strict=True))
+    for kind in ordered:
+        forms = getattr(kind, "forms", ())
+        if forms:
+            components[kind.__name__]["oneOf"] = [{"required": list(form)} for form in forms]
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, ref_of)
@@ -76,7 +83,11 @@ def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[st
             content = {endpoint.media_type: {"schema": {"type": "string"}}}
             responses[str(status)] = {"description": endpoint.summary, "content": content}
             continue
-        shape = {"type": "object"} if kind is dict else ref_of[kind]
+        shape: dict[str, Any]
+        if isinstance(kind, tuple):
+            shape = {"oneOf": [ref_of[one] for one in kind]}
+        else:
+            shape = {"type": "object"} if kind is dict else ref_of[kind]
         responses[str(status)] = _json(f"answered with {status}", shape)
     for status in endpoint.error_statuses:
         responses[str(status)] = _json(ERROR_MEANINGS[status], ref_of[schema.Error])

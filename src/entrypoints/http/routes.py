@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from adapters.caching.lru import LeastRecentlyUsed
 from concert_domain import usecases
 from concert_domain.catalog import Concert, DateSpec, RowSpec, SeatView, SectionSpec
-from concert_domain.errors import NotFound, StoreUnavailable
+from concert_domain.errors import InvalidRequest, NotFound, StoreUnavailable
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
 from concert_domain.paging import Page
 from concert_domain.queue import QueueStatus
@@ -162,11 +162,47 @@ class SeatMapBodies:
         return encoded
 
 
-async def hold_seat(call: Call) -> Answered:
-    body: schema.HoldSeat = call.body
-    seat_id = SeatId(body_id(body.seat_id, "seat"))
-    held = await usecases.hold_seat(call.user, call.queue_token, seat_id, deps=call.deps)
-    return 201, reservation_answer(held)
+async def hold(call: Call) -> Answered:
+    body: schema.Hold = call.body
+    form = _one_form(body)
+    if body.section is not None and form != "date_id":
+        raise InvalidRequest("a section is named only when asking for the best seats")
+    if form == "seat_id":
+        seat_id = SeatId(body_id(body.seat_id or 0, "seat"))
+        held = await usecases.hold_seat(call.user, call.queue_token, seat_id, deps=call.deps)
+        return 201, reservation_answer(held)
+    if form == "seat_ids":
+        seat_ids = [SeatId(body_id(seat_id, "seat")) for seat_id in body.seat_ids or ()]
+        holds = await usecases.hold_seats(call.user, call.queue_token, seat_ids, deps=call.deps)
+    else:
+        holds = await usecases.hold_best(
+            call.user,
+            call.queue_token,
+            DateId(body_id(body.date_id or 0, "date")),
+            body.quantity or 0,
+            body.section,
+            deps=call.deps,
+        )
+    return 201, schema.Holds(reservations=[reservation_answer(r) for r in holds])
+
+
+def _one_form(body: schema.Body) -> str:
+    """The first field of the one form ``body`` takes (`schema.Body.forms`). Raises
+    `InvalidRequest` for none, several, or one given in part, naming the forms."""
+    given = {name for name in body.__struct_fields__ if getattr(body, name) is not None}
+    touched = [form for form in body.forms if given & set(form)]
+    if len(touched) != 1 or not given >= set(touched[0]):
+        forms = "; or ".join(" and ".join(form) for form in body.forms)
+        raise InvalidRequest(f"give exactly one of: {forms}")
+    return touched[0][0]
+
+
+async def extend_hold(call: Call) -> Answered:
+    reservation_id = ReservationId(call.path_id("reservation_id"))
+    extended = await usecases.extend_hold(
+        call.user, call.queue_token, reservation_id, deps=call.deps
+    )
+    return 200, reservation_answer(extended)
 
 
 async def get_reservation(call: Call) -> Answered:
@@ -241,14 +277,18 @@ async def charge_wallet(call: Call) -> Answered:
 
 async def pay(call: Call) -> Answered:
     body: schema.Pay = call.body
-    reservation_id = ReservationId(body_id(body.reservation_id, "reservation"))
-    receipt = await usecases.pay(
-        call.user, call.queue_token, reservation_id, call.idempotency_key, deps=call.deps
+    if _one_form(body) == "reservation_id":
+        named = [body.reservation_id or 0]
+    else:
+        named = body.reservation_ids or []
+    reservation_ids = [ReservationId(body_id(r, "reservation")) for r in named]
+    receipt = await usecases.pay_holds(
+        call.user, call.queue_token, reservation_ids, call.idempotency_key, deps=call.deps
     )
     return 201, schema.Payment(
         payment_id=receipt.payment_id,
         reservation_id=receipt.reservation_id,
-        reservation_ids=[receipt.reservation_id],
+        reservation_ids=list(receipt.reservation_ids),
         amount=receipt.amount,
         balance=receipt.balance,
         status="paid",
@@ -386,17 +426,27 @@ ENDPOINTS = (
     Endpoint(
         "POST",
         "/reservations",
-        "Hold a seat for CONCERT_HOLD_SECONDS",
-        hold_seat,
+        "Hold for CONCERT_HOLD_SECONDS one seat (a Reservation), several seats all or none, "
+        "or the best seats side by side (both {reservations})",
+        hold,
         Access.ADMITTED,
-        {201: schema.Reservation},
-        body=schema.HoldSeat,
+        {201: (schema.Reservation, schema.Holds)},
+        body=schema.Hold,
         conflicts=(404, 409, 429),
     ),
     Endpoint(
         "POST",
+        "/reservations/{reservation_id}/extension",
+        "Extend your hold once by CONCERT_HOLD_EXTENSION_SECONDS",
+        extend_hold,
+        Access.ADMITTED,
+        {200: schema.Reservation},
+        conflicts=(409,),
+    ),
+    Endpoint(
+        "POST",
         "/payments",
-        "Pay for a hold: seat sold, balance debited, queue token expired",
+        "Pay for holds at once: seats sold, balance debited, queue token expired",
         pay,
         Access.ADMITTED,
         {201: schema.Payment},

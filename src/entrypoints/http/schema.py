@@ -8,7 +8,7 @@ constants, so a limit changed there changes here.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -68,7 +68,10 @@ Cursor = Annotated[
 
 
 class Body(msgspec.Struct, kw_only=True):
-    """A JSON object; fields not named are ignored."""
+    """A JSON object; fields not named are ignored. A body that takes one of several forms
+    names the fields each form requires in ``forms`` (documented as ``oneOf``)."""
+
+    forms: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
 
 class Answer(msgspec.Struct, kw_only=True):
@@ -88,12 +91,25 @@ class LogIn(Body):
     password: Password
 
 
-class HoldSeat(Body):
-    seat_id: int
+class Hold(Body):
+    """One seat (``seat_id``); several seats of one date, all or none (``seat_ids``); or the
+    best ``quantity`` seats side by side on a date (``date_id``, ``quantity``, and optionally
+    ``section``)."""
+
+    forms = (("seat_id",), ("seat_ids",), ("date_id", "quantity"))
+    seat_id: int | None = None
+    seat_ids: list[int] | None = None
+    date_id: int | None = None
+    quantity: int | None = None
+    section: SectionName | None = None
 
 
 class Pay(Body):
-    reservation_id: int
+    """One hold (``reservation_id``) or several paid together (``reservation_ids``)."""
+
+    forms = (("reservation_id",), ("reservation_ids",))
+    reservation_id: int | None = None
+    reservation_ids: list[int] | None = None
 
 
 class Charge(Body):
@@ -225,6 +241,10 @@ class Reservation(Answer):
     price: Won
     status: ReservationStatus
     expires_at: Timestamp
+
+
+class Holds(Answer):
+    reservations: list[Reservation]
 
 
 class Reservations(Answer):

@@ -1,0 +1,272 @@
+"""Hold seats: one seat, several named seats all or none, or the best seats side by side; and
+extend a hold once.
+
+Every way of holding goes the same two steps. The seats' timers turn most contenders away
+before the database, in one step that also checks the caller's place in line: offered several
+blocks of seats, they take the first block that is free. Then the database decides, all the
+block or none of it. Best available offers its best blocks by the rule of `seating`; when the
+timers or the database turn them all down, the seats found taken are struck off and the next
+best are offered, so that concurrent customers converge on blocks that do not overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from concert_domain import queue
+from concert_domain.catalog import ConcertDate, Seat, SeatView
+from concert_domain.dependencies import Dependencies
+from concert_domain.errors import (
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ReservationNotHeld,
+    SeatsNotTogether,
+    SeatUnavailable,
+)
+from concert_domain.ids import DateId, QueueToken, ReservationId, SeatId, UserId
+from concert_domain.reservations import HoldAttempt, Reservation
+from concert_domain.seating import Block, best_blocks, blocks_in_row, rows_of
+from concert_domain.usecases._follow_up import follow_up
+from concert_domain.usecases._retry import retrying
+from concert_domain.usecases.queue import require_active_token
+
+# how many blocks best available offers the timers at once, and how many rounds of offers it
+# makes before it gives up on a date that keeps changing under it
+OFFERED_BLOCKS = 16
+BEST_AVAILABLE_ROUNDS = 32
+
+
+async def hold_seat(
+    user_id: UserId, queue_token: str | None, seat_id: SeatId, *, deps: Dependencies
+) -> Reservation:
+    """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
+    `SaleNotOpen`, `SaleClosed`, `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too
+    many attempts this minute) and the queue gate's errors."""
+    [held] = await hold_seats(user_id, queue_token, [seat_id], deps=deps)
+    return held
+
+
+async def hold_seats(
+    user_id: UserId, queue_token: str | None, seat_ids: Sequence[SeatId], *, deps: Dependencies
+) -> list[Reservation]:
+    """Hold 1 to ``policy.max_holds_per_user`` distinct seats of one date, all or none; the
+    holds in the order asked. Raises `InvalidRequest` (none, too many, repeated, or of
+    several dates), the errors of `hold_seat`, and `SeatUnavailable` naming the seats taken."""
+    _check_count(len(seat_ids), deps.policy.max_holds_per_user)
+    if len(set(seat_ids)) != len(seat_ids):
+        raise InvalidRequest("a seat may be asked for once")
+    token = queue.required(queue_token)
+    now = deps.clock.now()
+    seats = await _seats_on_sale(seat_ids, now, deps)
+    offer = _Offer(deps, user_id, token, now)
+    return await offer.hold([seats])
+
+
+async def hold_best(
+    user_id: UserId,
+    queue_token: str | None,
+    date_id: DateId,
+    quantity: int,
+    section: str | None = None,
+    *,
+    deps: Dependencies,
+) -> list[Reservation]:
+    """Hold ``quantity`` seats side by side in one row of the date (of ``section`` only, if
+    named), chosen by the rule of `seating`; the holds by number. Raises `InvalidRequest`,
+    `NotFound` (no such date or section), `SeatsNotTogether` (no row has that many available
+    side by side), and the errors of `hold_seat`."""
+    _check_count(quantity, deps.policy.max_holds_per_user)
+    token = queue.required(queue_token)
+    now = deps.clock.now()
+    hall = _Hall(deps, await _date_on_sale(date_id, now, deps), section, quantity, now)
+    offer = _Offer(deps, user_id, token, now)
+    for _ in range(BEST_AVAILABLE_ROUNDS):
+        blocks = await hall.best()
+        if not blocks:
+            break
+        try:
+            return await offer.hold([list(block.seats) for block in blocks])
+        except _AllBusy as busy:
+            hall.strike(busy.seats)
+        except SeatUnavailable:  # taken in the database with no timer: look again
+            hall.strike(offer.last_tried)
+            await hall.look_again()
+    raise SeatsNotTogether(f"no row has {quantity} available seats side by side")
+
+
+async def extend_hold(
+    user_id: UserId,
+    queue_token: str | None,
+    reservation_id: ReservationId,
+    *,
+    deps: Dependencies,
+) -> Reservation:
+    """Make the caller's hold lapse ``policy.hold_extension`` later, once, while their queue
+    token is active; its timer follows. Raises `NotFound`, `HoldExpired`,
+    `ReservationNotHeld`, `ExtensionLimitReached` and the queue gate's errors."""
+    now = deps.clock.now()
+    await require_active_token(user_id, queue_token, now, deps=deps)
+    async with deps.uow() as uow:
+        extended = await uow.reservations.extend(
+            reservation_id, user_id, now, deps.policy.hold_extension
+        )
+        if extended is None:
+            found = await uow.reservations.get(reservation_id)
+            if found is None or found.user_id != user_id:
+                raise NotFound(f"no reservation {reservation_id}")
+            found.ensure_extendable(now)
+            raise ReservationNotHeld(f"reservation {reservation_id} is no longer held")
+        await uow.commit()
+    timer = deps.timers.extend(extended.seat_id, user_id, now, extended.expires_at)
+    await follow_up(timer, "move an extended hold's timer")
+    return extended
+
+
+class _AllBusy(Exception):
+    def __init__(self, seats: frozenset[SeatId]) -> None:
+        self.seats = seats
+
+
+class _Offer:
+    """Blocks offered to the timers and then to the database, for one caller at one instant."""
+
+    def __init__(self, deps: Dependencies, user_id: UserId, token: QueueToken, now: datetime):
+        self._deps = deps
+        self._user_id = user_id
+        self._token = token
+        self._now = now
+        self._expires_at = now + deps.policy.hold_duration
+        self.last_tried: frozenset[SeatId] = frozenset()
+
+    async def hold(self, blocks: Sequence[Sequence[Seat]]) -> list[Reservation]:
+        """Hold the first block whose timers are free. Raises `_AllBusy` when none is and
+        more than one was offered; `SeatUnavailable` naming the busy seats when the only
+        one is busy, or when the database refuses the block."""
+        deps, user_id = self._deps, self._user_id
+        taken = await deps.timers.take(
+            self._token,
+            user_id,
+            [[seat.seat_id for seat in block] for block in blocks],
+            self._now,
+            self._expires_at,
+            deps.policy.hold_attempts_per_customer,
+        )
+        queue.admitted(taken.ticket, user_id, self._now)
+        if taken.attempt is HoldAttempt.TOO_FREQUENT:
+            raise RateLimited("too many attempts to hold seats; try again within a minute")
+        if taken.attempt is not HoldAttempt.TAKEN or taken.block is None:
+            if len(blocks) > 1:
+                raise _AllBusy(taken.busy)
+            busy = [seat.label for seat in blocks[0] if seat.seat_id in taken.busy]
+            raise SeatUnavailable.taken_seats(busy or [seat.label for seat in blocks[0]])
+        block = blocks[taken.block]
+        self.last_tried = frozenset(seat.seat_id for seat in block)
+        try:
+            return await retrying(lambda: self._write(block))
+        except BaseException:
+            for seat in block:
+                release = deps.timers.release(seat.seat_id, user_id)
+                await follow_up(release, "drop a hold timer")
+            raise
+
+    async def _write(self, block: Sequence[Seat]) -> list[Reservation]:
+        async with self._deps.uow() as uow:
+            limit = self._deps.policy.max_holds_per_user
+            held = await uow.reservations.hold(
+                self._user_id, block, self._now, self._expires_at, limit
+            )
+            await uow.commit()
+        return held
+
+
+class _Hall:
+    """A date's seat map as best available reads it: a section at a time, the best first,
+    only as far as it must to find the best blocks (a block that strands no seat in a worse
+    section still beats every block that strands one)."""
+
+    def __init__(
+        self,
+        deps: Dependencies,
+        concert_date: ConcertDate,
+        section: str | None,
+        quantity: int,
+        now: datetime,
+    ) -> None:
+        self._deps = deps
+        self._date = concert_date
+        self._section = section
+        self._quantity = quantity
+        self._now = now
+        self._sections: list[str] | None = None
+        self._read: list[list[SeatView]] = []
+        self._struck: frozenset[SeatId] = frozenset()
+
+    async def best(self) -> list[Block]:
+        sections = await self._section_names()
+        while True:
+            found = [
+                block
+                for views in self._read
+                for row in rows_of(views)
+                for block in blocks_in_row(row, self._quantity, self._struck)
+            ]
+            clean = sum(1 for block in found if not block.strands)
+            if clean >= OFFERED_BLOCKS or len(self._read) == len(sections):
+                return best_blocks(found, OFFERED_BLOCKS)
+            self._read.append(await self._seat_map(sections[len(self._read)]))
+
+    def strike(self, seats: frozenset[SeatId]) -> None:
+        """Count ``seats`` as taken from now on."""
+        self._struck |= seats
+
+    async def look_again(self) -> None:
+        self._read = []
+
+    async def _section_names(self) -> list[str]:
+        if self._sections is None:
+            async with self._deps.uow(read_only=True) as uow:
+                names = await uow.catalog.sections(self._date.date_id)
+            if self._section is not None:
+                if self._section not in names:
+                    raise NotFound(f"no section {self._section!r} on {self._date.date}")
+                names = [self._section]
+            self._sections = names
+        return self._sections
+
+    async def _seat_map(self, section: str) -> list[SeatView]:
+        async with self._deps.uow(read_only=True) as uow:
+            return list(await uow.catalog.seat_map(self._date.date_id, self._now, section))
+
+
+def _check_count(count: int, most: int) -> None:
+    if isinstance(count, bool) or not 1 <= count <= most:
+        raise InvalidRequest(f"from 1 to {most} seats may be held at once")
+
+
+async def _seats_on_sale(
+    seat_ids: Sequence[SeatId], now: datetime, deps: Dependencies
+) -> list[Seat]:
+    """The seats, of one date that is on sale at ``now``. Raises `NotFound`,
+    `InvalidRequest` (several dates), `SaleNotOpen`, `SaleClosed`."""
+    async with deps.uow(read_only=True) as uow:
+        seats = []
+        for seat_id in seat_ids:
+            seat = await uow.catalog.get_seat(seat_id)
+            if seat is None:
+                raise NotFound(f"no seat {seat_id}")
+            seats.append(seat)
+    if len({seat.date_id for seat in seats}) > 1:
+        raise InvalidRequest("the seats held together must be of one date")
+    await _date_on_sale(seats[0].date_id, now, deps)
+    return seats
+
+
+async def _date_on_sale(date_id: DateId, now: datetime, deps: Dependencies) -> ConcertDate:
+    async with deps.uow(read_only=True) as uow:
+        concert_date = await uow.catalog.get_date(date_id)
+    if concert_date is None:
+        raise NotFound(f"no date {date_id}")
+    concert_date.ensure_on_sale(now)
+    return concert_date
