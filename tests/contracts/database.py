@@ -84,11 +84,30 @@ async def hold(
     return reservation.reservation_id
 
 
+async def hold_all(
+    uow: UnitOfWorkFactory, user: UserId, seats: list[Seat], limit: int = 4
+) -> list[ReservationId]:
+    """Hold ``seats`` together, in one unit of work."""
+    async with uow() as tx:
+        held = await tx.reservations.hold(user, seats, NOW, NOW + HOLD, limit)
+        await tx.commit()
+    return [reservation.reservation_id for reservation in held]
+
+
 async def credit(uow: UnitOfWorkFactory, user: UserId, amount: int) -> int | None:
     async with uow() as tx:
         balance = await tx.wallets.credit(user, amount, NOW, 100_000_000)
         await tx.commit()
     return balance
+
+
+async def sell_all(
+    uow: UnitOfWorkFactory, user: UserId, reservation_ids: list[ReservationId]
+) -> Sale | None:
+    async with uow() as tx:
+        sale = await tx.payments.pay(reservation_ids, user, NOW)
+        await tx.commit()
+    return sale
 
 
 async def sell(
@@ -860,3 +879,160 @@ class DatabaseContract:
         async with uow() as tx:
             assert await tx.wallets.balance(user) == 50_000
         assert [e.kind for e in await inspect.ledger(user)].count(LedgerKind.REFUND) == 1
+
+    # -- several seats, several holds, one extension (invariants 9 and 12) ------------------
+
+    async def test_seats_held_together_are_all_held_in_the_order_asked_or_none(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two, three, four = await add_seats(uow, count=4)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await hold(uow, other, three)
+        with pytest.raises(SeatUnavailable):
+            await hold_all(uow, user, [one, two, three])
+        async with uow() as tx:
+            held = await tx.reservations.hold(user, [four, two, one], NOW, NOW + HOLD, 4)
+            await tx.commit()
+        assert [r.seat_id for r in held] == [four.seat_id, two.seat_id, one.seat_id]
+        async with uow(read_only=True) as tx:
+            views = await tx.catalog.seat_map(one.date_id, NOW)
+            mine = await tx.reservations.of_customer(user, None, None, 10, NOW)
+        assert [v.status for v in views] == ["held", "held", "held", "held"]
+        assert sorted(r.reservation_id for r in mine) == sorted(r.reservation_id for r in held)
+
+    async def test_seats_held_together_count_against_the_limit_all_at_once(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=4)
+        user = await add_customer(uow)
+        await hold(uow, user, seats[0])
+        with pytest.raises(HoldLimitReached):
+            await hold_all(uow, user, seats[1:], limit=3)
+        async with uow(read_only=True) as tx:
+            statuses = [v.status for v in await tx.catalog.seat_map(seats[0].date_id, NOW)]
+        assert statuses == ["held", "available", "available", "available"]
+        async with uow() as tx:
+            assert len(await tx.reservations.hold(user, seats[1:3], NOW, NOW + HOLD, 3)) == 2
+            await tx.commit()
+
+    async def test_holds_paid_together_make_one_payment_of_their_total(
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
+    ) -> None:
+        seats = await add_seats(uow, layout=[*row_of(2, 50_000), *row_of(1, 70_000, row="B")])
+        user = await add_customer(uow)
+        await credit(uow, user, 200_000)
+        ids = [await hold(uow, user, seat) for seat in reversed(seats)]
+        async with uow() as tx:
+            sale = await tx.payments.pay(ids, user, NOW)
+            await tx.commit()
+        assert sale is not None and sale.balance == 30_000
+        assert [r.reservation_id for r in sale.reservations] == ids
+        assert {r.status for r in sale.reservations} == {ReservationStatus.PAID}
+        assert (sale.payment.amount, sale.payment.reservation_ids) == (170_000, tuple(ids))
+        for reservation_id in ids:
+            paid = await inspect.payment_for(reservation_id)
+            assert paid is not None and paid.payment_id == sale.payment.payment_id
+            assert sorted(paid.reservation_ids) == sorted(ids)
+        payments = [e for e in await inspect.ledger(user) if e.kind is LedgerKind.PAYMENT]
+        assert [(e.amount, e.payment_id) for e in payments] == [(170_000, sale.payment.payment_id)]
+
+    async def test_holds_paid_together_are_all_paid_or_none(self, uow: UnitOfWorkFactory) -> None:
+        seats = await add_seats(uow, count=6)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await credit(uow, user, 500_000)
+        await credit(uow, other, 60_000)  # one seat's price, not two
+        mine = [await hold(uow, user, seat) for seat in seats[:3]]
+        theirs = [await hold(uow, other, seat) for seat in seats[3:5]]
+        async with uow() as tx:
+            await tx.reservations.cancel(mine[2], NOW)
+            await tx.commit()
+        cases = [mine, [mine[0], theirs[0]], [mine[0], ReservationId(10_000)]]
+        async with uow() as tx:
+            for ids in cases:
+                assert await tx.payments.pay(ids, user, NOW) is None
+            assert await tx.payments.pay(mine[:2], user, NOW + HOLD) is None  # lapsed
+            await tx.commit()
+        with pytest.raises(InsufficientBalance):
+            await sell_all(uow, other, theirs)
+        async with uow() as tx:
+            balances = [await tx.wallets.balance(user), await tx.wallets.balance(other)]
+            statuses = [v.status for v in await tx.catalog.seat_map(seats[0].date_id, NOW)]
+        assert balances == [500_000, 60_000]
+        assert statuses == ["held", "held", "available", "held", "held", "available"]
+
+    async def test_each_seat_of_a_payment_is_refunded_once_on_its_own(
+        self, uow: UnitOfWorkFactory, inspect: StoreInspector
+    ) -> None:
+        seats = await add_seats(uow, count=2, price=40_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 80_000)
+        ids = [await hold(uow, user, seat) for seat in seats]
+        async with uow() as tx:
+            sale = await tx.payments.pay(ids, user, NOW)
+            await tx.commit()
+        assert sale is not None
+        async with uow() as tx:
+            first = await tx.payments.refund(ids[0], NOW)
+            again = await tx.payments.refund(ids[0], NOW)
+            second = await tx.payments.refund(ids[1], NOW)
+            await tx.commit()
+        assert first is not None and second is not None and again is None
+        assert (first.balance, second.balance) == (40_000, 80_000)
+        refunds = [e for e in await inspect.ledger(user) if e.kind is LedgerKind.REFUND]
+        assert [(e.reservation_id, e.payment_id, e.amount) for e in refunds] == [
+            (ids[0], sale.payment.payment_id, 40_000),
+            (ids[1], sale.payment.payment_id, 40_000),
+        ]
+
+    async def test_a_hold_is_extended_once_while_held_and_by_its_holder_only(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        one, two = await add_seats(uow, count=2)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        held, lapsing = await hold(uow, user, one), await hold(uow, user, two)
+        by = timedelta(minutes=2)
+        async with uow() as tx:
+            assert await tx.reservations.extend(held, other, NOW, by) is None
+            extended = await tx.reservations.extend(held, user, NOW, by)
+            assert await tx.reservations.extend(held, user, NOW, by) is None
+            assert await tx.reservations.extend(lapsing, user, NOW + HOLD, by) is None
+            assert await tx.reservations.extend(ReservationId(10_000), user, NOW, by) is None
+            await tx.commit()
+        assert extended is not None and extended.extended
+        assert extended.expires_at == NOW + HOLD + by
+        async with uow(read_only=True) as tx:
+            stored = await tx.reservations.get(held)
+            [view, _] = await tx.catalog.seat_map(one.date_id, NOW + HOLD)
+        assert stored == extended
+        assert (view.status, view.held_until) == ("held", NOW + HOLD + by)
+
+    async def test_concurrent_extensions_of_one_hold_extend_it_once(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        [seat] = await add_seats(uow, count=1)
+        user = await add_customer(uow)
+        held = await hold(uow, user, seat)
+
+        async def extend() -> object:
+            async with uow() as tx:
+                done = await tx.reservations.extend(held, user, NOW, timedelta(minutes=2))
+                await tx.commit()
+            return done
+
+        results = await asyncio.gather(*(extend() for _ in range(8)))
+        assert sum(r is not None for r in results) == 1
+        async with uow(read_only=True) as tx:
+            stored = await tx.reservations.get(held)
+        assert stored is not None and stored.expires_at == NOW + HOLD + timedelta(minutes=2)
+
+    async def test_a_dates_sections_come_in_layout_order(self, uow: UnitOfWorkFactory) -> None:
+        layout = [
+            NewSeat("Balcony", 2, "K", 0, 1, 30_000),
+            NewSeat("VIP", 0, "A", 0, 1, 150_000),
+            NewSeat("Stalls", 1, "C", 0, 1, 80_000),
+            NewSeat("VIP", 0, "B", 1, 1, 150_000),
+        ]
+        seats = await add_seats(uow, layout=layout)
+        async with uow(read_only=True) as tx:
+            assert await tx.catalog.sections(seats[0].date_id) == ["VIP", "Stalls", "Balcony"]
+            assert await tx.catalog.sections(DateId(10_000)) == []

@@ -571,7 +571,9 @@ class TestOperations:
                     schema = answer["content"]["application/json"]["schema"]
                     if status >= "400" and path != "/readyz":  # its 503 names what fails
                         assert schema == {"$ref": "#/components/schemas/Error"}, (path, status)
-                if method == "post" and not path.endswith(("/queue/tokens", "/refund", "/extension")):
+                if method == "post" and not path.endswith(
+                    ("/queue/tokens", "/refund", "/extension")
+                ):
                     body = operation["requestBody"]["content"]["application/json"]["schema"]
                     assert body["$ref"].startswith("#/components/schemas/")
 

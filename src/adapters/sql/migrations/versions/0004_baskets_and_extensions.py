@@ -28,6 +28,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 REFUND = sa.text("kind = 'refund'")
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 APPEND_ONLY_SQLITE = [
     f"""
     CREATE TRIGGER ledger_no_{action.lower()} BEFORE {action} ON ledger
@@ -46,7 +47,7 @@ def upgrade() -> None:
         "reservations",
         sa.Column("extended", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
-    op.add_column("reservations", sa.Column("payment_id", sa.BigInteger(), nullable=True))
+    op.add_column("reservations", sa.Column("payment_id", ID, nullable=True))
     op.execute(
         """
         UPDATE reservations SET payment_id = (
@@ -56,7 +57,7 @@ def upgrade() -> None:
         WHERE status IN ('paid', 'refunded')
         """
     )
-    op.add_column("ledger", sa.Column("reservation_id", sa.BigInteger(), nullable=True))
+    op.add_column("ledger", sa.Column("reservation_id", ID, nullable=True))
     _append_only(False)
     op.execute(
         """
