@@ -526,6 +526,125 @@ class TestPayments:
             assert error_code(response) == (401, "queue_token_required"), path
 
 
+class TestBoxOffice:
+    """Several seats, best available, several holds paid at once, one extension."""
+
+    async def test_holds_several_seats_in_the_order_asked(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        response = await mina.post("/reservations", {"seat_ids": [seats[2], seats[0]]})
+        assert response.status_code == 201
+        held = response.json()["reservations"]
+        assert [(r["seat_id"], r["status"]) for r in held] == [
+            (seats[2], "held"),
+            (seats[0], "held"),
+        ]
+
+    async def test_several_seats_are_refused_whole_naming_the_taken_ones(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        joon = await admitted(client, "joon@example.com")
+        await hold(joon, seats[1])
+        response = await mina.post("/reservations", {"seat_ids": [seats[0], seats[1]]})
+        assert error_code(response) == (409, "seat_unavailable")
+        assert "Floor A-2" in response.json()["error"]["message"]
+        assert (await mina.post("/reservations", {"seat_ids": [seats[0]]})).status_code == 201
+
+    async def test_best_available_holds_seats_side_by_side(
+        self, mina: Caller, seats: list[int]
+    ) -> None:
+        response = await mina.post("/reservations", {"date_id": 1, "quantity": 2})
+        assert response.status_code == 201
+        held = response.json()["reservations"]
+        assert [r["number"] for r in held] == [1, 2]  # 2-3 would leave 1 and 4 alone
+
+    async def test_best_available_answers_409_when_no_row_has_them_together(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        joon = await admitted(client, "joon@example.com")
+        await hold(joon, seats[1])
+        await hold(joon, seats[2])
+        response = await mina.post("/reservations", {"date_id": 1, "quantity": 2})
+        assert error_code(response) == (409, "seats_not_together")
+        response = await mina.post("/reservations", {"date_id": 1, "quantity": 1, "section": "X"})
+        assert error_code(response) == (404, "not_found")
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"seat_id": 1, "seat_ids": [2]},
+            {"seat_id": 1, "quantity": 2},
+            {"date_id": 1},
+            {"seat_id": 1, "section": "Floor"},
+            {"seat_ids": []},
+            {"seat_ids": [1, 1]},
+            {"seat_ids": [1, 2, 3]},  # past the limit of two
+            {"date_id": 1, "quantity": 0},
+            {"date_id": 1, "quantity": 3},
+            {"seat_ids": "1"},
+        ],
+    )
+    async def test_a_body_of_no_one_form_or_of_bad_values_is_a_422(
+        self, mina: Caller, seats: list[int], body: dict[str, object]
+    ) -> None:
+        assert error_code(await mina.post("/reservations", body)) == (422, "invalid_request")
+
+    async def test_pays_several_holds_at_once(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await client.post("/wallet/charges", json={"amount": 120_000}, headers=mina.auth)
+        held = (await mina.post("/reservations", {"seat_ids": seats[:2]})).json()
+        ids = [r["reservation_id"] for r in held["reservations"]]
+        response = await mina.post("/payments", {"reservation_ids": ids})
+        assert response.status_code == 201
+        assert response.json() == {
+            "payment_id": 1,
+            "reservation_id": ids[0],
+            "reservation_ids": ids,
+            "amount": 100_000,
+            "balance": 20_000,
+            "status": "paid",
+        }
+        assert (await mina.get("/queue/status")).json()["status"] == "expired"
+
+    async def test_pays_nothing_when_one_hold_cannot_be_paid(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        await client.post("/wallet/charges", json={"amount": 120_000}, headers=mina.auth)
+        first, second = await hold(mina, seats[0]), await hold(mina, seats[1])
+        await client.delete(f"/reservations/{second['reservation_id']}", headers=mina.auth)
+        ids = [first["reservation_id"], second["reservation_id"]]
+        response = await mina.post("/payments", {"reservation_ids": ids})
+        assert error_code(response) == (409, "reservation_not_held")
+        assert (await client.get("/wallet", headers=mina.auth)).json() == {"balance": 120_000}
+        bad: list[dict[str, object]] = [
+            {"reservation_ids": []},
+            {"reservation_id": 1, "reservation_ids": [1]},
+        ]
+        for body in bad:
+            assert error_code(await mina.post("/payments", body)) == (422, "invalid_request")
+
+    async def test_extends_a_hold_once(
+        self, mina: Caller, seats: list[int], clock: ManualClock
+    ) -> None:
+        held = await hold(mina, seats[0])
+        path = f"/reservations/{held['reservation_id']}/extension"
+        response = await mina.post(path, None)
+        assert response.status_code == 200
+        later = clock.now() + timedelta(minutes=7)
+        assert response.json()["expires_at"] == later.isoformat().replace("+00:00", "Z")
+        assert error_code(await mina.post(path, None)) == (409, "extension_limit_reached")
+        assert error_code(await mina.post("/reservations/99/extension", None)) == (
+            404,
+            "not_found",
+        )
+        other = await hold(mina, seats[1])
+        clock.advance(300)
+        path = f"/reservations/{other['reservation_id']}/extension"
+        assert error_code(await mina.post(path, None)) == (409, "hold_expired")
+
+
 class TestOperations:
     async def test_health_and_readiness(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
