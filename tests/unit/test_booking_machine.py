@@ -1,13 +1,14 @@
-"""The whole booking flow as a Hypothesis state machine, with every invariant of DESIGN.md
-checked after every step.
+"""The whole booking flow as a Hypothesis state machine, with every invariant of DESIGN.md checked
+after every step.
 
-Several customers sign up, charge, join the line, hold, cancel, pay (with and without
+Several customers sign up, charge, join the line, hold one seat, several seats or the best seats
+side by side, extend a hold, cancel, pay for one hold or several at once (with and without
 idempotency keys), look at the seat map and at their own records, while an operator puts more
 dates on sale (in sections, with sale windows that open and close as the clock moves), watches
 the sales and refunds paid seats (with and without keys); a hand-driven clock jumps around the
 hold and token lifetimes and the sale windows, and the scheduler ticks. Each rule also checks
-its own answer against a small model of what must have happened; the invariants read the
-stores' state directly.
+its own answer against a small model of what must have happened; the invariants read the stores'
+state directly.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from concert_domain.catalog import ConcertDate, DateSpec, RowSpec, Seat, SeatSta
 from concert_domain.errors import (
     ConcertError,
     EmailTaken,
+    ExtensionLimitReached,
     HoldExpired,
     HoldLimitReached,
     IdempotencyKeyReused,
@@ -53,15 +55,18 @@ from concert_domain.errors import (
     ReservationNotPaid,
     SaleClosed,
     SaleNotOpen,
+    SeatsNotTogether,
     SeatUnavailable,
 )
 from concert_domain.ids import DateId, QueueToken, ReservationId, UserId
 from concert_domain.queue import TicketStatus
 from concert_domain.reservations import Reservation, ReservationStatus
+from concert_domain.seating import blocks_in_row, rows_of, strands_avoidably
 from concert_domain.wallet import BALANCE_MAX, CHARGE_MAX, LedgerKind, ledger_balance
 
 POLICY = BookingPolicy(
     hold_seconds=120,
+    hold_extension_seconds=60,
     max_holds_per_user=2,
     queue=QueuePolicy(capacity=2, active_seconds=300),
 )
@@ -102,7 +107,7 @@ class BookingMachine(RuleBasedStateMachine):
         self.activations = 0
         self.paid: dict[ReservationId, Reservation] = {}  # and not refunded
         self.refunds: dict[ReservationId, Reservation] = {}  # as they were paid
-        self.answers: dict[tuple[UserId, str], tuple[tuple[str, int], object]] = {}
+        self.answers: dict[tuple[UserId, str], tuple[tuple[str, object], object]] = {}
         self.seats: list[Seat] = []  # of every date
         self.dates: dict[DateId, ConcertDate] = {}
         self.keyed_payments: list[tuple[UserId, ReservationId, str]] = []
@@ -223,6 +228,142 @@ class BookingMachine(RuleBasedStateMachine):
         assert held.expires_at == now + POLICY.hold_duration
         event("hold: held")
         return held.reservation_id
+
+    @rule(
+        target=reservations,
+        customer=customers,
+        indexes=st.lists(strategies.seat_indexes, min_size=1, max_size=3),
+    )
+    def hold_several(self, customer: UserId, indexes: list[int]) -> object:
+        """Several seats at once: all held, or none (invariant 9)."""
+        seats = [self.seats[index % len(self.seats)] for index in indexes]
+        now = self.clock.now()
+        before = {r.reservation_id for r in self._all_reservations()}
+        live = {r.seat_id for r in self._all_reservations() if r.is_live(now)}
+        holds = [r for r in self._all_reservations() if r.user_id == customer and r.is_held(now)]
+        one_date = len({seat.date_id for seat in seats}) == 1
+        distinct = len({seat.seat_id for seat in seats}) == len(seats)
+        asked = [seat.seat_id for seat in seats]
+        try:
+            held = self.run(
+                usecases.hold_seats(customer, self.tokens.get(customer), asked, deps=self.deps)
+            )
+        except ConcertError as error:
+            event(f"hold several: {error.code}")
+            assert {r.reservation_id for r in self._all_reservations()} == before, (
+                "a refused hold of several seats left some held"
+            )
+            if isinstance(error, InvalidRequest):
+                assert not (distinct and one_date and len(seats) <= POLICY.max_holds_per_user)
+            elif isinstance(error, QUEUE_GATE):
+                self._check_gate_refusal(customer)
+            elif isinstance(error, (SaleNotOpen, SaleClosed)):
+                assert not self.dates[seats[0].date_id].on_sale(now)
+            elif isinstance(error, SeatUnavailable):
+                assert live & set(asked), "free seats were refused"
+            else:
+                assert isinstance(error, HoldLimitReached), error
+                assert len(holds) + len(seats) > POLICY.max_holds_per_user
+            return multiple()
+        assert distinct and one_date and not live & set(asked)
+        assert len(holds) + len(seats) <= POLICY.max_holds_per_user
+        assert [r.seat_id for r in held] == asked
+        event(f"hold several: held {len(held)}")
+        return multiple(*(r.reservation_id for r in held))
+
+    @rule(
+        target=reservations,
+        customer=customers,
+        index=strategies.seat_indexes,
+        quantity=st.sampled_from([1, 2, 2, 3]),  # 3 passes the limit of two
+        in_section=st.booleans(),
+    )
+    def hold_best(self, customer: UserId, index: int, quantity: int, in_section: bool) -> object:
+        """The best seats side by side on the date of a seat (in its section, if asked):
+        side by side in one row, and no single seat stranded when it could be helped
+        (invariant 11)."""
+        picked = self.seats[index % len(self.seats)]
+        section = picked.section if in_section else None
+        now = self.clock.now()
+        views = [
+            self.database.seat_view(seat, now)
+            for seat in self.database.seats_of(picked.date_id)
+            if section in (None, seat.section)
+        ]
+        holds = [r for r in self._all_reservations() if r.user_id == customer and r.is_held(now)]
+        token = self.tokens.get(customer)
+        try:
+            held = self.run(
+                usecases.hold_best(
+                    customer, token, picked.date_id, quantity, section, deps=self.deps
+                )
+            )
+        except ConcertError as error:
+            event(f"hold best: {error.code}")
+            if isinstance(error, QUEUE_GATE):
+                self._check_gate_refusal(customer)
+            elif isinstance(error, (SaleNotOpen, SaleClosed)):
+                assert not self.dates[picked.date_id].on_sale(now)
+            elif isinstance(error, SeatsNotTogether):
+                free = {v.seat.seat_id for v in views if v.status is SeatStatus.AVAILABLE}
+                for row in rows_of(views):
+                    numbers = {v.seat.number for v in row if v.seat.seat_id in free}
+                    assert not any(
+                        all(n + k in numbers for k in range(quantity)) for n in numbers
+                    ), "a row with the seats together was passed over"
+            elif isinstance(error, InvalidRequest):
+                assert quantity > POLICY.max_holds_per_user
+            else:
+                assert isinstance(error, HoldLimitReached), error
+                assert len(holds) + quantity > POLICY.max_holds_per_user
+            return multiple()
+        in_row = [r.number for r in held]
+        assert in_row == list(range(in_row[0], in_row[0] + quantity))
+        assert len({(r.section, r.row) for r in held}) == 1
+        assert len(holds) + quantity <= POLICY.max_holds_per_user
+        chosen = {r.seat_id for r in held}
+        status = {v.seat.seat_id: v.status for v in views}
+        assert all(status[seat_id] is SeatStatus.AVAILABLE for seat_id in chosen)
+        [block] = [
+            block
+            for row in rows_of(views)
+            for block in blocks_in_row(row, quantity)
+            if {seat.seat_id for seat in block.seats} == chosen
+        ]
+        assert not strands_avoidably(block, views, quantity), "a seat was stranded needlessly"
+        event(f"hold best: held {quantity}")
+        return multiple(*(r.reservation_id for r in held))
+
+    @rule(customer=customers, reservation_id=reservations)
+    def extend(self, customer: UserId, reservation_id: ReservationId) -> None:
+        before = self._stored(reservation_id)
+        now = self.clock.now()
+        try:
+            extended = self.run(
+                usecases.extend_hold(
+                    customer, self.tokens.get(customer), reservation_id, deps=self.deps
+                )
+            )
+        except QUEUE_GATE as error:
+            event(f"extend: {error.code}")
+            self._check_gate_refusal(customer)
+            return
+        except ConcertError as error:
+            event(f"extend: {error.code}")
+            expected = (
+                NotFound
+                if before.user_id != customer
+                else HoldExpired
+                if before.as_of(now).status is ReservationStatus.EXPIRED
+                else ReservationNotHeld
+                if before.status is not ReservationStatus.HELD
+                else ExtensionLimitReached
+            )
+            assert isinstance(error, expected), (error, expected)
+            return
+        event("extend: extended")
+        assert before.user_id == customer and before.is_held(now) and not before.extended
+        assert extended.expires_at == before.expires_at + POLICY.hold_extension
 
     @rule(customer=customers, index=strategies.seat_indexes, whole=st.booleans())
     def look_at_seat_map(self, customer: UserId, index: int, whole: bool) -> None:
@@ -415,6 +556,81 @@ class BookingMachine(RuleBasedStateMachine):
         seldom hit."""
         self.pay(self._stored(reservation_id).user_id, reservation_id, key)
 
+    @rule(
+        customer=customers,
+        reservation_ids=st.lists(reservations, min_size=1, max_size=3),
+        key=strategies.idempotency_keys,
+    )
+    def pay_several(
+        self, customer: UserId, reservation_ids: list[ReservationId], key: str | None
+    ) -> None:
+        """Several holds paid at once: every seat sold with one debit, or nothing
+        (invariant 9)."""
+        single = len(reservation_ids) == 1  # then the same request as `pay`'s
+        request = ("pay", reservation_ids[0] if single else tuple(reservation_ids))
+        valid = len(set(reservation_ids)) == len(reservation_ids) <= POLICY.max_holds_per_user
+        replay = self._replay(customer, key, request) if valid else None  # refused unclaimed
+        befores = [self._stored(r) for r in reservation_ids]
+        now = self.clock.now()
+        balance = self.charged[customer] - self.spent[customer] + self.refunded[customer]
+        token = self.tokens.get(customer)
+        sold_before = len(self.database.payments)
+        try:
+            receipt = self.run(
+                usecases.pay_holds(customer, token, reservation_ids, key, deps=self.deps)
+            )
+        except ConcertError as error:
+            event(f"pay several: {error.code}{' (replayed)' if replay is not None else ''}")
+            assert len(self.database.payments) == sold_before, "a refused payment paid"
+            self._check_replayed(replay, error)
+            if replay is not None:
+                return
+            if isinstance(error, InvalidRequest):
+                assert not valid
+                return
+            if isinstance(error, QUEUE_GATE):
+                self._check_gate_refusal(customer)
+                return
+            failing = [
+                NotFound
+                if before.user_id != customer
+                else HoldExpired
+                if before.as_of(now).status is ReservationStatus.EXPIRED
+                else ReservationNotHeld
+                for before in befores
+                if not (before.user_id == customer and before.is_held(now))
+            ]
+            expected = failing[0] if failing else InsufficientBalance
+            assert isinstance(error, expected), (error, expected)
+            if expected is InsufficientBalance:
+                assert balance < sum(before.price for before in befores)
+            self._remember(customer, key, request, error)
+            return
+        event(f"pay several: paid{' (replayed)' if replay is not None else ''}")
+        self._check_replayed(replay, receipt)
+        if replay is None:
+            assert all(b.user_id == customer and b.is_held(now) for b in befores)
+            assert receipt.amount == sum(before.price for before in befores) <= balance
+            self.spent[customer] += receipt.amount
+            for reservation_id in reservation_ids:
+                self.paid[reservation_id] = self._stored(reservation_id)
+            assert self._ticket_status(token) is TicketStatus.EXPIRED  # type: ignore[arg-type]
+            self._remember(customer, key, request, receipt)
+
+    @precondition(lambda self: bool(self._holders()))
+    @rule(data=st.data(), key=strategies.idempotency_keys)
+    def pay_own_holds(self, data: st.DataObject, key: str | None) -> None:
+        """A customer pays for every hold they have at once: the common case of paying for
+        several, which random lists of reservations seldom hit."""
+        customer = data.draw(st.sampled_from(sorted(self._holders())))
+        now = self.clock.now()
+        holds = [
+            r.reservation_id
+            for r in self._all_reservations()
+            if r.user_id == customer and r.is_held(now)
+        ]
+        self.pay_several(customer, holds, key)
+
     @precondition(lambda self: bool(self.keyed_payments))
     @rule(data=st.data())
     def replay_payment(self, data: st.DataObject) -> None:
@@ -454,12 +670,15 @@ class BookingMachine(RuleBasedStateMachine):
             assert self._stored(reservation_id).status is ReservationStatus.REFUNDED
             payment_id = self.database.payment_by_reservation.get(reservation_id)
             payment = None if payment_id is None else self.database.payments.get(payment_id)
-            assert payment is not None and payment.amount == paid.price, "the payment is lost"
+            assert payment is not None, "the payment is lost"
+            assert reservation_id in payment.reservation_ids
             entries = list(self.database.ledger.get(paid.user_id) or ())
             refunds = [
-                e for e in entries if e.kind is LedgerKind.REFUND and e.payment_id == payment_id
+                e
+                for e in entries
+                if e.kind is LedgerKind.REFUND and e.reservation_id == reservation_id
             ]
-            assert [e.amount for e in refunds] == [payment.amount]
+            assert [(e.amount, e.payment_id) for e in refunds] == [(paid.price, payment_id)]
             live = self.database.live_reservation(paid.seat_id, now)
             assert live is None or live.reservation_id != reservation_id
 
@@ -472,7 +691,8 @@ class BookingMachine(RuleBasedStateMachine):
                 live = self.database.live_reservation(reservation.seat_id, now)
                 assert live is None or live.reservation_id != reservation.reservation_id
         for payment in self.database.payments.values():
-            assert payment.created_at < self._stored(payment.reservation_id).expires_at
+            for reservation_id in payment.reservation_ids:
+                assert payment.created_at < self._stored(reservation_id).expires_at
 
     @invariant()
     def balances_are_never_negative_and_equal_their_ledger(self) -> None:
@@ -488,9 +708,25 @@ class BookingMachine(RuleBasedStateMachine):
 
     @invariant()
     def a_reservation_is_paid_at_most_once(self) -> None:
-        payments = [p.reservation_id for p in self.database.payments.values()]
+        payments = [r for p in self.database.payments.values() for r in p.reservation_ids]
         assert len(payments) == len(set(payments))
         assert set(payments) == set(self.paid) | set(self.refunds)  # a refund keeps its payment
+
+    @invariant()
+    def a_payment_of_several_holds_paid_them_all_for_their_total(self) -> None:
+        for payment in self.database.payments.values():
+            paid = [self._stored(r) for r in payment.reservation_ids]
+            assert {r.status for r in paid} <= {ReservationStatus.PAID, ReservationStatus.REFUNDED}
+            assert payment.amount == sum(r.price for r in paid)
+            assert len({r.user_id for r in paid}) == 1
+
+    @invariant()
+    def a_hold_is_extended_at_most_once_and_never_past_its_bound(self) -> None:
+        for reservation in self._all_reservations():
+            lasts = reservation.expires_at - reservation.created_at
+            assert lasts == POLICY.hold_duration + (
+                POLICY.hold_extension if reservation.extended else timedelta(0)
+            )
 
     @invariant()
     def the_queue_admits_in_order_within_capacity_one_token_each(self) -> None:
@@ -532,6 +768,10 @@ class BookingMachine(RuleBasedStateMachine):
         assert reservation is not None
         return reservation
 
+    def _holders(self) -> set[UserId]:
+        now = self.clock.now()
+        return {r.user_id for r in self._all_reservations() if r.is_held(now)}
+
     def _ticket_status(self, token: QueueToken) -> TicketStatus:
         ticket = self.run(self.deps.queue.get(token, self.clock.now()))
         # expired tickets are known for a while, then forgotten: forgotten means expired
@@ -552,7 +792,7 @@ class BookingMachine(RuleBasedStateMachine):
             "an active token was refused at the queue gate"
         )
 
-    def _replay(self, customer: UserId, key: str | None, request: tuple[str, int]) -> object:
+    def _replay(self, customer: UserId, key: str | None, request: tuple[str, object]) -> object:
         """None when this request runs for real; else the answer it must get back."""
         if key is None or (customer, key) not in self.answers:
             return None
@@ -573,7 +813,7 @@ class BookingMachine(RuleBasedStateMachine):
         self,
         customer: UserId,
         key: str | None,
-        request: tuple[str, int],
+        request: tuple[str, object],
         answer: object,
         stored: bool = True,
     ) -> None:
