@@ -2,8 +2,9 @@
 the customer it acts as, its configuration, and the answers of the contract that no schema can
 foretell for a schema-valid request.
 
-`positive_data_acceptance` runs as the built-in check with exactly four answers excused, each
-only when this run's own record shows it is the contract's answer (`API.md`):
+`positive_data_acceptance` runs as the built-in check with exactly five answers excused, each
+only when this run's own record, or the answer itself, shows it is the contract's answer
+(`API.md`):
 
 - an ``Idempotency-Key`` is scoped to its customer, so a key the fuzzer already sent with another
   request is refused with 422 ``idempotency_key_reused``, and a retry of the first request gets
@@ -15,9 +16,11 @@ only when this run's own record shows it is the contract's answer (`API.md`):
   it as the integer 100 and no schema can tell the two apart;
 - a page's ``cursor`` is opaque, "the ``next`` of the page before": one no page handed out is
   refused with 422 ``invalid_request`` ("a bad query"), though any string of its alphabet
-  fits the schema.
+  fits the schema;
+- several seats are held together only if they are "of one date": a list of seats of more
+  than one date is refused with 422 ``invalid_request``, where the schema sees only ids.
 
-The first two depend on what was sent before; the last two are limits of JSON Schema.
+The first two depend on what was sent before; the last three are limits of JSON Schema.
 
 `use_after_free` runs as the built-in check but for one answer: cancelling a hold is
 ``DELETE /reservations/{id}``, and the contract keeps the reservation readable afterwards, with
@@ -274,7 +277,7 @@ class Run:
             use = KeyUse(self.request_of(case), response.status_code, response.content, excused)
             self.key_uses.setdefault(key, []).append(use)
 
-    # -- the four excused answers ------------------------------------------------------------
+    # -- the five excused answers ------------------------------------------------------------
 
     def positive_data_acceptance_check(self) -> Callable[..., bool | None]:
         run = self
@@ -312,6 +315,14 @@ class Run:
             return True  # a cursor no page handed out
         if code != "invalid_request" or not isinstance(case.body, Mapping):
             return False
+        seat_ids = case.body.get("seat_ids")
+        if (
+            case.operation.label == "POST /reservations"
+            and isinstance(seat_ids, list)
+            and len(seat_ids) > 1
+            and b"must be of one date" in response.content
+        ):
+            return True  # seats of several dates
         fields = self.document.body_fields(case)
         if any(
             isinstance(value, float) and value.is_integer() and declares_integer(fields[name])

@@ -9,10 +9,11 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from msgspec import UNSET, UnsetType
 from starlette.responses import Response, StreamingResponse
 
 from adapters.caching.lru import LeastRecentlyUsed
-from concert_domain import usecases
+from concert_domain import BookingPolicy, usecases
 from concert_domain.catalog import Concert, DateSpec, RowSpec, SeatView, SectionSpec
 from concert_domain.errors import InvalidRequest, NotFound, StoreUnavailable
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
@@ -165,36 +166,38 @@ class SeatMapBodies:
 async def hold(call: Call) -> Answered:
     body: schema.Hold = call.body
     form = _one_form(body)
-    if body.section is not None and form != "date_id":
-        raise InvalidRequest("a section is named only when asking for the best seats")
     if form == "seat_id":
-        seat_id = SeatId(body_id(body.seat_id or 0, "seat"))
+        assert isinstance(body.seat_id, int)
+        seat_id = SeatId(body_id(body.seat_id, "seat"))
         held = await usecases.hold_seat(call.user, call.queue_token, seat_id, deps=call.deps)
         return 201, reservation_answer(held)
     if form == "seat_ids":
-        seat_ids = [SeatId(body_id(seat_id, "seat")) for seat_id in body.seat_ids or ()]
+        assert isinstance(body.seat_ids, list)
+        seat_ids = [SeatId(body_id(seat_id, "seat")) for seat_id in body.seat_ids]
         holds = await usecases.hold_seats(call.user, call.queue_token, seat_ids, deps=call.deps)
     else:
+        assert isinstance(body.date_id, int)
+        assert isinstance(body.quantity, int)
         holds = await usecases.hold_best(
             call.user,
             call.queue_token,
-            DateId(body_id(body.date_id or 0, "date")),
-            body.quantity or 0,
-            body.section,
+            DateId(body_id(body.date_id, "date")),
+            body.quantity,
+            None if isinstance(body.section, UnsetType) else body.section,
             deps=call.deps,
         )
     return 201, schema.Holds(reservations=[reservation_answer(r) for r in holds])
 
 
 def _one_form(body: schema.Body) -> str:
-    """The first field of the one form ``body`` takes (`schema.Body.forms`). Raises
-    `InvalidRequest` for none, several, or one given in part, naming the forms."""
-    given = {name for name in body.__struct_fields__ if getattr(body, name) is not None}
-    touched = [form for form in body.forms if given & set(form)]
-    if len(touched) != 1 or not given >= set(touched[0]):
+    """The first field of the one form whose every field ``body`` carries
+    (`schema.Body.forms`). Raises `InvalidRequest` for none or several, naming the forms."""
+    given = {name for name in body.__struct_fields__ if getattr(body, name) is not UNSET}
+    whole = [form for form in body.forms if given >= set(form)]
+    if len(whole) != 1:
         forms = "; or ".join(" and ".join(form) for form in body.forms)
         raise InvalidRequest(f"give exactly one of: {forms}")
-    return touched[0][0]
+    return whole[0][0]
 
 
 async def extend_hold(call: Call) -> Answered:
@@ -278,9 +281,11 @@ async def charge_wallet(call: Call) -> Answered:
 async def pay(call: Call) -> Answered:
     body: schema.Pay = call.body
     if _one_form(body) == "reservation_id":
-        named = [body.reservation_id or 0]
+        assert isinstance(body.reservation_id, int)
+        named = [body.reservation_id]
     else:
-        named = body.reservation_ids or []
+        assert isinstance(body.reservation_ids, list)
+        named = body.reservation_ids
     reservation_ids = [ReservationId(body_id(r, "reservation")) for r in named]
     receipt = await usecases.pay_holds(
         call.user, call.queue_token, reservation_ids, call.idempotency_key, deps=call.deps
@@ -392,13 +397,20 @@ async def readyz(call: Call) -> Answered:
 
 
 async def openapi(call: Call) -> Answered:
-    return 200, document()
+    return 200, document(call.deps.policy.max_holds_per_user)
 
 
 @functools.cache
-def document() -> dict[str, Any]:
-    """`/openapi.json`, made from `ENDPOINTS` the first time it is asked for."""
-    return openapi_document(ENDPOINTS)
+def document(max_holds: int = BookingPolicy().max_holds_per_user) -> dict[str, Any]:
+    """`/openapi.json`, made from `ENDPOINTS` the first time it is asked for, with the most
+    seats one customer may hold (`CONCERT_MAX_HOLDS_PER_USER`) where a body counts them."""
+    made = openapi_document(ENDPOINTS)
+    shapes = made["components"]["schemas"]
+    hold, pay = shapes["Hold"]["properties"], shapes["Pay"]["properties"]
+    for listed in (hold["seat_ids"], pay["reservation_ids"]):
+        listed["maxItems"] = max_holds
+    hold["quantity"]["maximum"] = max_holds
+    return made
 
 
 # In the order the on-sale rush asks for them: Starlette tries the routes in turn. Every path

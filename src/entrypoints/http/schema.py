@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from concert_domain.accounts import (
     EMAIL_MAX_LENGTH,
@@ -61,6 +61,7 @@ Title = Annotated[str, Meta(min_length=1, max_length=TITLE_MAX_LENGTH, pattern=N
 Venue = Annotated[str, Meta(max_length=VENUE_MAX_LENGTH, pattern=NO_NUL)]
 SectionName = Annotated[str, Meta(min_length=1, max_length=SECTION_NAME_MAX_LENGTH, pattern=NO_NUL)]
 RowLabel = Annotated[str, Meta(min_length=1, max_length=ROW_LABEL_MAX_LENGTH, pattern=NO_NUL)]
+UNIQUE = {"uniqueItems": True}
 Cursor = Annotated[
     str,
     Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="a page's `next`"),
@@ -69,7 +70,8 @@ Cursor = Annotated[
 
 class Body(msgspec.Struct, kw_only=True):
     """A JSON object; fields not named are ignored. A body that takes one of several forms
-    names the fields each form requires in ``forms`` (documented as ``oneOf``)."""
+    names the fields each form requires in ``forms`` (documented as ``oneOf``): it must carry
+    every field of exactly one of them, and the fields of the others are then ignored."""
 
     forms: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
@@ -97,19 +99,21 @@ class Hold(Body):
     ``section``)."""
 
     forms = (("seat_id",), ("seat_ids",), ("date_id", "quantity"))
-    seat_id: int | None = None
-    seat_ids: list[int] | None = None
-    date_id: int | None = None
-    quantity: int | None = None
-    section: SectionName | None = None
+    seat_id: int | UnsetType = UNSET
+    seat_ids: Annotated[list[int], Meta(min_length=1, extra_json_schema=UNIQUE)] | UnsetType = UNSET
+    date_id: int | UnsetType = UNSET
+    quantity: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    section: SectionName | UnsetType = UNSET
 
 
 class Pay(Body):
     """One hold (``reservation_id``) or several paid together (``reservation_ids``)."""
 
     forms = (("reservation_id",), ("reservation_ids",))
-    reservation_id: int | None = None
-    reservation_ids: list[int] | None = None
+    reservation_id: int | UnsetType = UNSET
+    reservation_ids: (
+        Annotated[list[int], Meta(min_length=1, extra_json_schema=UNIQUE)] | UnsetType
+    ) = UNSET
 
 
 class Charge(Body):
