@@ -258,3 +258,54 @@ class TestMigratingAnOldDatabase:
         for statement in ("UPDATE ledger SET amount = 1", "DELETE FROM ledger"):
             with pytest.raises(DBAPIError), sync_engine(url_at_0002).begin() as connection:
                 connection.execute(text(statement))
+
+
+class TestMigratingTo0004:
+    async def test_paid_seats_name_their_payment_and_refunds_their_reservation(
+        self, url_at_0002: str
+    ) -> None:
+        """A database at 0003 with a seat refunded: 0004 ties the paid and refunded
+        reservations to their payments and the refund entry to its reservation, which may
+        then be refunded no more."""
+        engine = sync_engine(url_at_0002)
+        with engine.connect() as connection:
+            upgrade(connection, "0003")
+            connection.commit()
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE reservations SET status = 'refunded' WHERE reservation_id = 1")
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
+                    "VALUES (1, 'refund', 50000, 1, :at, 100000)"
+                ),
+                {"at": T0 + timedelta(days=2)},
+            )
+        database = SqlDatabase(url_at_0002)
+        try:
+            await database.migrate()
+        finally:
+            await database.dispose()
+        with engine.connect() as connection:
+            assert schema_differences(connection) == []
+            paid_by = connection.execute(
+                text("SELECT reservation_id, payment_id, extended FROM reservations ORDER BY 1")
+            ).all()
+            refunds = connection.execute(
+                text("SELECT reservation_id, payment_id FROM ledger WHERE kind = 'refund'")
+            ).all()
+        assert [tuple(row) for row in paid_by] == [
+            (1, 1, False),
+            (2, None, False),
+            (3, None, False),
+        ]
+        assert [tuple(row) for row in refunds] == [(1, 1)]
+        with pytest.raises(DBAPIError), engine.begin() as connection:  # once per reservation
+            connection.execute(
+                text(
+                    "INSERT INTO ledger (user_id, kind, amount, payment_id, reservation_id,"
+                    " created_at, balance) VALUES (1, 'refund', 50000, 1, 1, :at, 150000)"
+                ),
+                {"at": T0 + timedelta(days=3)},
+            )
