@@ -16,7 +16,7 @@ import services
 README = Path(__file__).parents[2] / "README.md"
 
 
-def test_the_readme_walkthrough_sells_a_seat_puts_a_show_on_sale_and_refunds(
+def test_the_readme_walkthrough_sells_seats_puts_a_show_on_sale_and_refunds(
     tmp_path: Path,
 ) -> None:
     if shutil.which("curl") is None:
@@ -46,8 +46,11 @@ def test_the_readme_walkthrough_sells_a_seat_puts_a_show_on_sale_and_refunds(
     out = result.stdout
     paid = '{"payment_id":1,"reservation_id":1,"reservation_ids":[1],"amount":50000,"balance":30000'
     assert paid in out, out
+    family = ["Floor A-24", "Floor A-25", "Floor A-26"]
+    assert all(f'"label":"{label}"' in out for label in family), out
+    assert '"reservation_ids":[2,3,4],"amount":150000,"balance":30000' in out, out
     assert "created as an admin" in out, out
     assert '"seats_total":52,"available":51,"held":0,"sold":1,"revenue":150000' in out, out
-    assert "reservation_id,payment_id,section,row,number,price,paid_at,email\n2,2,VIP,A,1," in out
+    assert "reservation_id,payment_id,section,row,number,price,paid_at,email\n5,3,VIP,A,1," in out
     assert '"label":"VIP A-1","price":150000,"status":"refunded"' in out, out
     assert '"kind":"refund","amount":150000,"balance":180000' in out, out
