@@ -285,3 +285,69 @@ async def test_an_operator_puts_a_show_on_sale_watches_it_sell_and_refunds(
     assert [r["reservation_id"] for r in mine["reservations"]] == [held["reservation_id"]]
     me = (await client.get("/me", headers=mina.auth)).json()
     assert (me["balance"], me["role"], me["holds"]) == (200_000, "customer", [])
+
+
+async def test_families_book_together_extend_once_and_pay_once(client: httpx.AsyncClient) -> None:
+    """Several seats all or none, best available side by side under a race, one extension,
+    one payment for several holds, and `GET /me` counting it all down."""
+    login = await client.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})
+    ops = Caller(client, login.json()["access_token"])
+    made = await client.post("/admin/concerts", json={"title": "Family Day"}, headers=ops.auth)
+    concert_id = made.json()["concert_id"]
+    layout = {
+        "starts_at": "2030-01-10T19:00:00+09:00",
+        "sections": [{"name": "Floor", "price": 30_000, "rows": [{"row": "A", "seats": 8}]}],
+    }
+    dated = await client.post(f"/admin/concerts/{concert_id}/dates", json=layout, headers=ops.auth)
+    date_id = dated.json()["date_id"]
+    families = await asyncio.gather(*(customer(client) for _ in range(4)))
+    answers = await asyncio.gather(
+        *(f.post("/reservations", {"date_id": date_id, "quantity": 3}) for f in families)
+    )
+    won = [a.json()["reservations"] for a in answers if a.status_code == 201]
+    refused = [error_code(a) for a in answers if a.status_code != 201]
+    # eight seats: two blocks of three fit without overlap; the others find none together
+    assert len(won) == 2, [a.text for a in answers]
+    assert refused == [(409, "seats_not_together")] * 2
+    numbers = [sorted(r["number"] for r in block) for block in won]
+    assert all(n == list(range(n[0], n[0] + 3)) for n in numbers)
+    assert not set(numbers[0]) & set(numbers[1])
+
+    winner = families[[a.status_code for a in answers].index(201)]
+    block = next(a.json()["reservations"] for a in answers if a.status_code == 201)
+    ids = [r["reservation_id"] for r in block]
+    for reservation_id in ids:  # the holds last two seconds here: two minutes more each
+        extended = await winner.post(f"/reservations/{reservation_id}/extension", None)
+        assert extended.status_code == 200, extended.text
+    again = await winner.post(f"/reservations/{ids[0]}/extension", None)
+    assert error_code(again) == (409, "extension_limit_reached")
+    me = (await client.get("/me", headers=winner.auth)).json()
+    assert me["queue"]["status"] == "active"
+    assert sorted(h["reservation_id"] for h in me["holds"]) == sorted(
+        r["reservation_id"] for r in block
+    )
+    assert min(h["seconds_left"] for h in me["holds"]) > 100
+
+    short = await winner.post("/payments", {"reservation_ids": ids})
+    assert error_code(short) == (402, "insufficient_balance")
+    await client.post("/wallet/charges", json={"amount": 90_000}, headers=winner.auth)
+    paid = await winner.post("/payments", {"reservation_ids": ids})
+    assert paid.status_code == 201, paid.text
+    assert (paid.json()["reservation_ids"], paid.json()["amount"]) == (ids, 90_000)
+    assert (await winner.get("/queue/status")).json()["status"] == "expired"
+    moves = (await client.get("/wallet/transactions", headers=winner.auth)).json()
+    assert [(m["kind"], m["amount"]) for m in moves["transactions"]] == [
+        ("payment", -90_000),
+        ("charge", 90_000),
+    ]
+
+    # named seats, all or none: one of them is sold, so none is held
+    late = await customer(client)
+    base = f"/concerts/{concert_id}/dates/{date_id}/seats"
+    seats = (await late.get(base)).json()["seats"]
+    sold = next(s["seat_id"] for s in seats if s["status"] == "sold")
+    free = [s["seat_id"] for s in seats if s["status"] == "available"][:1]
+    refused_whole = await late.post("/reservations", {"seat_ids": [*free, sold]})
+    assert error_code(refused_whole) == (409, "seat_unavailable")
+    still = (await late.get(base)).json()["seats"]
+    assert next(s["status"] for s in still if s["seat_id"] == free[0]) == "available"
