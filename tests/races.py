@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -440,5 +441,140 @@ def scheduler_ticks(
         await redis.aclose()
         await database.dispose()
         return ticks
+
+    return _run(main())
+
+
+# -- several seats at once: best available, overlapping blocks, payments against the sweep --
+
+# a customer still without an answer this long after asking counts as hung
+ANSWER_SECONDS = 30.0
+
+
+async def _answer(attempt: Awaitable[Any]) -> str:
+    """The attempt's outcome, or ``no answer`` when it has none after `ANSWER_SECONDS`."""
+    try:
+        return await asyncio.wait_for(_outcome(attempt), ANSWER_SECONDS)
+    except TimeoutError:
+        return "no answer"
+
+
+def ask_for_best(
+    url: str, shared: tuple[str, str] | None, date_id: DateId, asks: list[tuple[UserId, int]]
+) -> list[tuple[str, list[SeatId], float]]:
+    """All of this process's customers ask at once for the best ``quantity`` seats side by
+    side (``asks``: customer and quantity); returns for each its answer (``ok``, an error's
+    code, or ``no answer`` after `ANSWER_SECONDS`), the seats it got and the seconds it took.
+    The line, hold timers and seat-map versions are the process's own, or with ``shared``
+    (a Redis URL and key prefix) every process's, as servers share them."""
+    from adapters.redis import Keys, connect
+
+    async def main() -> list[tuple[str, list[SeatId], float]]:
+        # a connection for most customers: one who waits two seconds for one is answered 503
+        database = SqlDatabase(url, pool_size=40)
+        redis = None if shared is None else connect(shared[0])
+        deps = build_dependencies(
+            uow=database.unit_of_work,
+            redis=redis,
+            redis_keys=None if shared is None else Keys(shared[1]),
+            clock=ManualClock(NOW),
+            policy=POLICY,
+            passwords=cheap_hasher(),
+            jwt_secret=b"r" * 32,
+        )
+        tokens = await _admit(deps, [user for user, _ in asks])
+
+        async def ask(
+            user: UserId, token: QueueToken, quantity: int
+        ) -> tuple[str, list[SeatId], float]:
+            started = time.monotonic()
+            attempt = usecases.hold_best(user, token, date_id, quantity, deps=deps)
+            try:
+                held = await asyncio.wait_for(attempt, ANSWER_SECONDS)
+            except ConcertError as error:
+                return error.code, [], time.monotonic() - started
+            except TimeoutError:
+                return "no answer", [], time.monotonic() - started
+            return "ok", [r.seat_id for r in held], time.monotonic() - started
+
+        _line_up()
+        answers = await asyncio.gather(
+            *(ask(user, token, n) for (user, n), token in zip(asks, tokens, strict=True))
+        )
+        if redis is not None:
+            await redis.aclose()
+        await database.dispose()
+        return list(answers)
+
+    return _run(main())
+
+
+def hold_blocks(url: str, users: list[UserId], rounds: list[list[list[SeatId]]]) -> list[list[str]]:
+    """Round by round, this process's customers each ask at once for their seats of the round
+    (``rounds[n][k]`` is what ``users[k]`` asks for in round ``n``: one seat through
+    `hold_seat`, several all or none through `hold_seats`); the outcomes, round by round."""
+
+    async def main() -> list[list[str]]:
+        database = SqlDatabase(url, pool_size=len(users))
+        deps = worker_deps(database, ManualClock(NOW), attrs.evolve(POLICY, max_holds_per_user=100))
+        tokens = await _admit(deps, users)
+
+        def attempt(user: UserId, token: QueueToken, seats: list[SeatId]) -> Awaitable[object]:
+            if len(seats) == 1:
+                return usecases.hold_seat(user, token, seats[0], deps=deps)
+            return usecases.hold_seats(user, token, seats, deps=deps)
+
+        outcomes = []
+        for asked in rounds:
+            _line_up()
+            outcomes.append(
+                list(
+                    await asyncio.gather(
+                        *(
+                            _answer(attempt(u, t, s))
+                            for u, t, s in zip(users, tokens, asked, strict=True)
+                        )
+                    )
+                )
+            )
+        await database.dispose()
+        return outcomes
+
+    return _run(main())
+
+
+def pay_holds_or_sweep(
+    url: str, role: str, rounds: list[tuple[datetime, list[tuple[UserId, list[ReservationId]]]]]
+) -> list[str]:
+    """Round by round, at the instant the round's holds lapse (``rounds``: their expiry, and
+    each customer's holds): a ``payer`` pays each customer's holds together, all at once, its
+    clock a millisecond before; a ``sweeper`` sweeps, its clock on the expiry. The payments'
+    outcomes in order, or how many holds each sweep expired."""
+
+    async def main() -> list[str]:
+        database = SqlDatabase(url, pool_size=8)
+        clock = ManualClock(NOW)
+        deps = worker_deps(database, clock)
+        results = []
+        for expires_at, holds in rounds:
+            if role == "payer":
+                clock.advance(expires_at - timedelta(milliseconds=1) - clock.now())
+                tokens = await _admit(deps, [user for user, _ in holds])
+                _line_up()
+                results.extend(
+                    await asyncio.gather(
+                        *(
+                            _answer(usecases.pay_holds(user, token, reservations, deps=deps))
+                            for (user, reservations), token in zip(holds, tokens, strict=True)
+                        )
+                    )
+                )
+            else:
+                clock.advance(expires_at - clock.now())
+                _line_up()
+                swept = usecases.sweep_expired_holds(deps=deps)
+                results.append(str(await asyncio.wait_for(swept, ANSWER_SECONDS)))
+        await database.dispose()
+        return results
 
     return _run(main())

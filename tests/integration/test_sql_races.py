@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from itertools import groupby
 from typing import Any, TypeVar
 
 import attrs
@@ -15,7 +16,11 @@ import pytest
 from sqlalchemy import text
 
 import races
+from adapters.redis import Keys, RedisLink
 from adapters.sql import SqlDatabase
+from concert_domain.catalog import NewSeat, Seat
+from concert_domain.ids import SeatId, UserId
+from concert_domain.reservations import Reservation
 from contracts.database import HOLD, NOW, add_customer, add_seats, credit, hold, row_of, sell
 from inspection import sync_engine
 
@@ -236,3 +241,230 @@ def _sales_or_holds(url: str, role: str, args: tuple[Any, ...]) -> list[str]:
         return races.watch_sales(url, admin, concert_id, date_id, 60, step / 2)
     users, seats, step = args
     return races.hold_and_pay(url, users, seats, step)
+
+
+# -- several seats at once -------------------------------------------------------------------
+
+
+def hall(rows: int = 10, seats_a_row: int = 50) -> list[NewSeat]:
+    """``rows`` rows of ``seats_a_row``: the first half of the rows the Front section, the
+    rest the Back."""
+    half = rows // 2
+    return [
+        NewSeat(
+            "Front" if r < half else "Back",
+            0 if r < half else 1,
+            chr(ord("A") + r),
+            r % half,
+            number,
+            30_000 if r < half else 10_000,
+        )
+        for r in range(rows)
+        for number in range(1, seats_a_row + 1)
+    ]
+
+
+def free_runs(seats: list[Seat], taken: set[SeatId]) -> list[int]:
+    """The lengths of the runs of seats side by side that are not ``taken``, row by row
+    (``seats`` in layout order)."""
+    runs: list[int] = []
+    for _, row in groupby(seats, key=lambda seat: (seat.section, seat.row)):
+        run = 0
+        for seat in row:
+            if seat.seat_id in taken:
+                runs.append(run)
+                run = 0
+            else:
+                run += 1
+        runs.append(run)
+    return [run for run in runs if run]
+
+
+def live_holds(url: str) -> dict[UserId, list[SeatId]]:
+    """Every customer's live reservations' seats; fails if a seat has two."""
+    with sync_engine(url).connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT user_id, seat_id FROM reservations "
+                "WHERE status = 'paid' OR (status = 'held' AND expires_at > :now)"
+            ),
+            {"now": NOW},
+        ).all()
+    twice = [seat for seat, n in Counter(seat for _, seat in found).items() if n > 1]
+    assert twice == [], f"seats in two live reservations: {twice}"
+    seats: dict[UserId, list[SeatId]] = {}
+    for user, seat in found:
+        seats.setdefault(UserId(user), []).append(SeatId(seat))
+    return seats
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["process memory", "redis"])
+async def test_two_hundred_customers_asking_for_the_best_blocks_at_once_get_a_block_or_a_no(
+    postgres_database: SqlDatabase, redis_keys: tuple[RedisLink, Keys], redis_url: str, share: bool
+) -> None:
+    """Blocks of 2 to 4 from four processes of 50 customers at once, 600 seats asked for 500.
+    With the processes' own line, timers and seat-map versions the database decides every
+    collision; with Redis they share them, as servers do, and only then is a refusal a promise
+    that no row had the seats (a process's kept map misses the others' holds, and under a
+    clock that stands still never lapses)."""
+    uow = postgres_database.unit_of_work
+    seats = await add_seats(uow, layout=hall())
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(200)]
+    asks = [(user, 2 + n % 3) for n, user in enumerate(users)]
+    url = url_of(postgres_database)
+    shared = (redis_url, redis_keys[1].prefix) if share else None
+    per_process = races.run_in_processes(
+        races.ask_for_best, [(url, shared, seats[0].date_id, group) for group in chunks(asks, 50)]
+    )
+    answers = [answer for process in per_process for answer in process]
+    outcomes = Counter(outcome for outcome, _, _ in answers)
+    allowed = {"ok", "seats_not_together", "seat_unavailable", "hold_limit_reached"}
+    assert set(outcomes) <= allowed and sum(outcomes.values()) == 200, outcomes
+    held = live_holds(url)
+    by_id = {seat.seat_id: seat for seat in seats}
+    for (user, quantity), (outcome, got, _) in zip(asks, answers, strict=True):
+        assert sorted(held.get(user, [])) == sorted(got), (user, outcome)
+        if outcome != "ok":
+            assert got == [], (user, outcome, got)
+            continue
+        block = sorted((by_id[seat] for seat in got), key=lambda seat: seat.number)
+        numbers = [seat.number for seat in block]
+        assert len({(seat.section, seat.row) for seat in block}) == 1, (user, block)
+        assert numbers == list(range(numbers[0], numbers[0] + quantity)), (user, block)
+    runs = free_runs(seats, {seat for got in held.values() for seat in got})
+    # nothing is cancelled and nothing lapses: seats free at the end were free all along
+    refused_with_room = sum(
+        1
+        for (_, quantity), (outcome, _, _) in zip(asks, answers, strict=True)
+        if outcome == "seats_not_together" and max(runs, default=0) >= quantity
+    )
+    print(
+        f"\nbest available ({'redis' if share else 'process memory'}), 200 customers asking "
+        f"for 2-4 of 500 seats from 4 processes: ok {outcomes['ok']}, seats_not_together "
+        f"{outcomes['seats_not_together']}, seats held {sum(map(len, held.values()))}, lone "
+        f"seats left {runs.count(1)}, free runs {sorted(runs, reverse=True)}, refused while a "
+        f"block stayed free {refused_with_room}, slowest answer "
+        f"{max(seconds for _, _, seconds in answers):.1f} s"
+    )
+    if share:
+        assert refused_with_room == 0, sorted(runs, reverse=True)
+
+
+async def test_blocks_held_all_or_none_racing_single_holds_over_them_never_share_a_seat(
+    postgres_database: SqlDatabase,
+) -> None:
+    """Twenty rounds, each over four seats side by side: twelve customers from four processes
+    ask at once for pairs and triples of them (some for the same ones) or for one seat each."""
+    uow = postgres_database.unit_of_work
+    layout = [seat for row in "ABCD" for seat in row_of(20, row=row)]
+    seats = [s.seat_id for s in await add_seats(uow, layout=layout)]
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(12)]
+    rounds = chunks(seats, 4)  # four seats side by side a round, twenty rounds
+
+    def asks(a: SeatId, b: SeatId, c: SeatId, d: SeatId) -> list[list[SeatId]]:
+        return [[a, b], [b, c], [c, d], [a, b, c], [d, c, b], [a], [b], [c], [d]]
+
+    # customer ``k`` asks for the ``k + round``-th of these: some ask for the same seats from
+    # other processes, all of them overlap
+    asked = [
+        [asks(*group)[(k + n) % 9] for k in range(len(users))] for n, group in enumerate(rounds)
+    ]
+    per_process = races.run_in_processes(
+        races.hold_blocks,
+        [
+            (url_of(postgres_database), users[k : k + 3], [a[k : k + 3] for a in asked])
+            for k in range(0, 12, 3)
+        ],
+    )
+    held = live_holds(url_of(postgres_database))
+    outcomes: Counter[tuple[int, str]] = Counter()
+    for n, group in enumerate(rounds):
+        got = [o for process in per_process for o in process[n]]
+        assert set(got) <= {"ok", "seat_unavailable"}, (n, got)
+        assert "ok" in got, n  # the first to commit in a round cannot be refused
+        for user, seats_asked, outcome in zip(users, asked[n], got, strict=True):
+            mine = {seat for seat in held.get(user, []) if seat in group}
+            assert mine == (set(seats_asked) if outcome == "ok" else set()), (n, user, outcome)
+            outcomes[len(seats_asked), outcome] += 1
+    print(f"\nblocks of (size, outcome) against single holds, 20 rounds: {dict(outcomes)}")
+
+
+async def test_payments_of_several_holds_racing_the_sweep_at_expiry_sell_all_or_nothing(
+    postgres_database: SqlDatabase,
+) -> None:
+    """Twenty rounds: four customers' holds of 2 or 3 seats lapse at one instant, when two
+    processes pay them, each holds together, and a third sweeps."""
+    uow = postgres_database.unit_of_work
+    layout = [NewSeat("Floor", 0, "A", 0, n, 10_000 + 1_000 * (n % 7)) for n in range(1, 201)]
+    seats = await add_seats(uow, layout=layout)
+    users = [await add_customer(uow, f"p{n}@example.com") for n in range(80)]
+    held: dict[UserId, list[Reservation]] = {}
+    rest = iter(seats)
+    for n, user in enumerate(users):
+        created = NOW + timedelta(seconds=n // 4)  # four customers' holds lapse at once
+        async with uow() as tx:
+            chosen = [next(rest) for _ in range(2 + n % 2)]
+            held[user] = await tx.reservations.hold(user, chosen, created, created + HOLD, 4)
+            await tx.commit()
+        await credit(uow, user, 100_000)
+
+    def rounds(payer: int) -> list[tuple[Any, ...]]:
+        """The round's expiry, and each customer's holds, paid in another order by half."""
+        return [
+            (
+                held[group[0]][0].expires_at,
+                [
+                    (user, [r.reservation_id for r in held[user]][:: 1 - 2 * (n % 2)])
+                    for n, user in enumerate(group[payer * 2 : payer * 2 + 2])
+                ],
+            )
+            for group in chunks(users, 4)
+        ]
+
+    url = url_of(postgres_database)
+    first, second, sweeps = races.run_in_processes(
+        races.pay_holds_or_sweep,
+        [(url, "payer", rounds(0)), (url, "payer", rounds(1)), (url, "sweeper", rounds(0))],
+    )
+    paid_by: dict[UserId, str] = {}
+    for n, group in enumerate(chunks(users, 4)):
+        paid_by.update(
+            zip(group, first[n * 2 : n * 2 + 2] + second[n * 2 : n * 2 + 2], strict=True)
+        )
+    outcomes = Counter(paid_by.values())
+    assert set(outcomes) <= {"ok", "hold_expired", "reservation_not_held"}, outcomes
+    with sync_engine(url).connect() as connection:
+        statuses = connection.execute(
+            text("SELECT user_id, status, payment_id FROM reservations")
+        ).all()
+        payments = connection.execute(text("SELECT user_id, amount FROM payments")).all()
+        debits = connection.execute(
+            text("SELECT user_id, amount FROM ledger WHERE kind = 'payment'")
+        ).all()
+        charges = connection.execute(
+            text("SELECT user_id, sum(amount) FROM ledger WHERE kind = 'charge' GROUP BY user_id")
+        ).all()
+        wallets = connection.execute(text("SELECT user_id, balance FROM wallets")).all()
+    charged: dict[UserId, int] = {user: int(amount) for user, amount in charges}
+    balances: dict[UserId, int] = {user: int(balance) for user, balance in wallets}
+    for user in users:
+        mine = [(status, payment) for owner, status, payment in statuses if owner == user]
+        paid = [amount for owner, amount in payments if owner == user]
+        debited = [amount for owner, amount in debits if owner == user]
+        total = sum(r.price for r in held[user])
+        if paid_by[user] == "ok":
+            assert {status for status, _ in mine} == {"paid"}, (user, mine)
+            assert len({payment for _, payment in mine}) == 1, (user, mine)
+            assert paid == [total] and debited == [total], (user, paid, debited)
+            assert balances[user] == charged[user] - total == 100_000 - total, user
+        else:
+            assert {status for status, _ in mine} <= {"held", "expired"}, (user, mine)
+            assert paid == [] and debited == [], (user, paid, debited)
+            assert balances[user] == charged[user] == 100_000, user
+    swept = sum(int(count) for count in sweeps)
+    assert swept == sum(1 for _, status, _ in statuses if status == "expired")
+    left = sum(1 for _, status, _ in statuses if status == "held")
+    print(
+        f"\npayments of 2-3 holds vs the sweep, 80 customers in 20 rounds: {dict(outcomes)}, "
+        f"holds swept {swept}, lapsed holds left unswept {left}"
+    )
