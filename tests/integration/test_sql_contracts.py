@@ -13,10 +13,19 @@ from adapters.sql.engine import postgres_conninfo
 from adapters.sql.postgres import PostgresConnections, PostgresSession
 from adapters.sql.queries import Query, param
 from adapters.sql.schema import seats
-from concert_domain.errors import InsufficientBalance, StoreUnavailable
+from concert_domain.errors import InsufficientBalance, StoreUnavailable, TransactionConflict
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWorkFactory
-from contracts.database import HOLD, NOW, DatabaseContract, add_customer, add_seats, credit, hold
+from contracts.database import (
+    HOLD,
+    NOW,
+    DatabaseContract,
+    add_customer,
+    add_seats,
+    credit,
+    hold,
+    sell_all,
+)
 from inspection import SqlInspector, StoreInspector
 
 
@@ -159,3 +168,61 @@ class TestPostgresSession:
             await again.close()
         finally:
             await connections.close()
+
+    async def test_a_pool_with_every_connection_in_use_says_so(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        conninfo = postgres_conninfo(postgres_database.url)
+        connections = PostgresConnections(conninfo, size=1, wait_seconds=0.2)
+        try:
+            taken = await connections.get()
+            with pytest.raises(StoreUnavailable, match="no database connection came free"):
+                await connections.get()
+            await connections.give_back(taken)
+        finally:
+            await connections.close()
+        nowhere = PostgresConnections(
+            "host=127.0.0.1 port=1 connect_timeout=1", size=1, wait_seconds=0.5
+        )
+        try:
+            with pytest.raises(StoreUnavailable, match="cannot be reached"):
+                await nowhere.get()
+        finally:
+            await nowhere.close()
+
+    async def test_a_hold_that_lapses_while_its_payment_waits_for_it_fails_the_whole_payment(
+        self, postgres_database: SqlDatabase
+    ) -> None:
+        """The guard of a payment of several holds: the sale counts the holds in its snapshot,
+        and one of them is expired by another transaction that commits while the sale waits
+        for its row. The sale's UPDATE then passes over that row, and the statement refuses
+        itself whole (a conflict, which the use case retries) rather than sell the rest."""
+        uow = postgres_database.unit_of_work
+        one, two = await add_seats(uow, count=2, price=20_000)
+        user = await add_customer(uow)
+        await credit(uow, user, 100_000)
+        first, second = await hold(uow, user, one), await hold(uow, user, two)
+        conninfo = postgres_conninfo(postgres_database.url)
+        async with await psycopg.AsyncConnection.connect(conninfo) as sweeper:
+            await sweeper.execute(
+                "UPDATE reservations SET status = 'expired' WHERE reservation_id = %s", [second]
+            )
+            paying = asyncio.ensure_future(sell_all(uow, user, [first, second]))
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as look:
+                for _ in range(200):  # until the sale waits for the sweeper's row lock
+                    waiting = await look.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND query LIKE 'BEGIN%'"
+                    )
+                    if (await waiting.fetchone()) != (0,):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the sale never waited for the row")
+            await sweeper.commit()
+            with pytest.raises(TransactionConflict):
+                await paying
+        async with uow(read_only=True) as tx:
+            kept = await tx.reservations.get(first)
+            assert await tx.wallets.balance(user) == 100_000
+        assert kept is not None and kept.status == "held"

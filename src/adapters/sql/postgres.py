@@ -128,6 +128,7 @@ class PostgresConnections:
             weakref.WeakKeyDictionary()
         )
         self.reservation_ids = _IdBlock()
+        self.lent = 0  # connections handed out and not given back
         self.watchers: list[Watcher] = []
         self._draining: asyncio.Future[None] | None = None
 
@@ -142,10 +143,15 @@ class PostgresConnections:
             for _ in range(self.size + 1):
                 connection = await self.pool.getconn()
                 if not _spoken_to(connection):
+                    self.lent += 1
                     return connection
                 await connection.close()
                 await self.pool.putconn(connection)  # closed: the pool makes a new one
-        except (PoolTimeout, psycopg.OperationalError) as e:
+        except PoolTimeout as e:
+            if self.lent >= self.size:  # every connection is in use: none came back in time
+                raise StoreUnavailable("no database connection came free in time") from e
+            raise StoreUnavailable("the database cannot be reached") from e
+        except psycopg.OperationalError as e:
             raise StoreUnavailable("the database cannot be reached") from e
         raise StoreUnavailable("the database keeps closing its connections")
 
@@ -186,6 +192,7 @@ class PostgresConnections:
 
     async def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
         """Return ``connection``; the pool discards it if it is broken or mid-query."""
+        self.lent -= 1
         await self.pool.putconn(connection)
 
     async def close(self) -> None:
