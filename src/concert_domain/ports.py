@@ -357,7 +357,7 @@ class HoldTimers(Protocol):
         self,
         token: QueueToken,
         user_id: UserId,
-        blocks: Sequence[Sequence[SeatId]],
+        blocks: Sequence[Offer],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
@@ -366,10 +366,13 @@ class HoldTimers(Protocol):
         the attempt went. For a ticket that is not ``user_id``'s and active at ``now``
         (`queue.admitted`): NOT_ADMITTED. Otherwise the attempt is counted, in windows of
         `policy.ATTEMPT_WINDOW` per customer: past ``attempt_limit`` of them (0: no limit),
-        TOO_FREQUENT; else the timers of the first block (in the order given) none of whose
-        seats has a timer running past ``now`` are taken for ``user_id`` until ``expires_at``
-        (TAKEN, with that block's index), or, when every block has such a seat, SEAT_BUSY.
-        Either way ``busy`` names the seats found with running timers."""
+        TOO_FREQUENT. Else a block is free when none of its seats has a timer running past
+        ``now``, and leaves a seat alone when, on one of its sides, the seat next to it has no
+        such timer and the one beyond has one (or is None). The timers of the first free
+        block (in the order given) that leaves no seat alone are taken for ``user_id`` until
+        ``expires_at``, or failing that of the first free block (TAKEN, with that block's
+        index); when no block is free, none (SEAT_BUSY). Either way ``busy`` names the
+        seats of the blocks found with running timers."""
         ...
 
     async def extend(
@@ -382,6 +385,14 @@ class HoldTimers(Protocol):
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         """Drop the seat's timer if, and only if, ``user_id`` holds it (compare-and-delete)."""
         ...
+
+
+class Offer(NamedTuple):
+    """Seats side by side offered to `HoldTimers.take` together, and the block's sides as
+    `seating.Side` gives them."""
+
+    seats: Sequence[SeatId]
+    sides: Sequence[tuple[SeatId, SeatId | None]] = ()
 
 
 class TimersTaken(NamedTuple):

@@ -20,10 +20,16 @@ import attrs
 from concert_domain.catalog import Seat, SeatStatus, SeatView
 from concert_domain.ids import SeatId
 
+# a side of a block: the available seat next to it and the one beyond, None when that one is
+# taken or past the row's end (then the seat next to the block would be left alone)
+Side = tuple[SeatId, SeatId | None]
+
 
 @attrs.frozen(order=True)
 class Block:
-    """Seats side by side in one row, with what ranks it (lower is better)."""
+    """Seats side by side in one row, with what ranks it (lower is better), and its sides:
+    what another customer's hold would have to change for the block to strand a seat, or to
+    stop stranding one (`HoldTimers.take` looks again at them when it takes the block)."""
 
     strands: bool
     section_order: int
@@ -31,6 +37,7 @@ class Block:
     off_centre: float
     first_number: int
     seats: tuple[Seat, ...] = attrs.field(order=False)
+    sides: tuple[Side, ...] = attrs.field(default=(), order=False, eq=False)
 
     @property
     def seat_ids(self) -> list[SeatId]:
@@ -54,15 +61,23 @@ def blocks_in_row(
     for run in _runs(row, unavailable):
         for start in range(len(run) - quantity + 1):
             seats = tuple(run[start : start + quantity])
-            left, right = start, len(run) - start - quantity
+            left, right = run[start - 1 :: -1][:2] if start else [], run[start + quantity :][:2]
+            sides = tuple(_side(beside) for beside in (left, right) if beside)
             yield Block(
-                strands=left == 1 or right == 1,
+                strands=any(far is None for _, far in sides),
                 section_order=seats[0].section_order,
                 row_order=seats[0].row_order,
                 off_centre=abs((seats[0].number + seats[-1].number) / 2 - middle),
                 first_number=seats[0].number,
                 seats=seats,
+                sides=sides,
             )
+
+
+def _side(beside: list[Seat]) -> Side:
+    """The side a block has where ``beside`` are the available seats next to it, nearest
+    first (one or two of them)."""
+    return beside[0].seat_id, beside[1].seat_id if len(beside) > 1 else None
 
 
 def _runs(row: Sequence[SeatView], unavailable: frozenset[SeatId]) -> Iterator[list[Seat]]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.caching import SeatMapVersions
 from concert_domain.ids import DateId, QueueToken, SeatId, UserId
-from concert_domain.ports import AttemptLimiter, HoldTimers, QueueStore
+from concert_domain.ports import AttemptLimiter, HoldTimers, Offer, QueueStore
 from concert_domain.queue import QueuePolicy, TicketStatus
 from concert_domain.reservations import HoldAttempt
 
@@ -144,24 +144,26 @@ class HoldTimersContract:
         self, queue: QueueStore, timers: HoldTimers
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
-        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
-        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is BUSY
         later = UNTIL + timedelta(minutes=5)
-        assert (await timers.take(two, UserId(2), [[SEAT]], UNTIL, later, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [Offer([SEAT])], UNTIL, later, MANY))[1] is TAKEN
 
     async def test_only_the_owner_releases(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY)
         await timers.release(SEAT, UserId(2))
-        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is BUSY
+        assert (await timers.take(two, UserId(2), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is BUSY
         await timers.release(SEAT, UserId(1))
-        assert (await timers.take(two, UserId(2), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is TAKEN
 
     async def test_seats_are_separate(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY))[1] is TAKEN
-        assert (await timers.take(two, UserId(2), [[SeatId(8)]], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [Offer([SeatId(8)])], NOW, UNTIL, MANY))[
+            1
+        ] is TAKEN
 
     async def test_a_timer_is_taken_only_for_the_owner_of_an_active_ticket(
         self, queue: QueueStore, timers: HoldTimers
@@ -174,13 +176,13 @@ class HoldTimersContract:
         ]
         for token, user, now, status in cases:
             until = now + timedelta(minutes=5)
-            ticket, attempt, *_ = await timers.take(token, user, [[SEAT]], now, until, MANY)
+            ticket, attempt, *_ = await timers.take(token, user, [Offer([SEAT])], now, until, MANY)
             assert attempt is HoldAttempt.NOT_ADMITTED
             assert ticket is not None and (ticket.token, ticket.status) == (token, status)
         made_up = QueueToken("made-up-token-made-up-token-0000")
-        made_up_take = await timers.take(made_up, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        made_up_take = await timers.take(made_up, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY)
         assert (made_up_take.ticket, made_up_take.attempt) == (None, HoldAttempt.NOT_ADMITTED)
-        ticket, attempt, *_ = await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        ticket, attempt, *_ = await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY)
         assert attempt is TAKEN and ticket is not None and ticket.status is TicketStatus.ACTIVE
 
     async def test_a_customer_past_the_attempt_limit_takes_no_timer_until_the_minute_passes(
@@ -188,15 +190,17 @@ class HoldTimersContract:
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
         for n in range(3):  # three attempts, whatever each gives
-            await timers.take(one, UserId(1), [[SeatId(n)]], NOW, UNTIL, 3)
-        _, attempt, *_ = await timers.take(one, UserId(1), [[SeatId(9)]], NOW, UNTIL, 3)
+            await timers.take(one, UserId(1), [Offer([SeatId(n)])], NOW, UNTIL, 3)
+        _, attempt, *_ = await timers.take(one, UserId(1), [Offer([SeatId(9)])], NOW, UNTIL, 3)
         assert attempt is HoldAttempt.TOO_FREQUENT
-        assert (await timers.take(two, UserId(2), [[SeatId(9)]], NOW, UNTIL, 3))[1] is TAKEN
+        assert (await timers.take(two, UserId(2), [Offer([SeatId(9)])], NOW, UNTIL, 3))[1] is TAKEN
         a_minute = NOW + timedelta(minutes=1)
-        _, attempt, *_ = await timers.take(one, UserId(1), [[SeatId(10)]], a_minute, UNTIL, 3)
+        _, attempt, *_ = await timers.take(
+            one, UserId(1), [Offer([SeatId(10)])], a_minute, UNTIL, 3
+        )
         assert attempt is TAKEN
         _, attempt, *_ = await timers.take(
-            one, UserId(1), [[SeatId(11)]], NOW, UNTIL, 0
+            one, UserId(1), [Offer([SeatId(11)])], NOW, UNTIL, 0
         )  # no limit
         assert attempt is TAKEN
 
@@ -207,7 +211,7 @@ class HoldTimersContract:
         tokens = [(await queue.join(UserId(n), NOW, roomy))[0].token for n in range(1, 51)]
         results = await asyncio.gather(
             *(
-                timers.take(token, UserId(n), [[SEAT]], NOW, UNTIL, MANY)
+                timers.take(token, UserId(n), [Offer([SEAT])], NOW, UNTIL, MANY)
                 for n, token in enumerate(tokens, start=1)
             )
         )
@@ -217,20 +221,26 @@ class HoldTimersContract:
         self, queue: QueueStore, timers: HoldTimers
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
-        assert (await timers.take(one, UserId(1), [[SeatId(2)]], NOW, UNTIL, MANY)).block == 0
-        blocks = [[SeatId(1), SeatId(2)], [SeatId(2), SeatId(3)], [SeatId(4), SeatId(5)]]
+        assert (
+            await timers.take(one, UserId(1), [Offer([SeatId(2)])], NOW, UNTIL, MANY)
+        ).block == 0
+        blocks = [
+            Offer([SeatId(1), SeatId(2)]),
+            Offer([SeatId(2), SeatId(3)]),
+            Offer([SeatId(4), SeatId(5)]),
+        ]
         taken = await timers.take(two, UserId(2), blocks, NOW, UNTIL, MANY)
         assert (taken.attempt, taken.block, taken.busy) == (TAKEN, 2, frozenset({SeatId(2)}))
         for seat in (4, 5):  # the whole block is taken
-            again = await timers.take(one, UserId(1), [[SeatId(seat)]], NOW, UNTIL, MANY)
+            again = await timers.take(one, UserId(1), [Offer([SeatId(seat)])], NOW, UNTIL, MANY)
             assert (again.attempt, again.busy) == (BUSY, frozenset({SeatId(seat)}))
-        free = await timers.take(one, UserId(1), [[SeatId(1), SeatId(3)]], NOW, UNTIL, MANY)
+        free = await timers.take(one, UserId(1), [Offer([SeatId(1), SeatId(3)])], NOW, UNTIL, MANY)
         assert free.attempt is TAKEN  # none of the first two blocks' free seats was taken
 
     async def test_no_block_free_takes_nothing(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))
-        await timers.take(one, UserId(1), [[SeatId(2)]], NOW, UNTIL, MANY)
-        blocks = [[SeatId(1), SeatId(2)], [SeatId(2), SeatId(3)]]
+        await timers.take(one, UserId(1), [Offer([SeatId(2)])], NOW, UNTIL, MANY)
+        blocks = [Offer([SeatId(1), SeatId(2)]), Offer([SeatId(2), SeatId(3)])]
         refused = await timers.take(two, UserId(2), blocks, NOW, UNTIL, MANY)
         assert (refused.attempt, refused.block, refused.busy) == (
             BUSY,
@@ -238,21 +248,44 @@ class HoldTimersContract:
             frozenset({SeatId(2)}),
         )
         for seat in (1, 3):
-            taken = await timers.take(one, UserId(1), [[SeatId(seat)]], NOW, UNTIL, MANY)
+            taken = await timers.take(one, UserId(1), [Offer([SeatId(seat)])], NOW, UNTIL, MANY)
             assert taken.attempt is TAKEN
+
+    async def test_a_free_block_that_would_leave_a_seat_alone_is_passed_over(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        """Seats 1 to 6 of a row, free when the blocks were chosen. Another customer has just
+        taken 2: the pair 4-5, whose left side is seat 3 and beyond it 2, would now leave 3
+        alone, so the pair 5-6 is taken; a block that leaves none alone only if seat 1 is
+        taken is passed over too, and when every free block leaves one alone, the first is
+        taken."""
+        one, two = await join_all(queue, range(1, 3))
+        await timers.take(one, UserId(1), [Offer([SeatId(2)])], NOW, UNTIL, MANY)
+        s = {n: SeatId(n) for n in range(1, 8)}
+        pair_4_5 = Offer([s[4], s[5]], [(s[3], s[2]), (s[6], None)])
+        pair_5_6 = Offer([s[5], s[6]], [(s[4], s[3])])
+        taken = await timers.take(two, UserId(2), [pair_4_5, pair_5_6], NOW, UNTIL, MANY)
+        assert (taken.attempt, taken.block) == (TAKEN, 1)
+        assert (
+            await timers.take(one, UserId(1), [Offer([s[4]])], NOW, UNTIL, MANY)
+        ).attempt is TAKEN
+        lonely = Offer([s[7]], [(s[3], None)])  # 3 is free and nothing is beyond it
+        also = Offer([s[3]], [(s[1], None)])  # 1 is free, 2 taken beyond it
+        taken = await timers.take(two, UserId(2), [lonely, also], NOW, UNTIL, MANY)
+        assert (taken.attempt, taken.block) == (TAKEN, 0)
 
     async def test_an_extended_timer_runs_to_its_new_end_for_its_owner_only(
         self, queue: QueueStore, timers: HoldTimers
     ) -> None:
         one, two = await join_all(queue, range(1, 3))
-        await timers.take(one, UserId(1), [[SEAT]], NOW, UNTIL, MANY)
+        await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY)
         later = UNTIL + timedelta(minutes=2)
         await timers.extend(SEAT, UserId(2), NOW, later)  # not theirs: nothing moves
         await timers.extend(SEAT, UserId(1), NOW, later)
-        at_until = await timers.take(two, UserId(2), [[SEAT]], UNTIL, later, MANY)
+        at_until = await timers.take(two, UserId(2), [Offer([SEAT])], UNTIL, later, MANY)
         assert at_until.attempt is BUSY
         at_later = await timers.take(
-            two, UserId(2), [[SEAT]], later, later + timedelta(hours=1), MANY
+            two, UserId(2), [Offer([SEAT])], later, later + timedelta(hours=1), MANY
         )
         assert at_later.attempt is TAKEN
 

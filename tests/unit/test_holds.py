@@ -22,6 +22,7 @@ from concert_domain.errors import (
     SeatUnavailable,
 )
 from concert_domain.ids import DateId, ReservationId, SeatId
+from concert_domain.ports import Offer
 from concert_domain.usecases import (
     cancel_reservation,
     charge_wallet,
@@ -173,7 +174,7 @@ class TestBestAvailable:
         await deps.timers.take(
             joon.queue_token,
             joon.user_id,
-            [[venue.seats[2].seat_id, venue.seats[3].seat_id]],
+            [Offer([venue.seats[2].seat_id, venue.seats[3].seat_id])],
             deps.clock.now(),
             deps.clock.now() + timedelta(minutes=5),
             0,

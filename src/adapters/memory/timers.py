@@ -16,7 +16,7 @@ from concert_domain import queue
 from concert_domain.errors import NotAdmitted
 from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.policy import ATTEMPT_WINDOW
-from concert_domain.ports import AttemptLimiter, HoldTimers, TimersTaken
+from concert_domain.ports import AttemptLimiter, HoldTimers, Offer, TimersTaken
 from concert_domain.reservations import HoldAttempt
 
 LIMIT = 1_000_000
@@ -63,7 +63,7 @@ class InMemoryHoldTimers(HoldTimers):
         self,
         token: QueueToken,
         user_id: UserId,
-        blocks: Sequence[Sequence[SeatId]],
+        blocks: Sequence[Offer],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
@@ -78,14 +78,25 @@ class InMemoryHoldTimers(HoldTimers):
         ):
             return TimersTaken(ticket, HoldAttempt.TOO_FREQUENT)
         busy: set[SeatId] = set()
+        free: list[int] = []
         for index, block in enumerate(blocks):
-            running = {seat_id for seat_id in block if self._runs(seat_id, now)}
-            if not running:
-                for seat_id in block:
-                    self._timers.put(seat_id, (user_id, expires_at))
-                return TimersTaken(ticket, HoldAttempt.TAKEN, index, frozenset(busy))
+            running = {seat_id for seat_id in block.seats if self._runs(seat_id, now)}
             busy |= running
-        return TimersTaken(ticket, HoldAttempt.SEAT_BUSY, None, frozenset(busy))
+            if not running:
+                free.append(index)
+        alone = [n for n in free if self._leaves_one_alone(blocks[n], now)]
+        chosen = next((n for n in free if n not in alone), free[0] if free else None)
+        if chosen is None:
+            return TimersTaken(ticket, HoldAttempt.SEAT_BUSY, None, frozenset(busy))
+        for seat_id in blocks[chosen].seats:
+            self._timers.put(seat_id, (user_id, expires_at))
+        return TimersTaken(ticket, HoldAttempt.TAKEN, chosen, frozenset(busy))
+
+    def _leaves_one_alone(self, block: Offer, now: datetime) -> bool:
+        return any(
+            not self._runs(near, now) and (far is None or self._runs(far, now))
+            for near, far in block.sides
+        )
 
     async def extend(
         self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime

@@ -179,13 +179,17 @@ return 0
 
 # The queue gate, the customer's attempts and the seats' timers in one step: for the owner of
 # a ticket that is active at now (`concert_domain.queue.admitted`), count the attempt (unless
-# the limit is 0) and take the timers of the first block of seats none of which has a timer
-# running past now. Returns {how it went (`HoldAttempt`'s values), the ticket as `describe`
+# the limit is 0) and take the timers of the first free block of seats (none of its seats has a
+# timer running past now) that leaves no seat alone (on none of its sides is the seat next to
+# it without a running timer and the one beyond with one, or absent), failing that of the
+# first free block. Returns {how it went (`HoldAttempt`'s values), the ticket as `describe`
 # gives it (nil if unknown), the 1-based index of the block taken (0 if none), the 1-based
-# places among the seats' keys of the busy ones found}.
-# KEYS: ticket, waiting, admitted, the customer's attempts, then every block's timers in turn
+# places among the keys after the first four of the busy seats found}.
+# KEYS: ticket, waiting, admitted, the customer's attempts, then for each block its seats'
+#       timers and then, for each of its sides, the near seat's timer and the far one's if any
 # ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms), attempt limit,
-#       attempt window (ms), then each block's number of seats
+#       attempt window (ms), then for each block: its number of seats, its number of sides, and
+#       for each side 1 if it has a far seat, else 0
 TAKE_TIMERS = (
     _DESCRIBE
     + _COUNT_ATTEMPT
@@ -200,30 +204,52 @@ local limit = tonumber(ARGV[7])
 if limit > 0 and count_attempt(KEYS[4], now, tonumber(ARGV[8]), limit) == 0 then
   return {'too_frequent', ticket, 0, {}}
 end
-local busy = {}
-local first = 5
-for block = 9, #ARGV do
-  local size = tonumber(ARGV[block])
-  local free = true
-  for key = first, first + size - 1 do
-    local current = redis.call('GET', KEYS[key])
-    if current then
-      local expires = tonumber(string.match(current, '|(%d+)$'))
-      if expires and expires > now then
-        free = false
-        busy[#busy + 1] = key - 4
-      end
-    end
-  end
-  if free then
-    for key = first, first + size - 1 do
-      redis.call('SET', KEYS[key], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
-    end
-    return {'taken', ticket, block - 8, busy}
-  end
-  first = first + size
+local function runs(key)
+  local current = redis.call('GET', key)
+  if not current then return false end
+  local expires = tonumber(string.match(current, '|(%d+)$'))
+  return expires ~= nil and expires > now
 end
-return {'seat_busy', ticket, 0, busy}
+local busy, blocks = {}, {}
+local key, arg = 5, 9
+while arg <= #ARGV do
+  local size, sides = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  local block = {first = key, size = size, free = true, alone = false}
+  for seat = key, key + size - 1 do
+    if runs(KEYS[seat]) then
+      block.free = false
+      busy[#busy + 1] = seat - 4
+    end
+  end
+  key = key + size
+  for _ = 1, sides do
+    local near_free = not runs(KEYS[key])
+    local far_taken = true
+    if ARGV[arg] == '1' then
+      far_taken = runs(KEYS[key + 1])
+      key = key + 1
+    end
+    key, arg = key + 1, arg + 1
+    if near_free and far_taken then block.alone = true end
+  end
+  blocks[#blocks + 1] = block
+end
+local chosen
+for n, block in ipairs(blocks) do
+  if block.free and not block.alone then chosen = n break end
+end
+if not chosen then
+  for n, block in ipairs(blocks) do
+    if block.free then chosen = n break end
+  end
+end
+if not chosen then return {'seat_busy', ticket, 0, busy} end
+local taken = blocks[chosen]
+for seat = taken.first, taken.first + taken.size - 1 do
+  redis.call('SET', KEYS[seat], ARGV[4] .. '|' .. ARGV[5], 'PX', ARGV[6])
+end
+return {'taken', ticket, chosen, busy}
 """
 )
 

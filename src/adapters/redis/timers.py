@@ -12,14 +12,15 @@ from adapters.redis.link import RedisLink
 from adapters.redis.queue import ticket_from_reply
 from concert_domain.ids import QueueToken, SeatId, UserId
 from concert_domain.policy import ATTEMPT_WINDOW
-from concert_domain.ports import AttemptLimiter, HoldTimers, TimersTaken
+from concert_domain.ports import AttemptLimiter, HoldTimers, Offer, TimersTaken
 from concert_domain.queue import RATE_WINDOW
 from concert_domain.reservations import HoldAttempt
 
 
 class RedisHoldTimers(HoldTimers):
     """A timer is a string ``owner|expires`` with a TTL, set by one script that also reads
-    the customer's queue ticket and takes a whole block of seats or none (so a hold attempt
+    the customer's queue ticket and takes a whole block of seats or none, choosing among the
+    blocks offered as `HoldTimers.take` says (so a hold attempt
     costs one round trip before the database),
     and dropped only by its owner (compare-and-delete)."""
 
@@ -35,14 +36,21 @@ class RedisHoldTimers(HoldTimers):
         self,
         token: QueueToken,
         user_id: UserId,
-        blocks: Sequence[Sequence[SeatId]],
+        blocks: Sequence[Offer],
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
     ) -> TimersTaken:
         k = self._keys
         ttl = max(to_ms(expires_at) - to_ms(now), 1)
-        seats = [seat_id for block in blocks for seat_id in block]
+        keyed: list[SeatId] = []  # the seats whose timers follow the first four keys
+        shapes: list[int] = []
+        for block in blocks:
+            keyed += block.seats
+            shapes += [len(block.seats), len(block.sides)]
+            for near, far in block.sides:
+                keyed += [near] if far is None else [near, far]
+                shapes.append(0 if far is None else 1)
         with translated():
             outcome, described, block, busy = await self._take(
                 keys=[
@@ -50,7 +58,7 @@ class RedisHoldTimers(HoldTimers):
                     k.waiting,
                     k.admitted,
                     k.hold_attempts(user_id),
-                    *(k.hold(seat_id) for seat_id in seats),
+                    *(k.hold(seat_id) for seat_id in keyed),
                 ],
                 args=[
                     token,
@@ -61,7 +69,7 @@ class RedisHoldTimers(HoldTimers):
                     ttl,
                     attempt_limit,
                     self._attempt_window,
-                    *(len(block) for block in blocks),
+                    *shapes,
                 ],
             )
         ticket = None if described is None else ticket_from_reply(described).as_of(now)
@@ -69,7 +77,7 @@ class RedisHoldTimers(HoldTimers):
             ticket,
             HoldAttempt(outcome),
             int(block) - 1 if block else None,
-            frozenset(seats[int(place) - 1] for place in busy),
+            frozenset(keyed[int(place) - 1] for place in busy),
         )
 
     async def extend(

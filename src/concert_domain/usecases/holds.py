@@ -1,12 +1,14 @@
 """Hold seats: one seat, several named seats all or none, or the best seats side by side; and
 extend a hold once.
 
-Every way of holding goes the same two steps. The seats' timers turn most contenders away
-before the database, in one step that also checks the caller's place in line: offered several
-blocks of seats, they take the first block that is free. Then the database decides, all the
-block or none of it. Best available offers its best blocks by the rule of `seating`; when the
-timers or the database turn them all down, the seats found taken are struck off and the next
-best are offered, so that concurrent customers converge on blocks that do not overlap.
+Every way of holding goes the same two steps. The seats' timers turn most contenders away before
+the database, in one step that also checks the caller's place in line: offered several blocks of
+seats, they take the first block that is free and, as the timers stand at that instant, strands
+no seat (so that customers choosing at once from the same map do not strand seats between their
+blocks). Then the database decides, all the block or none of it. Best available offers its best
+blocks by the rule of `seating`; when the timers or the database turn them all down, the seats
+found taken are struck off and the next best are offered, so that concurrent customers converge
+on blocks that do not overlap.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from concert_domain.errors import (
     SeatUnavailable,
 )
 from concert_domain.ids import DateId, QueueToken, ReservationId, SeatId, UserId
+from concert_domain.ports import Offer
 from concert_domain.reservations import HoldAttempt, Reservation
-from concert_domain.seating import Block, best_blocks, blocks_in_row, rows_of
+from concert_domain.seating import Block, Side, best_blocks, blocks_in_row, rows_of
 from concert_domain.usecases._follow_up import follow_up
 from concert_domain.usecases._retry import retrying
 from concert_domain.usecases.queue import require_active_token
@@ -87,7 +90,7 @@ async def hold_best(
         if not blocks:
             break
         try:
-            return await offer.hold([list(block.seats) for block in blocks])
+            return await offer.hold([list(b.seats) for b in blocks], [b.sides for b in blocks])
         except _AllBusy as busy:
             hall.strike(busy.seats)
         except SeatUnavailable:  # taken in the database with no timer: look again
@@ -140,15 +143,22 @@ class _Offer:
         self._expires_at = now + deps.policy.hold_duration
         self.last_tried: frozenset[SeatId] = frozenset()
 
-    async def hold(self, blocks: Sequence[Sequence[Seat]]) -> list[Reservation]:
-        """Hold the first block whose timers are free. Raises `_AllBusy` when none is and
-        more than one was offered; `SeatUnavailable` naming the busy seats when the only
-        one is busy, or when the database refuses the block."""
+    async def hold(
+        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]] = ()
+    ) -> list[Reservation]:
+        """Hold the block the timers take (`HoldTimers.take`: the first free one that leaves
+        no seat alone as they stand now, with ``sides`` the blocks' sides, else the first free
+        one). Raises `_AllBusy` when none is free and more than one was offered;
+        `SeatUnavailable` naming the busy seats when the only one is busy, or when the
+        database refuses the block."""
         deps, user_id = self._deps, self._user_id
         taken = await deps.timers.take(
             self._token,
             user_id,
-            [[seat.seat_id for seat in block] for block in blocks],
+            [
+                Offer([seat.seat_id for seat in block], sides[n] if sides else ())
+                for n, block in enumerate(blocks)
+            ],
             self._now,
             self._expires_at,
             deps.policy.hold_attempts_per_customer,
