@@ -50,7 +50,12 @@ class Connection:
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
         data = await self.reader.readexactly(length) if length else b""
-        return status, json.loads(data) if data else None
+        if not data:
+            return status, None
+        try:
+            return status, json.loads(data)
+        except ValueError:  # a body that is not JSON (a server's bare 500): its text
+            return status, data.decode(errors="replace")
 
     async def close(self) -> None:
         if self.writer is not None:

@@ -1,12 +1,14 @@
 """The on-sale rush, measured against the framework's own ceiling: `nox -s bench`.
 
     python bench/run.py [--seconds 10] [--connections 64] [--only embedded|postgresql+redis]
-                        [--profile DIR]
+                        [--scenarios abcdefgh] [--profile DIR]
 
 Starts throwaway PostgreSQL and Redis servers (loopback only), then for each configuration
 (PostgreSQL + Redis behind `concert serve --workers 2`, and the embedded default with one
-worker) measures the reference endpoints and seven scenarios with the same uvicorn settings and
-prints one markdown table. Every run is bounded in time and count and stops by itself.
+worker) measures the reference endpoints and eight scenarios (a) to (h) with the same uvicorn
+settings and prints one markdown table. Every run is bounded in time and count and stops by
+itself. ``--scenarios`` runs only the scenarios whose letters it lists (the references are
+always measured, before and after): ``--scenarios h`` is the best-available rush alone.
 
 Besides throughput and latency, each single-kind run reports CPU time per request, over the
 requests answered: the server's (its processes' user + system time, from /proc), steadier than
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,17 +56,48 @@ import services  # noqa: E402
 
 SECRET = secrets.token_urlsafe(32)
 BALANCE = 1_000_000
+BEST_CUSTOMERS = 800  # (h)'s customers, one best-available request each
 GROUPS = {  # customers admitted before the scenarios start
     "reads": range(1, 65),
     "rush": range(101, 1101),
     "mixed": range(1101, 1165),
     "pay": range(20_001, 50_001),  # one hold each: a payment expires its payer's queue token
+    "best": range(12_001, 12_001 + BEST_CUSTOMERS),
 }
+# which groups each scenario needs admitted; (c)'s line waits behind all of them
+SCENARIO_GROUPS = {
+    "a": ("reads",),
+    "b": ("rush",),
+    "c": tuple(GROUPS),
+    "d": ("mixed",),
+    "e": ("pay",),
+    "f": (),
+    "g": ("reads",),
+    "h": ("best",),
+}
+# which reference each scenario's ratios are to
+SCENARIO_REFERENCES = {
+    "a": ("bare",),
+    "b": ("psycopg",),
+    "c": ("redis",),
+    "d": ("bare",),
+    "e": ("psycopg",),
+    "f": (),
+    "g": ("bare",),
+    "h": ("psycopg",),
+}
+SCENARIOS = "".join(SCENARIO_GROUPS)
+REFERENCES = ("bare", "redis", "psycopg")
 LINE = range(2001, 12001)  # customers who join the line during scenario (c)
 CUSTOMERS = 50_000
 OPERATOR = CUSTOMERS + 1  # an admin account, for scenario (f)
 BIG_SECTIONS, BIG_ROWS, BIG_SEATS_A_ROW = 40, 10, 50  # 20,000 seats, 500 a section
 BIG_DATES = 3
+# (h): a date of 8 sections of 10 rows of 25 seats, for BEST_CUSTOMERS customers asking for 2,
+# 3 or 4 seats side by side each (3 on average): 2,400 seats asked for, enough to fill it
+BEST_SECTIONS, BEST_ROWS, BEST_SEATS_A_ROW = 8, 10, 25  # 2,000 seats
+BEST_RUN_SECONDS = 60.0  # at least: the row is bounded by its count, and the date should fill
+BEST_QUANTITIES = (2, 3, 4)
 PAY_SEATS = len(GROUPS["pay"])
 ADMITTED = sum(len(group) for group in GROUPS.values())
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,6 +112,7 @@ class Row:
     reference_rate: float = 0.0
     target: float | None = None
     check: str = ""
+    failed: bool = False  # a 5xx, a transport error or a wrong answer: the run exits non-zero
     server_cpu: float | None = None  # seconds of the server's CPU over the run
     machine_cpu: float | None = None  # seconds of the whole machine's CPU over the run
 
@@ -97,7 +132,11 @@ class Row:
         return (
             f"| {self.config} | {self.scenario} | {self.tally.throughput:,.0f} | "
             f"{self.tally.p50:.1f} | {self.tally.p99:.1f} | {errors} | {cpu} | {machine} | "
-            + (f"{ratio:.2f} of {self.reference}" if ratio is not None else "")
+            + (
+                f"{ratio:.{2 if ratio >= 0.1 else 3}f} of {self.reference}"
+                if ratio is not None
+                else ""
+            )
             + f" | {'' if self.target is None else f'≥ {self.target}'} {verdict} | {self.check} |"
         )
 
@@ -279,9 +318,10 @@ def reference_server(workers: int, conninfo: str, redis_url: str) -> Iterator[tu
 
 
 async def references(
-    port: int, watch: Watch, connections: int, seconds: float
+    port: int, watch: Watch, connections: int, seconds: float, names: tuple[str, ...]
 ) -> dict[str, tuple[loadgen.Tally, float, float]]:
-    """Each reference endpoint's tally, and the server's and the machine's CPU seconds."""
+    """Each reference endpoint's tally (of those ``names``), and the server's and the
+    machine's CPU seconds."""
 
     async def get(path: str, method: str = "GET") -> loadgen.Step:
         async def step(connection: loadgen.Connection, _: int) -> str:
@@ -296,6 +336,8 @@ async def references(
         ("redis", "/redis", "GET"),
         ("psycopg", "/psycopg", "POST"),
     ):
+        if name not in names:
+            continue
         await loadgen.drive("127.0.0.1", port, connections, await get(path, method), seconds=1)
         with watch.run(name):
             tally = await loadgen.drive(
@@ -322,11 +364,13 @@ async def join(connection: loadgen.Connection, user: int) -> str:
 
 
 async def scenarios(
-    config: str, port: int, watch: Watch, connections: int, seconds: float
+    config: str, port: int, watch: Watch, connections: int, seconds: float, wanted: str
 ) -> list[Row]:
-    """The seven scenarios; rows without their reference rates (the caller adds them)."""
+    """The scenarios whose letters are in ``wanted``; rows without their reference rates (the
+    caller adds them)."""
     host = "127.0.0.1"
-    admitted = [user for group in GROUPS.values() for user in group]
+    groups = {"reads"} | {name for letter in wanted for name in SCENARIO_GROUPS[letter]}
+    admitted = [user for name, group in GROUPS.items() if name in groups for user in group]
     tokens: dict[int, str] = {}
 
     async def admit(connection: loadgen.Connection, n: int) -> str:
@@ -383,192 +427,356 @@ async def scenarios(
         )
 
     # (a) admitted customers reading seat maps
+    if "a" in wanted:
 
-    async def read(connection: loadgen.Connection, n: int) -> str:
-        user = readers[n % len(readers)]
-        status, _ = await connection.request(
-            "GET", f"{base}/{read_date}/seats", headers=headers(user, tokens[user])
-        )
-        return str(status)
+        async def read(connection: loadgen.Connection, n: int) -> str:
+            user = readers[n % len(readers)]
+            status, _ = await connection.request(
+                "GET", f"{base}/{read_date}/seats", headers=headers(user, tokens[user])
+            )
+            return str(status)
 
-    await measured("(a) seat map reads", read, reference="bare", target=0.8)
+        await measured("(a) seat map reads", read, reference="bare", target=0.8)
 
     # (b) 1,000 customers racing for the 50 seats of one date: hold, then pay
-    rush = list(GROUPS["rush"])
-    open_seats = list(seat_ids[rush_date])
-    holds, pays = loadgen.Tally(), loadgen.Tally()
+    if "b" in wanted:
+        rush = list(GROUPS["rush"])
+        open_seats = list(seat_ids[rush_date])
+        holds, pays = loadgen.Tally(), loadgen.Tally()
 
-    async def race(connection: loadgen.Connection, n: int) -> str:
-        user = rush[n]
-        for _ in range(3):
-            if not open_seats:
-                return "no seat left"
-            seat = random.choice(open_seats)
-            started = time.perf_counter()
-            status, body = await connection.request(
-                "POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user])
-            )
-            holds.record(started, str(status))
-            if status == 409:
+        async def race(connection: loadgen.Connection, n: int) -> str:
+            user = rush[n]
+            for _ in range(3):
+                if not open_seats:
+                    return "no seat left"
+                seat = random.choice(open_seats)
+                started = time.perf_counter()
+                status, body = await connection.request(
+                    "POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user])
+                )
+                holds.record(started, str(status))
+                if status == 409:
+                    with contextlib.suppress(ValueError):
+                        open_seats.remove(seat)
+                    continue
+                if status != 201:
+                    return f"hold {status}"
+                started = time.perf_counter()
+                status, _ = await connection.request(
+                    "POST",
+                    "/payments",
+                    {"reservation_id": body["reservation_id"]},
+                    headers(user, tokens[user]),
+                )
+                pays.record(started, str(status))
                 with contextlib.suppress(ValueError):
                     open_seats.remove(seat)
-                continue
-            if status != 201:
-                return f"hold {status}"
-            started = time.perf_counter()
-            status, _ = await connection.request(
-                "POST",
-                "/payments",
-                {"reservation_id": body["reservation_id"]},
-                headers(user, tokens[user]),
-            )
-            pays.record(started, str(status))
-            with contextlib.suppress(ValueError):
-                open_seats.remove(seat)
-            return f"pay {status}"
-        return "gave up"
+                return f"pay {status}"
+            return "gave up"
 
-    with watch.run("rush"):
-        started = time.perf_counter()
-        await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
-        share_time(time.perf_counter() - started, holds, pays)
-    rows.append(Row(config, "(b) rush: hold requests", holds, "psycopg", target=0.5))
-    rows.append(Row(config, f"(b) rush: the {len(pays.latencies)} payments", pays))
+        with watch.run("rush"):
+            started = time.perf_counter()
+            await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
+            share_time(time.perf_counter() - started, holds, pays)
+        rows.append(Row(config, "(b) rush: hold requests", holds, "psycopg", target=0.5))
+        rows.append(Row(config, f"(b) rush: the {len(pays.latencies)} payments", pays))
 
     # (c) 10,000 customers join the line (most of them wait), then each polls their status
-    line = list(LINE)
-    line_tokens: dict[int, str] = {}
+    if "c" in wanted:
+        line = list(LINE)
+        line_tokens: dict[int, str] = {}
 
-    async def queue_join(connection: loadgen.Connection, n: int) -> str:
-        status, body = await connection.request("POST", "/queue/tokens", headers=headers(line[n]))
-        if status in (200, 201):
-            line_tokens[n] = body["token"]
-        return str(status)
+        async def queue_join(connection: loadgen.Connection, n: int) -> str:
+            status, body = await connection.request(
+                "POST", "/queue/tokens", headers=headers(line[n])
+            )
+            if status in (200, 201):
+                line_tokens[n] = body["token"]
+            return str(status)
 
-    async def queue_poll(connection: loadgen.Connection, n: int) -> str:
-        user = line[n]
-        status, _ = await connection.request(
-            "GET", "/queue/status", headers=headers(user, line_tokens.get(n))
-        )
-        return str(status)
+        async def queue_poll(connection: loadgen.Connection, n: int) -> str:
+            user = line[n]
+            status, _ = await connection.request(
+                "GET", "/queue/status", headers=headers(user, line_tokens.get(n))
+            )
+            return str(status)
 
-    for name, step, target in (
-        ("(c) queue joins", queue_join, 0.6),
-        ("(c) queue status polls", queue_poll, 0.8),
-    ):
-        await measured(
-            name, step, run_seconds=seconds * 6, limit=len(line), reference="redis", target=target
-        )
+        for name, step, target in (
+            ("(c) queue joins", queue_join, 0.6),
+            ("(c) queue status polls", queue_poll, 0.8),
+        ):
+            await measured(
+                name,
+                step,
+                run_seconds=seconds * 6,
+                limit=len(line),
+                reference="redis",
+                target=target,
+            )
 
     # (d) a mixed steady load
-    mixed = list(GROUPS["mixed"])
-    held: dict[int, list[int]] = {user: [] for user in mixed}
-    mixed_seats = seat_ids[mixed_date]
+    if "d" in wanted:
+        mixed = list(GROUPS["mixed"])
+        held: dict[int, list[int]] = {user: [] for user in mixed}
+        mixed_seats = seat_ids[mixed_date]
 
-    async def mix(connection: loadgen.Connection, n: int) -> str:
-        user = mixed[n % len(mixed)]
-        auth = headers(user, tokens[user])
-        roll = random.random()
-        if roll < 0.6:
-            status, _ = await connection.request("GET", f"{base}/{mixed_date}/seats", headers=auth)
-        elif roll < 0.7:
-            status, body = await connection.request(
-                "POST", "/reservations", {"seat_id": random.choice(mixed_seats)}, auth
-            )
-            if status == 201:
-                held[user].append(body["reservation_id"])
-        elif roll < 0.75 and held[user]:
-            status, _ = await connection.request(
-                "DELETE", f"/reservations/{held[user].pop()}", headers=auth
-            )
-        elif roll < 0.85:
-            status, _ = await connection.request("POST", "/wallet/charges", {"amount": 1_000}, auth)
-        elif roll < 0.95 and held[user]:
-            status, _ = await connection.request(
-                "POST", "/payments", {"reservation_id": held[user].pop()}, auth
-            )
-            if status == 201:
-                tokens[user] = await join(connection, user)
-        else:
-            status, _ = await connection.request("GET", "/queue/status", headers=auth)
-        return str(status)
+        async def mix(connection: loadgen.Connection, n: int) -> str:
+            user = mixed[n % len(mixed)]
+            auth = headers(user, tokens[user])
+            roll = random.random()
+            if roll < 0.6:
+                status, _ = await connection.request(
+                    "GET", f"{base}/{mixed_date}/seats", headers=auth
+                )
+            elif roll < 0.7:
+                status, body = await connection.request(
+                    "POST", "/reservations", {"seat_id": random.choice(mixed_seats)}, auth
+                )
+                if status == 201:
+                    held[user].append(body["reservation_id"])
+            elif roll < 0.75 and held[user]:
+                status, _ = await connection.request(
+                    "DELETE", f"/reservations/{held[user].pop()}", headers=auth
+                )
+            elif roll < 0.85:
+                status, _ = await connection.request(
+                    "POST", "/wallet/charges", {"amount": 1_000}, auth
+                )
+            elif roll < 0.95 and held[user]:
+                status, _ = await connection.request(
+                    "POST", "/payments", {"reservation_id": held[user].pop()}, auth
+                )
+                if status == 201:
+                    tokens[user] = await join(connection, user)
+            else:
+                status, _ = await connection.request("GET", "/queue/status", headers=auth)
+            return str(status)
 
-    await measured("(d) mixed steady load", mix, reference="bare")
+        await measured("(d) mixed steady load", mix, reference="bare")
 
     # (e) customers hold distinct free seats for a while, then pay for what they hold: each
     # at its own throughput
-    payers = list(GROUPS["pay"])
-    free = seat_ids[pay_date]
-    reservations: dict[int, int] = {}
+    if "e" in wanted:
+        payers = list(GROUPS["pay"])
+        free = seat_ids[pay_date]
+        reservations: dict[int, int] = {}
 
-    async def hold_free(connection: loadgen.Connection, n: int) -> str:
-        user = payers[n]
-        status, body = await connection.request(
-            "POST", "/reservations", {"seat_id": free[n]}, headers(user, tokens[user])
+        async def hold_free(connection: loadgen.Connection, n: int) -> str:
+            user = payers[n]
+            status, body = await connection.request(
+                "POST", "/reservations", {"seat_id": free[n]}, headers(user, tokens[user])
+            )
+            if status == 201:
+                reservations[n] = body["reservation_id"]
+            return str(status)
+
+        async def pay_held(connection: loadgen.Connection, n: int) -> str:
+            user = payers[n]
+            status, _ = await connection.request(
+                "POST",
+                "/payments",
+                {"reservation_id": reservations[n]},
+                headers(user, tokens[user]),
+            )
+            return str(status)
+
+        await measured(
+            "(e) holds on free seats", hold_free, limit=len(payers), reference="psycopg", target=0.5
         )
-        if status == 201:
-            reservations[n] = body["reservation_id"]
-        return str(status)
+        holding = sorted(reservations)
 
-    async def pay_held(connection: loadgen.Connection, n: int) -> str:
-        user = payers[n]
-        status, _ = await connection.request(
-            "POST", "/payments", {"reservation_id": reservations[n]}, headers(user, tokens[user])
+        async def pay_next(connection: loadgen.Connection, n: int) -> str:
+            return await pay_held(connection, holding[n])
+
+        await measured(
+            "(e) payments", pay_next, limit=len(holding), reference="psycopg", target=0.5
         )
-        return str(status)
-
-    await measured(
-        "(e) holds on free seats", hold_free, limit=len(payers), reference="psycopg", target=0.5
-    )
-    holding = sorted(reservations)
-
-    async def pay_next(connection: loadgen.Connection, n: int) -> str:
-        return await pay_held(connection, holding[n])
-
-    await measured("(e) payments", pay_next, limit=len(holding), reference="psycopg", target=0.5)
 
     # (f) an operator puts 20,000-seat dates on sale, one request each, one after the other
-    big_dates: list[int] = []
+    if "f" in wanted:
+        big_dates: list[int] = []
 
-    async def create_big_date(connection: loadgen.Connection, n: int) -> str:
-        status, body = await connection.request(
-            "POST",
-            f"/admin/concerts/{concert['concert_id']}/dates",
-            big_layout(),
-            headers(OPERATOR),
-        )
-        if status == 201:
-            big_dates.append(body["date_id"])
-        return str(status) if status == 201 else f"{status} {body}"
+        async def create_big_date(connection: loadgen.Connection, n: int) -> str:
+            status, body = await connection.request(
+                "POST",
+                f"/admin/concerts/{concert['concert_id']}/dates",
+                big_layout(),
+                headers(OPERATOR),
+            )
+            if status == 201:
+                big_dates.append(body["date_id"])
+            return str(status) if status == 201 else f"{status} {body}"
 
-    with watch.run("(f) create a 20,000-seat date"):
-        created = await loadgen.drive(host, port, 1, create_big_date, seconds=600, limit=BIG_DATES)
-    assert big_dates, f"no date was created: {dict(created.statuses)}"
-    rows.append(
-        Row(
-            config,
-            f"(f) create a {big_seats():,}-seat date (one request; p50 is its time)",
-            created,
-            server_cpu=watch.cpu,
-            machine_cpu=watch.machine,
+        with watch.run("(f) create a 20,000-seat date"):
+            created = await loadgen.drive(
+                host, port, 1, create_big_date, seconds=600, limit=BIG_DATES
+            )
+        assert big_dates, f"no date was created: {dict(created.statuses)}"
+        rows.append(
+            Row(
+                config,
+                f"(f) create a {big_seats():,}-seat date (one request; p50 is its time)",
+                created,
+                server_cpu=watch.cpu,
+                machine_cpu=watch.machine,
+            )
         )
-    )
 
     # (g) seat map reads of one 500-seat section of such a date, beside (a)'s of a 50-seat date
-    section = f"{base}/{big_dates[0]}/seats?section=S{BIG_SECTIONS // 2}"
+    if "g" in wanted:
+        section = f"{base}/{big_dates[0]}/seats?section=S{BIG_SECTIONS // 2}"
 
-    async def read_section(connection: loadgen.Connection, n: int) -> str:
-        user = readers[n % len(readers)]
-        status, _ = await connection.request("GET", section, headers=headers(user, tokens[user]))
-        return str(status)
+        async def read_section(connection: loadgen.Connection, n: int) -> str:
+            user = readers[n % len(readers)]
+            status, _ = await connection.request(
+                "GET", section, headers=headers(user, tokens[user])
+            )
+            return str(status)
 
-    await measured(
-        f"(g) seat map reads: one {BIG_ROWS * BIG_SEATS_A_ROW}-seat section of the "
-        f"{big_seats():,}-seat date",
-        read_section,
-        reference="bare",
-    )
+        await measured(
+            f"(g) seat map reads: one {BIG_ROWS * BIG_SEATS_A_ROW}-seat section of the "
+            f"{big_seats():,}-seat date",
+            read_section,
+            reference="bare",
+        )
+
+    # (h) a rush for blocks: BEST_CUSTOMERS admitted customers each ask once, all at once, for
+    # the best 2, 3 or 4 seats side by side on one fresh date, until it is full
+    if "h" in wanted:
+        rows.append(
+            await best_available_rush(
+                config, host, port, watch, connections, seconds, concert["concert_id"], tokens
+            )
+        )
     return rows
+
+
+async def best_available_rush(
+    config: str,
+    host: str,
+    port: int,
+    watch: Watch,
+    connections: int,
+    seconds: float,
+    concert_id: int,
+    tokens: dict[int, str],
+) -> Row:
+    """Scenario (h): one best-available request per customer on a date made for it through
+    the admin API. Counts 201 and 409 answers apart; checks every 201 is ``quantity`` seats
+    side by side in one row of the date, no seat given twice, and that the date's held count
+    is what was answered. Anything else (a 5xx, another status, a wrong block) fails the row."""
+    operator = loadgen.Connection(host, port)
+    status, body = await operator.request(
+        "POST",
+        f"/admin/concerts/{concert_id}/dates",
+        layout(BEST_SECTIONS, BEST_ROWS, BEST_SEATS_A_ROW),
+        headers(OPERATOR),
+    )
+    await operator.close()  # idle through the run, it would outlive the server's keep-alive
+    if status != 201:
+        raise RuntimeError(f"(h) could not create its date: {status} {body}")
+    date_id, seats_total = body["date_id"], body["seats_total"]
+    customers = list(GROUPS["best"])
+    given: dict[int, int] = {}  # seat id: the customer it went to
+    wrong: list[str] = []
+    by_quantity: Counter[int] = Counter()
+    by_answer: dict[str, loadgen.Tally] = {}  # the latencies of each kind of answer apart
+
+    async def hold_best(connection: loadgen.Connection, n: int) -> str:
+        started = time.perf_counter()
+        label = await hold_once(connection, n)
+        by_answer.setdefault(label, loadgen.Tally()).record(started, label)
+        return label
+
+    async def hold_once(connection: loadgen.Connection, n: int) -> str:
+        user = customers[n]
+        quantity = BEST_QUANTITIES[n % len(BEST_QUANTITIES)]
+        status, body = await connection.request(
+            "POST",
+            "/reservations",
+            {"date_id": date_id, "quantity": quantity},
+            headers(user, tokens[user]),
+        )
+        if status != 201:
+            return f"{status} {error_code(body)}".strip()
+        problem = wrong_block(body, quantity, date_id)
+        for held in body["reservations"] if problem is None else ():
+            if given.setdefault(held["seat_id"], user) != user:
+                problem = f"seat {held['seat_id']} given to {user} and {given[held['seat_id']]}"
+        if problem is not None:
+            wrong.append(problem)
+            return "201 wrong block"
+        by_quantity[quantity] += 1
+        return "201"
+
+    run_seconds = max(BEST_RUN_SECONDS, seconds * 6)
+    with watch.run("(h) best available"):
+        tally = await loadgen.drive(
+            host, port, connections, hold_best, seconds=run_seconds, limit=len(customers)
+        )
+    status, sales = await operator.request(
+        "GET", f"/admin/concerts/{concert_id}/dates/{date_id}/sales", headers=headers(OPERATOR)
+    )
+    await operator.close()
+    held = sales["held"] if status == 200 else None
+    statuses = tally.statuses
+    unexpected = {
+        label: count
+        for label, count in statuses.items()
+        if label not in ("201", "409 seats_not_together")
+    }
+    unasked = len(customers) - len(tally.latencies)
+    problems = [f"{count} answered {label}" for label, count in sorted(unexpected.items())]
+    problems += wrong[:3]
+    if held != len(given):
+        problems.append(f"the date holds {held} seats where the 201s gave {len(given)}")
+    made = ", ".join(f"{by_quantity[q]:,} of {q}" for q in BEST_QUANTITIES)
+    p99 = {label: f", p99 {answers.p99:,.0f} ms" for label, answers in by_answer.items()}
+    check = (
+        f"201: {statuses['201']:,} ({made}{p99.get('201', '')}); 409 seats_not_together: "
+        f"{statuses['409 seats_not_together']:,}{p99.get('409 seats_not_together', '')}; "
+        f"date held {len(given):,}/{seats_total:,}"
+    )
+    if unasked:  # slow, not wrong: the figures stand, but the date did not fill
+        check += f"; {unasked:,} customers not served within {run_seconds:.0f} s"
+    if problems:
+        check = f"FAILED: {'; '.join(problems)}. {check}"
+        print(f"{config} (h) best available FAILED: {'; '.join(problems)}", file=sys.stderr)
+    return Row(
+        config,
+        f"(h) rush: best available, {BEST_QUANTITIES[0]} to {BEST_QUANTITIES[-1]} seats "
+        f"side by side on a {seats_total:,}-seat date",
+        tally,
+        "psycopg",
+        check=check,
+        failed=bool(problems),
+        server_cpu=watch.cpu,
+        machine_cpu=watch.machine,
+    )
+
+
+def error_code(body: object) -> str:
+    """The ``error.code`` of an error answer, or "" when it has none."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("code", ""))
+    return ""
+
+
+def wrong_block(body: object, quantity: int, date_id: int) -> str | None:
+    """What is wrong with a best-available 201 answer, or None: it must be ``quantity`` held
+    seats of the date, side by side (consecutive numbers) in one row, ordered by number."""
+    if not isinstance(body, dict) or not isinstance(body.get("reservations"), list):
+        return f"not a list of reservations: {body!r:.200}"
+    held = body["reservations"]
+    if len(held) != quantity:
+        return f"{len(held)} seats where {quantity} were asked for"
+    places = {(r["date_id"], r["section"], r["row"], r["status"]) for r in held}
+    numbers = [r["number"] for r in held]
+    if places != {(date_id, held[0]["section"], held[0]["row"], "held")}:
+        return f"not held in one row of date {date_id}: {sorted(map(str, places))}"
+    if numbers != list(range(numbers[0], numbers[0] + quantity)):
+        return f"not side by side: numbers {numbers}"
+    return None
 
 
 def big_seats() -> int:
@@ -577,16 +785,22 @@ def big_seats() -> int:
 
 def big_layout() -> dict[str, object]:
     """A date a month ahead laid out as BIG_SECTIONS sections of BIG_ROWS rows."""
+    return layout(BIG_SECTIONS, BIG_ROWS, BIG_SEATS_A_ROW)
+
+
+def layout(sections: int, rows: int, seats_a_row: int) -> dict[str, object]:
+    """A date a month ahead, on sale now: ``sections`` sections of ``rows`` rows, the first
+    section the dearest."""
     starts_at = time.strftime("%Y-%m-%dT19:00:00Z", time.gmtime(time.time() + 30 * 86400))
     return {
         "starts_at": starts_at,
         "sections": [
             {
                 "name": f"S{s}",
-                "price": 10_000 + 1_000 * (BIG_SECTIONS - s),
-                "rows": [{"row": f"R{r}", "seats": BIG_SEATS_A_ROW} for r in range(BIG_ROWS)],
+                "price": 10_000 + 1_000 * (sections - s),
+                "rows": [{"row": f"R{r}", "seats": seats_a_row} for r in range(rows)],
             }
-            for s in range(BIG_SECTIONS)
+            for s in range(sections)
         ],
     }
 
@@ -626,7 +840,11 @@ def measure_config(
     connections: int,
     seconds: float,
     profile_dir: Path | None,
+    wanted: str = SCENARIOS,
 ) -> tuple[list[Row], str]:
+    names = tuple(
+        name for name in REFERENCES if any(name in SCENARIO_REFERENCES[letter] for letter in wanted)
+    )
     workdir = Path(tempfile.mkdtemp(prefix="concert-bench-"))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -674,13 +892,13 @@ def measure_config(
         def measure_references(when: str) -> dict[str, tuple[loadgen.Tally, float, float]]:
             with reference_server(workers, reference_conninfo, redis_url) as (ref_port, pid):
                 watch = Watch(pid, f"{config} reference {when}", profile_dir)
-                return uvloop.run(references(ref_port, watch, connections, seconds))
+                return uvloop.run(references(ref_port, watch, connections, seconds, names))
 
         before = measure_references("before")
         with services.concert_serve(workdir, env, "--workers", str(workers)) as served:
             port = int(served.url.rsplit(":", 1)[1])
             watch = Watch(served.pid, config, profile_dir)
-            rows = uvloop.run(scenarios(config, port, watch, connections, seconds))
+            rows = uvloop.run(scenarios(config, port, watch, connections, seconds, wanted))
         after = measure_references("after")  # the machine drifts: ratios are to the mean
         mean = {
             name: (before[name][0].throughput + after[name][0].throughput) / 2 for name in before
@@ -708,9 +926,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", choices=["embedded", "postgresql+redis"])
     parser.add_argument(
+        "--scenarios",
+        default=SCENARIOS,
+        metavar="LETTERS",
+        help=f"run only these scenarios, e.g. h (default: {SCENARIOS}; g brings f along)",
+    )
+    parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="record every run with py-spy into DIR"
     )
     args = parser.parse_args()
+    wanted = "".join(letter for letter in SCENARIOS if letter in args.scenarios.lower())
+    if not wanted or set(args.scenarios.lower()) - set(SCENARIOS):
+        parser.error(f"--scenarios takes letters of {SCENARIOS}")
+    if "g" in wanted and "f" not in wanted:  # (g) reads a date that (f) creates
+        wanted = "".join(sorted(wanted + "f"))
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     ceiling = uvloop.run(loadgen.ceiling(args.connections, 3))
@@ -721,15 +950,19 @@ def main() -> None:
         "| machine CPU µs/req | ratio | target | correctness |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
+    failed: list[str] = []
     with services.postgres_server() as pg_server, services.redis_server() as redis_url:
         for config in configs:
             rows, check = measure_config(
-                config, pg_server, redis_url, args.connections, args.seconds, args.profile
+                config, pg_server, redis_url, args.connections, args.seconds, args.profile, wanted
             )
             table.extend(row.markdown() for row in rows)
             table.append(f"| {config} | books after the run | | | | | | | | | {check} |")
+            failed.extend(f"{row.config} {row.scenario}: {row.check}" for row in rows if row.failed)
             print(f"{config} done", file=sys.stderr)
     print("\n".join(table))
+    if failed:
+        sys.exit("FAILED:\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":
