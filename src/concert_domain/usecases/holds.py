@@ -37,7 +37,7 @@ from concert_domain.usecases.queue import require_active_token
 
 # how many blocks best available offers the timers at once, and how many rounds of offers it
 # makes before it gives up on a date that keeps changing under it
-OFFERED_BLOCKS = 16
+OFFERED_BLOCKS = 48
 BEST_AVAILABLE_ROUNDS = 32
 
 
@@ -210,7 +210,7 @@ class _Hall:
         self._quantity = quantity
         self._now = now
         self._sections: list[str] | None = None
-        self._read: list[list[SeatView]] = []
+        self._read: list[list[list[SeatView]]] = []  # the sections read, a row at a time
         self._struck: frozenset[SeatId] = frozenset()
 
     async def best(self) -> list[Block]:
@@ -218,8 +218,8 @@ class _Hall:
         while True:
             found = [
                 block
-                for views in self._read
-                for row in rows_of(views)
+                for rows in self._read
+                for row in rows
                 for block in blocks_in_row(row, self._quantity, self._struck)
             ]
             clean = sum(1 for block in found if not block.strands)
@@ -245,9 +245,10 @@ class _Hall:
             self._sections = names
         return self._sections
 
-    async def _seat_map(self, section: str) -> list[SeatView]:
+    async def _seat_map(self, section: str) -> list[list[SeatView]]:
         async with self._deps.uow(read_only=True) as uow:
-            return list(await uow.catalog.seat_map(self._date.date_id, self._now, section))
+            views = await uow.catalog.seat_map(self._date.date_id, self._now, section)
+        return list(rows_of(views))
 
 
 def _check_count(count: int, most: int) -> None:
