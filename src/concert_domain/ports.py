@@ -378,8 +378,9 @@ class HoldTimers(Protocol):
     async def extend(
         self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime
     ) -> None:
-        """Move the seat's timer to ``expires_at``, unless another customer's runs past
-        ``now`` (an extended hold is the database's to decide; this only follows it)."""
+        """Move the seat's timer to ``expires_at`` if it is ``user_id``'s and runs past
+        ``now``; else change nothing (a timer dropped meanwhile, by a cancel, stays dropped).
+        An extended hold is the database's to decide; this only follows it."""
         ...
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:

@@ -22,6 +22,7 @@ SEAT = SeatId(7)
 UNTIL = NOW + timedelta(minutes=5)
 MANY = 1_000  # attempts a minute: more than any test makes
 TAKEN, BUSY = HoldAttempt.TAKEN, HoldAttempt.SEAT_BUSY
+HOUR_LATER = timedelta(hours=1)
 
 
 async def join_all(queue: QueueStore, users: range, now: datetime = NOW) -> list[QueueToken]:
@@ -288,6 +289,10 @@ class HoldTimersContract:
             two, UserId(2), [Offer([SEAT])], later, later + timedelta(hours=1), MANY
         )
         assert at_later.attempt is TAKEN
+        await timers.release(SEAT, UserId(2))
+        await timers.extend(SEAT, UserId(2), later, later + HOUR_LATER)  # released: stays so
+        again = await timers.take(one, UserId(1), [Offer([SEAT])], later, UNTIL + HOUR_LATER, MANY)
+        assert again.attempt is TAKEN
 
 
 class AttemptLimiterContract:

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.memory import InMemoryDatabase
 from booking import OPERATOR, Customer, add_venue, admitted_customer, one_row, rejoin
 from concert_domain import Dependencies
 from concert_domain.catalog import DateSpec, RowSpec, SectionSpec
@@ -79,6 +80,21 @@ class TestSeveralSeats:
         again = [venue.seats[1].seat_id, venue.seats[3].seat_id]
         assert len(await hold_seats(joon.user_id, joon.queue_token, again, deps=deps)) == 2
 
+    async def test_a_refusal_by_the_database_names_the_seats_taken_too(
+        self, deps: Dependencies
+    ) -> None:
+        venue = await add_venue(deps, seats=4)
+        mina = await admitted_customer(deps, "mina@example.com")
+        joon = await admitted_customer(deps, "joon@example.com")
+        taken = [venue.seats[1].seat_id, venue.seats[2].seat_id]
+        await hold_seats(joon.user_id, joon.queue_token, taken, deps=deps)
+        for seat_id in taken:  # as if Redis had lost them: only the database knows
+            await deps.timers.release(seat_id, joon.user_id)
+        asked = [seat.seat_id for seat in venue.seats[:3]]
+        with pytest.raises(SeatUnavailable, match="seats Floor A-2, Floor A-3 are held"):
+            await hold_seats(mina.user_id, mina.queue_token, asked, deps=deps)
+        assert await statuses(deps, mina, venue.dates[0].date_id) == ".hh."
+
     async def test_holds_none_past_the_hold_limit(self, deps: Dependencies) -> None:
         venue = await add_venue(deps, seats=6)
         mina = await admitted_customer(deps, "mina@example.com")
@@ -152,6 +168,25 @@ class TestBestAvailable:
         assert {r.price for r in held} == {80_000}
         with pytest.raises(NotFound):
             await hold_best(mina.user_id, mina.queue_token, date_id, 1, "Balcony", deps=deps)
+
+    async def test_a_block_the_database_refuses_is_passed_over(
+        self, deps: Dependencies, database: InMemoryDatabase
+    ) -> None:
+        venue = await add_venue(deps, sections=[one_row(6, 10_000)])
+        mina = await admitted_customer(deps, "mina@example.com")
+        joon = await admitted_customer(deps, "joon@example.com")
+        date_id = venue.dates[0].date_id
+        async with deps.uow(read_only=True) as uow:  # the section's map is read and kept
+            await uow.catalog.seat_map(date_id, deps.clock.now(), "Floor")
+        # joon holds the middle pair behind the read model's back, with no timers: the kept
+        # map and the timers say free, only the database knows
+        async with database.unit_of_work() as uow:
+            now = deps.clock.now()
+            middle = venue.seats[2:4]
+            await uow.reservations.hold(joon.user_id, middle, now, now + timedelta(minutes=5), 4)
+            await uow.commit()
+        held = await hold_best(mina.user_id, mina.queue_token, date_id, 2, deps=deps)
+        assert [r.number for r in held] == [1, 2]
 
     async def test_no_row_with_that_many_together(self, deps: Dependencies) -> None:
         venue = await add_venue(deps, sections=[one_row(5, 10_000)])

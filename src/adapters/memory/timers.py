@@ -102,7 +102,7 @@ class InMemoryHoldTimers(HoldTimers):
         self, seat_id: SeatId, user_id: UserId, now: datetime, expires_at: datetime
     ) -> None:
         current = self._timers.get(seat_id)
-        if current is None or current[0] == user_id or current[1] <= now:
+        if current is not None and current[0] == user_id and now < current[1]:
             self._timers.put(seat_id, (user_id, expires_at))
 
     def _runs(self, seat_id: SeatId, now: datetime) -> bool:

@@ -253,14 +253,14 @@ return {'taken', ticket, chosen, busy}
 """
 )
 
-# Move a timer to a later expiry unless another customer's runs past now.
+# Move the owner's running timer to a later expiry; nothing else (a timer released meanwhile,
+# by a cancel, stays released).
 # KEYS: timer.  ARGV: owner, expires (ms), ttl (ms), now (ms)
 EXTEND_TIMER = """
 local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
-  local expires = tonumber(string.match(current, '|(%d+)$'))
-  if expires and expires > tonumber(ARGV[4]) then return 0 end
-end
+if not current or string.sub(current, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then return 0 end
+local expires = tonumber(string.match(current, '|(%d+)$'))
+if not expires or expires <= tonumber(ARGV[4]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
 return 1
 """

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from concert_domain import queue
-from concert_domain.catalog import ConcertDate, Seat, SeatView
+from concert_domain.catalog import ConcertDate, Seat, SeatStatus, SeatView
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import (
     InvalidRequest,
@@ -64,7 +64,7 @@ async def hold_seats(
     now = deps.clock.now()
     seats = await _seats_on_sale(seat_ids, now, deps)
     offer = _Offer(deps, user_id, token, now)
-    return await offer.hold([seats])
+    return await offer.hold(seats)
 
 
 async def hold_best(
@@ -90,12 +90,11 @@ async def hold_best(
         if not blocks:
             break
         try:
-            return await offer.hold([list(b.seats) for b in blocks], [b.sides for b in blocks])
+            return await offer.choose([list(b.seats) for b in blocks], [b.sides for b in blocks])
         except _AllBusy as busy:
             hall.strike(busy.seats)
-        except SeatUnavailable:  # taken in the database with no timer: look again
-            hall.strike(offer.last_tried)
-            await hall.look_again()
+        except _Refused as refused:  # taken in the database with no timer: look again
+            hall.look_again(refused.seats)
     raise SeatsNotTogether(f"no row has {quantity} available seats side by side")
 
 
@@ -128,12 +127,21 @@ async def extend_hold(
 
 
 class _AllBusy(Exception):
+    """The timers found every block offered busy: ``seats`` are those they found taken."""
+
+    def __init__(self, seats: frozenset[SeatId]) -> None:
+        self.seats = seats
+
+
+class _Refused(Exception):
+    """The database refused the block the timers gave (a seat taken with no timer)."""
+
     def __init__(self, seats: frozenset[SeatId]) -> None:
         self.seats = seats
 
 
 class _Offer:
-    """Blocks offered to the timers and then to the database, for one caller at one instant."""
+    """Seats offered to the timers and then to the database, for one caller at one instant."""
 
     def __init__(self, deps: Dependencies, user_id: UserId, token: QueueToken, now: datetime):
         self._deps = deps
@@ -141,16 +149,42 @@ class _Offer:
         self._token = token
         self._now = now
         self._expires_at = now + deps.policy.hold_duration
-        self.last_tried: frozenset[SeatId] = frozenset()
+        self._busy: frozenset[SeatId] = frozenset()  # what the timers last found busy
 
-    async def hold(
-        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]] = ()
+    async def hold(self, seats: Sequence[Seat]) -> list[Reservation]:
+        """Hold ``seats``, all or none. Raises `SeatUnavailable` naming the seats taken."""
+        taken = await self._take_timers([seats], [])
+        if taken is None:  # the timers name the seats they found busy
+            busy = [seat.label for seat in seats if seat.seat_id in self._busy]
+            raise SeatUnavailable.taken_seats(busy or [seat.label for seat in seats])
+        try:
+            return await self._write(seats)
+        except SeatUnavailable as refused:
+            if len(seats) == 1:
+                raise
+            named = await self._labels_taken(seats)
+            raise (SeatUnavailable.taken_seats(named) if named else refused) from refused
+
+    async def choose(
+        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]]
     ) -> list[Reservation]:
         """Hold the block the timers take (`HoldTimers.take`: the first free one that leaves
-        no seat alone as they stand now, with ``sides`` the blocks' sides, else the first free
-        one). Raises `_AllBusy` when none is free and more than one was offered;
-        `SeatUnavailable` naming the busy seats when the only one is busy, or when the
-        database refuses the block."""
+        no seat alone as they stand now, else the first free one). Raises `_AllBusy` when
+        none is free, `_Refused` when the database refuses the block."""
+        chosen = await self._take_timers(blocks, sides)
+        if chosen is None:
+            raise _AllBusy(self._busy)
+        try:
+            return await self._write(blocks[chosen])
+        except SeatUnavailable as refused:
+            raise _Refused(frozenset(s.seat_id for s in blocks[chosen])) from refused
+
+    async def _take_timers(
+        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]]
+    ) -> int | None:
+        """The index of the block whose timers the caller now holds; None when every block
+        is busy (the seats found busy in ``_busy``). Raises the queue gate's errors and
+        `RateLimited`."""
         deps, user_id = self._deps, self._user_id
         taken = await deps.timers.take(
             self._token,
@@ -166,22 +200,20 @@ class _Offer:
         queue.admitted(taken.ticket, user_id, self._now)
         if taken.attempt is HoldAttempt.TOO_FREQUENT:
             raise RateLimited("too many attempts to hold seats; try again within a minute")
-        if taken.attempt is not HoldAttempt.TAKEN or taken.block is None:
-            if len(blocks) > 1:
-                raise _AllBusy(taken.busy)
-            busy = [seat.label for seat in blocks[0] if seat.seat_id in taken.busy]
-            raise SeatUnavailable.taken_seats(busy or [seat.label for seat in blocks[0]])
-        block = blocks[taken.block]
-        self.last_tried = frozenset(seat.seat_id for seat in block)
+        self._busy = taken.busy
+        return taken.block if taken.attempt is HoldAttempt.TAKEN else None
+
+    async def _write(self, block: Sequence[Seat]) -> list[Reservation]:
+        """The block held in the database, all or none; its timers dropped if not."""
         try:
-            return await retrying(lambda: self._write(block))
+            return await retrying(lambda: self._insert(block))
         except BaseException:
             for seat in block:
-                release = deps.timers.release(seat.seat_id, user_id)
+                release = self._deps.timers.release(seat.seat_id, self._user_id)
                 await follow_up(release, "drop a hold timer")
             raise
 
-    async def _write(self, block: Sequence[Seat]) -> list[Reservation]:
+    async def _insert(self, block: Sequence[Seat]) -> list[Reservation]:
         async with self._deps.uow() as uow:
             limit = self._deps.policy.max_holds_per_user
             held = await uow.reservations.hold(
@@ -189,6 +221,17 @@ class _Offer:
             )
             await uow.commit()
         return held
+
+    async def _labels_taken(self, seats: Sequence[Seat]) -> list[str]:
+        """The labels of ``seats`` taken in the database (read again after it refused them)."""
+        busy: set[SeatId] = set()
+        async with self._deps.uow(read_only=True) as uow:
+            for section in dict.fromkeys(seat.section for seat in seats):
+                views = await uow.catalog.seat_map(seats[0].date_id, self._now, section)
+                busy |= {v.seat.seat_id for v in views if v.status is not SeatStatus.AVAILABLE}
+        return [seat.label for seat in seats if seat.seat_id in busy] or [
+            seat.label for seat in seats
+        ]
 
 
 class _Hall:
@@ -212,6 +255,7 @@ class _Hall:
         self._sections: list[str] | None = None
         self._read: list[list[list[SeatView]]] = []  # the sections read, a row at a time
         self._struck: frozenset[SeatId] = frozenset()
+        self._refused: frozenset[SeatId] = frozenset()
 
     async def best(self) -> list[Block]:
         sections = await self._section_names()
@@ -224,6 +268,9 @@ class _Hall:
             ]
             clean = sum(1 for block in found if not block.strands)
             if clean >= OFFERED_BLOCKS or len(self._read) == len(sections):
+                if self._still_shown_free():
+                    self._struck |= self._refused
+                    continue
                 return best_blocks(found, OFFERED_BLOCKS)
             self._read.append(await self._seat_map(sections[len(self._read)]))
 
@@ -231,8 +278,25 @@ class _Hall:
         """Count ``seats`` as taken from now on."""
         self._struck |= seats
 
-    async def look_again(self) -> None:
+    def look_again(self, refused: frozenset[SeatId]) -> None:
+        """Read the date again: the database refused ``refused``, a block the map showed
+        free. If the map read again still shows it all free (a kept map not yet renewed),
+        its seats are struck off, so that the same block is not offered again."""
         self._read = []
+        self._refused = refused
+
+    def _still_shown_free(self) -> bool:
+        """Whether the map read shows every seat of the block last refused available."""
+        if not self._refused or self._refused <= self._struck:
+            return False
+        shown = {
+            view.seat.seat_id
+            for rows in self._read
+            for row in rows
+            for view in row
+            if view.status is SeatStatus.AVAILABLE
+        }
+        return self._refused <= shown
 
     async def _section_names(self) -> list[str]:
         if self._sections is None:
