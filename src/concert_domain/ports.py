@@ -160,9 +160,9 @@ class ReservationRepository(Protocol):
         max_holds: int,
     ) -> list[Reservation]:
         """Record `Reservation.hold` of every seat, in the order given, all or none, decided
-        by the store under any concurrency: refused with `SeatUnavailable` if any seat has a
-        live reservation at ``now``, and with `HoldLimitReached` if the customer's unexpired
-        holds and these would pass ``max_holds``. A refusal comes out of this call or of
+        by the store under any concurrency: refused with `HoldLimitReached` if the customer's
+        unexpired holds and these would pass ``max_holds``, else with `SeatUnavailable` if any
+        seat has a live reservation at ``now``. A refusal comes out of this call or of
         `UnitOfWork.commit`, and leaves nothing."""
         ...
 

@@ -915,6 +915,18 @@ class DatabaseContract:
             assert len(await tx.reservations.hold(user, seats[1:3], NOW, NOW + HOLD, 3)) == 2
             await tx.commit()
 
+    async def test_a_basket_past_the_limit_is_refused_as_such_whatever_its_seats(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        seats = await add_seats(uow, count=5)
+        user, other = await add_customer(uow), await add_customer(uow, "joon@example.com")
+        await hold(uow, other, seats[0])
+        for seat in seats[2:]:
+            await hold(uow, user, seat)
+        for basket in ([seats[0], seats[1]], [seats[1], seats[0]]):  # the taken seat first, last
+            with pytest.raises(HoldLimitReached):
+                await hold_all(uow, user, basket)
+
     async def test_holds_paid_together_make_one_payment_of_their_total(
         self, uow: UnitOfWorkFactory, inspect: StoreInspector
     ) -> None:

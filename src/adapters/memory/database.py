@@ -400,9 +400,6 @@ class InMemoryReservationRepository(_Repository, ReservationRepository):
         expires_at: datetime,
         max_holds: int,
     ) -> list[Reservation]:
-        for seat in seats:
-            if self._db.live_reservation(seat.seat_id, now) is not None:
-                raise SeatUnavailable.taken(seat.number)
         holds = sum(
             1
             for reservation_id in self._db.reservations_by_user.get(user_id) or ()
@@ -410,6 +407,9 @@ class InMemoryReservationRepository(_Repository, ReservationRepository):
         )
         if holds + len(seats) > max_holds:
             raise HoldLimitReached.at(max_holds)
+        for seat in seats:
+            if self._db.live_reservation(seat.seat_id, now) is not None:
+                raise SeatUnavailable.taken(seat.number)
         held = []
         for seat in seats:
             reservation_id = ReservationId(self._db.next_reservation())

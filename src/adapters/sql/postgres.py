@@ -442,11 +442,13 @@ LOCK_CUSTOMER_AND_FREE_LAPSED_SEATS = Query(
 
 def _hold_or_refuse() -> Query:
     """In a statement after the lock, whose snapshot sees every hold the customer committed
-    before the lock was granted: the hold, inserted only if the customer is under the limit
-    and the seat has no held or paid row (the live-seat index decides, whatever the race);
-    else `concert_refuse` says which."""
+    before the lock was granted (and those of this basket inserted before it): the hold,
+    inserted only if the customer stays within the limit with the ``ahead`` seats of the
+    basket still to come, and the seat has no held or paid row (the live-seat index decides,
+    whatever the race); else `concert_refuse` says which. So a basket past the limit is
+    refused as such at its first insert, before any of its seats is looked at."""
     max_holds = param("max_holds", Integer())
-    held = select(sql.UNEXPIRED_HOLDS.label("n")).cte("held")
+    held = select((sql.UNEXPIRED_HOLDS + param("ahead", Integer())).label("n")).cte("held")
     columns = ["reservation_id", *sql.HOLD_COLUMNS]
     inserted = (
         postgresql.insert(reservations)
@@ -503,12 +505,14 @@ class PostgresReservations(SqlReservationRepository):
             seat_ids=[seat.seat_id for seat in seats],
             now=now,
         )
-        for reservation in sorted(held, key=lambda r: r.seat_id):
+        by_seat = sorted(held, key=lambda r: r.seat_id)
+        for n, reservation in enumerate(by_seat):
             self._session.defer(
                 HOLD_OR_REFUSE,
                 **rows.reservation_to_row(reservation),
                 now=now,
                 max_holds=max_holds,
+                ahead=len(by_seat) - 1 - n,
             )
         return held
 
@@ -559,8 +563,7 @@ def _sale() -> Query:
     all_held = select(func.count()).select_from(asked).where(
         asked.c.reservation_id == any_(ids),
         asked.c.user_id == user_id,
-        asked.c.status == "held",
-        asked.c.expires_at > sql.NOW,
+        sql.held_at(sql.NOW, asked),
     ).scalar_subquery() == func.cardinality(ids)
     number = select(literal_column("nextval('payments_payment_id_seq')").label("payment_id")).cte(
         "number"

@@ -35,6 +35,7 @@ from concert_domain.errors import (
     InsufficientBalance,
     SeatUnavailable,
     StoreUnavailable,
+    TransactionConflict,
 )
 from concert_domain.ids import ReservationId, UserId
 from concert_domain.ports import PaymentRepository
@@ -306,10 +307,11 @@ class SqlitePayments(PaymentRepository):
                 for r in reservation_ids
             )
         )
+        if not all(sold):  # cannot be while writers take turns; refused whole if it were
+            raise self._db.refused(TransactionConflict("a hold changed while it was being paid"))
         debited = await self._db.run(DEBIT, user_id=user_id, amount=total)
         if not debited:
             raise self._db.refused(InsufficientBalance.for_reservation(first))
-        assert all(sold), "a hold read as held in this turn was not sold"
         balance = int(debited[0].balance)
         entry = _entry(user_id, LedgerKind.PAYMENT, total, payment.payment_id, now, balance)
         self._db.defer(LEDGER_ENTRY, **entry)

@@ -50,9 +50,10 @@ def live(now: Any) -> Any:
     return or_(reservations.c.status == "paid", held_at(now))
 
 
-def held_at(now: Any) -> Any:
-    """`Reservation.is_held` in SQL: held and unexpired at ``now``."""
-    return and_(reservations.c.status == "held", reservations.c.expires_at > now)
+def held_at(now: Any, table: Any = reservations) -> Any:
+    """`Reservation.is_held` in SQL: held and unexpired at ``now`` (in ``table``, the
+    reservations or an alias of them)."""
+    return and_(table.c.status == "held", table.c.expires_at > now)
 
 
 def status_at(now: Any) -> Any:
