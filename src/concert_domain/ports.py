@@ -361,6 +361,8 @@ class HoldTimers(Protocol):
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
+        *,
+        alone_allowed: bool = True,
     ) -> TimersTaken:
         """One atomic step: the queue ticket ``token`` as `QueueStore.get` gives it, and how
         the attempt went. For a ticket that is not ``user_id``'s and active at ``now``
@@ -370,9 +372,9 @@ class HoldTimers(Protocol):
         ``now``, and leaves a seat alone when, on one of its sides, the seat next to it has no
         such timer and the one beyond has one (or is None). The timers of the first free
         block (in the order given) that leaves no seat alone are taken for ``user_id`` until
-        ``expires_at``, or failing that of the first free block (TAKEN, with that block's
-        index); when no block is free, none (SEAT_BUSY). Either way ``busy`` names the
-        seats of the blocks found with running timers."""
+        ``expires_at``, or failing that, if ``alone_allowed``, of the first free block (TAKEN,
+        with that block's index); else none (SEAT_BUSY). Either way ``busy`` names the seats
+        found with running timers, the blocks' own and their sides'."""
         ...
 
     async def extend(

@@ -271,7 +271,12 @@ class HoldTimersContract:
             await timers.take(one, UserId(1), [Offer([s[4]])], NOW, UNTIL, MANY)
         ).attempt is TAKEN
         lonely = Offer([s[7]], [(s[3], None)])  # 3 is free and nothing is beyond it
-        also = Offer([s[3]], [(s[1], None)])  # 1 is free, 2 taken beyond it
+        also = Offer([s[3]], [(s[1], s[2])])  # 1 is free, 2 taken beyond it
+        refused = await timers.take(
+            two, UserId(2), [lonely, also], NOW, UNTIL, MANY, alone_allowed=False
+        )
+        assert (refused.attempt, refused.block) == (BUSY, None)
+        assert refused.busy == {s[2]}  # the side's seat found taken, which no map showed
         taken = await timers.take(two, UserId(2), [lonely, also], NOW, UNTIL, MANY)
         assert (taken.attempt, taken.block) == (TAKEN, 0)
 

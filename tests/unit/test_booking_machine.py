@@ -220,7 +220,7 @@ class BookingMachine(RuleBasedStateMachine):
             return multiple()
         except HoldLimitReached:
             event("hold: hold_limit_reached")
-            assert len(holds) >= POLICY.max_holds_per_user and not live_on_seat
+            assert len(holds) >= POLICY.max_holds_per_user  # checked before the seat
             return multiple()
         assert on_sale, "a seat was held outside its sale window"
         assert not live_on_seat, "a seat with a live reservation was held again"

@@ -67,6 +67,8 @@ class InMemoryHoldTimers(HoldTimers):
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
+        *,
+        alone_allowed: bool = True,
     ) -> TimersTaken:
         ticket = self._line.ticket(token, now)
         try:
@@ -84,8 +86,12 @@ class InMemoryHoldTimers(HoldTimers):
             busy |= running
             if not running:
                 free.append(index)
+        for block in blocks:  # the sides' seats found taken tell what the map did not
+            for near, far in block.sides:
+                busy |= {s for s in (near, far) if s is not None and self._runs(s, now)}
         alone = [n for n in free if self._leaves_one_alone(blocks[n], now)]
-        chosen = next((n for n in free if n not in alone), free[0] if free else None)
+        fallback = free[0] if free and alone_allowed else None
+        chosen = next((n for n in free if n not in alone), fallback)
         if chosen is None:
             return TimersTaken(ticket, HoldAttempt.SEAT_BUSY, None, frozenset(busy))
         for seat_id in blocks[chosen].seats:

@@ -181,15 +181,17 @@ return 0
 # a ticket that is active at now (`concert_domain.queue.admitted`), count the attempt (unless
 # the limit is 0) and take the timers of the first free block of seats (none of its seats has a
 # timer running past now) that leaves no seat alone (on none of its sides is the seat next to
-# it without a running timer and the one beyond with one, or absent), failing that of the
-# first free block. Returns {how it went (`HoldAttempt`'s values), the ticket as `describe`
-# gives it (nil if unknown), the 1-based index of the block taken (0 if none), the 1-based
-# places among the keys after the first four of the busy seats found}.
+# it without a running timer and the one beyond with one, or absent), failing that, if allowed,
+# of the first free block. Returns {how it went (`HoldAttempt`'s values), the ticket as
+# `describe` gives it (nil if unknown), the 1-based index of the block taken (0 if none), the
+# 1-based places among the keys after the first four of the seats found with running timers,
+# the blocks' own and their sides'}.
 # KEYS: ticket, waiting, admitted, the customer's attempts, then for each block its seats'
 #       timers and then, for each of its sides, the near seat's timer and the far one's if any
 # ARGV: token, now, rate window (ms), user id, expires (ms), ttl (ms), attempt limit,
-#       attempt window (ms), then for each block: its number of seats, its number of sides, and
-#       for each side 1 if it has a far seat, else 0
+#       attempt window (ms), 1 if a block that leaves a seat alone may be taken (else 0), then
+#       for each block: its number of seats, its number of sides, and for each side 1 if it
+#       has a far seat, else 0
 TAKE_TIMERS = (
     _DESCRIBE
     + _COUNT_ATTEMPT
@@ -211,7 +213,7 @@ local function runs(key)
   return expires ~= nil and expires > now
 end
 local busy, blocks = {}, {}
-local key, arg = 5, 9
+local key, arg = 5, 10
 while arg <= #ARGV do
   local size, sides = tonumber(ARGV[arg]), tonumber(ARGV[arg + 1])
   arg = arg + 2
@@ -225,9 +227,11 @@ while arg <= #ARGV do
   key = key + size
   for _ = 1, sides do
     local near_free = not runs(KEYS[key])
+    if not near_free then busy[#busy + 1] = key - 4 end
     local far_taken = true
     if ARGV[arg] == '1' then
       far_taken = runs(KEYS[key + 1])
+      if far_taken then busy[#busy + 1] = key + 1 - 4 end
       key = key + 1
     end
     key, arg = key + 1, arg + 1
@@ -239,7 +243,7 @@ local chosen
 for n, block in ipairs(blocks) do
   if block.free and not block.alone then chosen = n break end
 end
-if not chosen then
+if not chosen and ARGV[9] == '1' then
   for n, block in ipairs(blocks) do
     if block.free then chosen = n break end
   end

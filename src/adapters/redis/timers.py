@@ -40,6 +40,8 @@ class RedisHoldTimers(HoldTimers):
         now: datetime,
         expires_at: datetime,
         attempt_limit: int,
+        *,
+        alone_allowed: bool = True,
     ) -> TimersTaken:
         k = self._keys
         ttl = max(to_ms(expires_at) - to_ms(now), 1)
@@ -69,6 +71,7 @@ class RedisHoldTimers(HoldTimers):
                     ttl,
                     attempt_limit,
                     self._attempt_window,
+                    1 if alone_allowed else 0,
                     *shapes,
                 ],
             )

@@ -89,8 +89,13 @@ async def hold_best(
         blocks = await hall.best()
         if not blocks:
             break
+        # a block that strands a seat is taken only when the map, with every seat found
+        # taken so far struck off, has none that does not
+        alone_allowed = all(block.strands for block in blocks)
         try:
-            return await offer.choose([list(b.seats) for b in blocks], [b.sides for b in blocks])
+            return await offer.choose(
+                [list(b.seats) for b in blocks], [b.sides for b in blocks], alone_allowed
+            )
         except _AllBusy as busy:
             hall.strike(busy.seats)
         except _Refused as refused:  # taken in the database with no timer: look again
@@ -153,7 +158,7 @@ class _Offer:
 
     async def hold(self, seats: Sequence[Seat]) -> list[Reservation]:
         """Hold ``seats``, all or none. Raises `SeatUnavailable` naming the seats taken."""
-        taken = await self._take_timers([seats], [])
+        taken = await self._take_timers([seats], [], alone_allowed=True)
         if taken is None:  # the timers name the seats they found busy
             busy = [seat.label for seat in seats if seat.seat_id in self._busy]
             raise SeatUnavailable.taken_seats(busy or [seat.label for seat in seats])
@@ -166,12 +171,16 @@ class _Offer:
             raise (SeatUnavailable.taken_seats(named) if named else refused) from refused
 
     async def choose(
-        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]]
+        self,
+        blocks: Sequence[Sequence[Seat]],
+        sides: Sequence[Sequence[Side]],
+        alone_allowed: bool,
     ) -> list[Reservation]:
         """Hold the block the timers take (`HoldTimers.take`: the first free one that leaves
-        no seat alone as they stand now, else the first free one). Raises `_AllBusy` when
-        none is free, `_Refused` when the database refuses the block."""
-        chosen = await self._take_timers(blocks, sides)
+        no seat alone as they stand now, else, if ``alone_allowed``, the first free one).
+        Raises `_AllBusy` when none is taken, `_Refused` when the database refuses the
+        block."""
+        chosen = await self._take_timers(blocks, sides, alone_allowed)
         if chosen is None:
             raise _AllBusy(self._busy)
         try:
@@ -180,7 +189,10 @@ class _Offer:
             raise _Refused(frozenset(s.seat_id for s in blocks[chosen])) from refused
 
     async def _take_timers(
-        self, blocks: Sequence[Sequence[Seat]], sides: Sequence[Sequence[Side]]
+        self,
+        blocks: Sequence[Sequence[Seat]],
+        sides: Sequence[Sequence[Side]],
+        alone_allowed: bool,
     ) -> int | None:
         """The index of the block whose timers the caller now holds; None when every block
         is busy (the seats found busy in ``_busy``). Raises the queue gate's errors and
@@ -196,6 +208,7 @@ class _Offer:
             self._now,
             self._expires_at,
             deps.policy.hold_attempts_per_customer,
+            alone_allowed=alone_allowed,
         )
         queue.admitted(taken.ticket, user_id, self._now)
         if taken.attempt is HoldAttempt.TOO_FREQUENT:
