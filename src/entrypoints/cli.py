@@ -12,6 +12,8 @@ import asyncio
 import functools
 import getpass
 import logging
+import logging.config
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,8 +24,9 @@ from uvicorn.supervisors import Multiprocess
 from concert_domain import usecases
 from concert_domain.accounts import Account
 from concert_domain.errors import EmailTaken, InvalidRequest, StoreUnavailable
+from entrypoints.logs import logging_config
 from entrypoints.scheduler import run_scheduler
-from entrypoints.settings import Settings, SettingsError, load_settings
+from entrypoints.settings import Settings, SettingsError, load_settings, log_format
 from entrypoints.wiring import build_app, running
 
 log = logging.getLogger("concert")
@@ -51,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     admin_parser.add_argument("email", metavar="EMAIL")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     actions: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "serve": serve,
         "scheduler": scheduler,
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "create-admin": create_admin,
     }
     try:
+        logging.config.dictConfig(logging_config(log_format(os.environ)))
         return actions[args.command](load_settings(), args)
     except SettingsError as e:
         print(f"concert: {e}", file=sys.stderr)
@@ -89,7 +90,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         log_level="info",
-        access_log=False,
+        log_config=logging_config(settings.log_format),  # each worker logs as this process
+        access_log=False,  # the service writes its own line per request
         proxy_headers=False,  # a client's address is taken as the socket gives it
         server_header=False,  # no banner naming the server software
     )

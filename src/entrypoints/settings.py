@@ -18,6 +18,7 @@ from adapters.redis.link import RedisAddress
 from adapters.security.tokens import MIN_SECRET_BYTES
 from concert_domain import BookingPolicy, QueuePolicy
 from entrypoints.http.clients import Proxies
+from entrypoints.logs import FORMATS
 
 DEFAULT_DATABASE = "concert.sqlite3"
 SECRET_FILE = ".concert-secret"
@@ -49,6 +50,7 @@ class Settings:
     auth_attempts_per_address: int = 120
     hold_attempts_per_customer: int = 600
     trusted_proxies: str = ""
+    log_format: str = "json"
 
     @property
     def policy(self) -> BookingPolicy:
@@ -91,6 +93,7 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         auth_attempts_per_address=_count(env, "CONCERT_AUTH_ATTEMPTS_PER_ADDRESS", 120),
         hold_attempts_per_customer=_count(env, "CONCERT_HOLD_ATTEMPTS_PER_CUSTOMER", 600),
         trusted_proxies=_trusted_proxies(env),
+        log_format=log_format(env),
     )
 
 
@@ -111,6 +114,14 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
         except ValueError as e:
             raise SettingsError("CONCERT_REDIS_URL", str(e)) from None
     return url
+
+
+def log_format(env: Mapping[str, str]) -> str:
+    """``CONCERT_LOG_FORMAT``: ``json`` (the default) or ``text``."""
+    chosen = env.get("CONCERT_LOG_FORMAT") or "json"
+    if chosen not in FORMATS:
+        raise SettingsError("CONCERT_LOG_FORMAT", f"must be one of {', '.join(FORMATS)}")
+    return chosen
 
 
 def _redis_prefix(env: Mapping[str, str]) -> str:

@@ -18,6 +18,7 @@ from entrypoints.http.endpoints import routes
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
 from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.limits import BodySizeLimit
+from entrypoints.http.request_log import RequestLog
 from entrypoints.http.routes import ENDPOINTS, SeatMapBodies
 
 Check = Callable[[], Awaitable[None]]
@@ -35,7 +36,11 @@ def create_app(
     ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
     app = Starlette(
         routes=routes(ENDPOINTS),
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit)],
+        middleware=[
+            Middleware(RequestLog),
+            Middleware(SecurityHeaders),
+            Middleware(BodySizeLimit),
+        ],
         exception_handlers={
             ConcertError: on_concert_error,
             HTTPException: on_http_error,

@@ -123,6 +123,8 @@ class Endpoint:
     async def serve(self, request: Request) -> Response:
         deps: Dependencies = request.app.state.deps
         who = ANONYMOUS if self.access is Access.ANYONE else await caller(request, deps)
+        if who is not ANONYMOUS:
+            request.state.user_id = who.user_id  # for the request's log line
         if self.access in (Access.ADMITTED, Access.QUEUED):  # before anything in the body
             queue.required(request.headers.get("x-queue-token"))
         if self.access is Access.ADMIN:  # the use case checks it too; a customer's body waits
