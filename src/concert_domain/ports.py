@@ -344,6 +344,10 @@ class QueueStore(Protocol):
         """The customer's ticket if it is waiting or active at ``now``, as `get` gives it."""
         ...
 
+    async def sizes(self, now: datetime) -> QueueSizes:
+        """How many tickets wait, and how many are active and unexpired at ``now``."""
+        ...
+
 
 class HoldTimers(Protocol):
     """A fast front guard before the database: one owner per seat for a hold's length, taken
@@ -388,6 +392,11 @@ class HoldTimers(Protocol):
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         """Drop the seat's timer if, and only if, ``user_id`` holds it (compare-and-delete)."""
         ...
+
+
+class QueueSizes(NamedTuple):
+    waiting: int
+    active: int
 
 
 class Offer(NamedTuple):

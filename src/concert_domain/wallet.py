@@ -105,6 +105,8 @@ class PaymentReceipt:
     amount: int
     balance: int
     status: str = "paid"
+    # the first answer given again to a retry with the same idempotency key
+    replayed: bool = attrs.field(default=False, eq=False)
 
     @property
     def reservation_id(self) -> ReservationId:

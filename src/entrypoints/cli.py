@@ -16,8 +16,11 @@ import logging.config
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import attrs
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
@@ -79,6 +82,14 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             "CONCERT_REDIS_URL", "--workers above 1 needs Redis: the waiting line must be shared"
         )
     asyncio.run(prepare_stores(settings))
+    with tempfile.TemporaryDirectory(prefix="concert-metrics-") as metrics_dir:
+        if args.workers > 1:  # the workers add up their metrics through files there
+            settings = attrs.evolve(settings, metrics_dir=Path(metrics_dir))
+        _serve(settings, args)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
     config = uvicorn.Config(
         # each worker builds its app from the same settings, handed over whole
         functools.partial(build_app, settings, scheduler=not args.no_scheduler),
@@ -99,7 +110,6 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
-    return 0
 
 
 def scheduler(settings: Settings, args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ class Settings:
     hold_attempts_per_customer: int = 600
     trusted_proxies: str = ""
     log_format: str = "json"
+    # where the workers of one `concert serve` write their metrics (several workers only)
+    metrics_dir: Path | None = None
 
     @property
     def policy(self) -> BookingPolicy:

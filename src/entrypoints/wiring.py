@@ -61,6 +61,7 @@ from concert_domain.ports import (
     UnitOfWorkFactory,
 )
 from entrypoints.http.app import create_app
+from entrypoints.http.metrics import Metrics, use_directory
 from entrypoints.scheduler import run_scheduler
 from entrypoints.settings import Settings, SettingsError
 
@@ -187,25 +188,33 @@ def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
     """The service as ``concert serve`` runs it in each worker: its lifespan builds the
     services from ``settings`` and, if asked, runs the scheduler loop beside the requests."""
 
+    if settings.metrics_dir is not None:  # several workers: metrics go through files
+        use_directory(settings.metrics_dir)
+    metrics = Metrics(settings.metrics_dir)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings) as services:
             app.state.deps = services.deps
             app.state.readiness = services.readiness
-            async with _scheduling(services.deps, settings, on=scheduler):
+            async with _scheduling(services.deps, settings, metrics, on=scheduler):
                 settle_garbage_collector()
                 yield
 
-    return create_app(lifespan=lifespan, proxies=settings.proxies)
+    return create_app(lifespan=lifespan, proxies=settings.proxies, metrics=metrics)
 
 
 @contextlib.asynccontextmanager
-async def _scheduling(deps: Dependencies, settings: Settings, *, on: bool) -> AsyncIterator[None]:
+async def _scheduling(
+    deps: Dependencies, settings: Settings, metrics: Metrics, *, on: bool
+) -> AsyncIterator[None]:
     if not on:
         yield
         return
     stop = asyncio.Event()
-    ticking = asyncio.create_task(run_scheduler(deps, settings.scheduler_interval_seconds, stop))
+    ticking = asyncio.create_task(
+        run_scheduler(deps, settings.scheduler_interval_seconds, stop, metrics.count_tick)
+    )
     try:
         yield
     finally:

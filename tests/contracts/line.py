@@ -139,6 +139,14 @@ class QueueStoreContract:
         assert not created
         assert (again.token, again.position, again.admissions_per_second) == (tokens[2], 1, 0.0)
 
+    async def test_sizes_count_the_waiting_and_the_unexpired_active(
+        self, queue: QueueStore
+    ) -> None:
+        assert await queue.sizes(NOW) == (0, 0)
+        await join_all(queue, range(1, 5))  # POLICY admits two at once, two wait
+        assert await queue.sizes(NOW) == (2, 2)
+        assert await queue.sizes(NOW + timedelta(seconds=POLICY.active_seconds)) == (2, 0)
+
 
 class HoldTimersContract:
     async def test_one_owner_at_a_time_until_the_timer_lapses(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from concert_domain.ids import QueueToken, UserId
-from concert_domain.ports import QueueStore
+from concert_domain.ports import QueueSizes, QueueStore
 from concert_domain.queue import (
     EXPIRED_RETENTION,
     RATE_WINDOW,
@@ -103,6 +103,10 @@ class InMemoryQueueStore(QueueStore):
             if entry is not None and entry.expired_at == expired_at:
                 del self._entries[token]
         return expired
+
+    async def sizes(self, now: datetime) -> QueueSizes:
+        active = sum(1 for expires_at in self._active.values() if now < expires_at)
+        return QueueSizes(len(self._waiting) - self._head, active)
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         entry = self._entries.get(token)

@@ -4,6 +4,7 @@ order."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 
@@ -12,7 +13,7 @@ from adapters.redis.client import from_ms, to_ms, translated
 from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
 from concert_domain.ids import QueueToken, UserId
-from concert_domain.ports import QueueStore
+from concert_domain.ports import QueueSizes, QueueStore
 from concert_domain.queue import (
     EXPIRED_RETENTION,
     RATE_WINDOW,
@@ -25,6 +26,7 @@ from concert_domain.queue import (
 class RedisQueueStore(QueueStore):
     def __init__(self, redis: RedisLink, keys: Keys | None = None) -> None:
         self._keys = keys or Keys()
+        self._redis = redis
         self._join = redis.script(scripts.JOIN)
         self._admit = redis.script(scripts.ADMIT)
         self._expire_idle = redis.script(scripts.EXPIRE_IDLE)
@@ -100,6 +102,15 @@ class RedisQueueStore(QueueStore):
                 args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention],
             )
         return int(expired)
+
+    async def sizes(self, now: datetime) -> QueueSizes:
+        k = self._keys
+        with translated():
+            waiting, active = await asyncio.gather(
+                self._redis.call("ZCARD", k.waiting),
+                self._redis.call("ZCOUNT", k.active, f"({to_ms(now)}", "+inf"),
+            )
+        return QueueSizes(int(waiting), int(active))
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         k = self._keys

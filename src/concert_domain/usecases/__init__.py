@@ -34,6 +34,7 @@ from concert_domain.usecases.queue import (
     admit_waiting,
     expire_idle_tokens,
     join_queue,
+    queue_sizes,
     queue_status,
     require_active_token,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "me",
     "pay",
     "pay_holds",
+    "queue_sizes",
     "queue_status",
     "refund",
     "require_active_token",

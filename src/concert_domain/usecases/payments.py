@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import attrs
+
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import InvalidRequest, NotFound, ReservationNotHeld
 from concert_domain.idempotency import fingerprint, kept_integer, validate_idempotency_key
@@ -94,7 +96,7 @@ async def pay_holds(
         request = fingerprint("pay", reservation_ids=",".join(map(str, reservation_ids)))
     async with answered_once(deps, user_id, key, request, now) as attempt:
         if attempt.kept is not None:
-            return PaymentReceipt.from_body(attempt.kept)
+            return attrs.evolve(PaymentReceipt.from_body(attempt.kept), replayed=True)
         token = await require_active_token(user_id, queue_token, now, deps=deps)
         receipt = await retrying(lambda: _sell(deps, attempt, user_id, reservation_ids, now))
     await follow_up(deps.queue.expire(token, deps.clock.now()), "expire a paid queue token")

@@ -10,6 +10,7 @@ from datetime import datetime
 from concert_domain import queue
 from concert_domain.dependencies import Dependencies
 from concert_domain.ids import QueueToken, UserId
+from concert_domain.ports import QueueSizes
 from concert_domain.queue import QueueStatus
 
 
@@ -35,6 +36,11 @@ async def require_active_token(
     `QueueTokenInvalid` (unknown, expired, someone else's), `QueueTokenNotActive` (waiting)."""
     ticket = await deps.queue.get(queue.required(token), now)
     return queue.admitted(ticket, user_id, now)
+
+
+async def queue_sizes(*, deps: Dependencies) -> QueueSizes:
+    """How many wait in line and how many are admitted, now."""
+    return await deps.queue.sizes(deps.clock.now())
 
 
 async def admit_waiting(*, deps: Dependencies) -> int:

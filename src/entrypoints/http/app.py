@@ -18,6 +18,7 @@ from entrypoints.http.endpoints import routes
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
 from entrypoints.http.headers import SecurityHeaders
 from entrypoints.http.limits import BodySizeLimit
+from entrypoints.http.metrics import Metrics
 from entrypoints.http.request_log import RequestLog
 from entrypoints.http.routes import ENDPOINTS, SeatMapBodies
 
@@ -31,6 +32,7 @@ def create_app(
     readiness: Mapping[str, Check] | None = None,
     lifespan: Lifespan | None = None,
     proxies: Proxies | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``.
     ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
@@ -53,4 +55,5 @@ def create_app(
     app.state.readiness = dict(readiness or {})
     app.state.seat_map_bodies = SeatMapBodies()
     app.state.proxies = proxies or Proxies()
+    app.state.metrics = metrics or Metrics()
     return app

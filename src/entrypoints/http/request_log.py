@@ -1,5 +1,6 @@
 """Pure ASGI middleware: every request gets an id, every answer carries it as ``X-Request-ID``,
-and every request leaves one log line with it.
+and every request leaves one log line with it, and is counted in the metrics
+(`metrics.Metrics.count_request`).
 
 The id is the caller's own when it is 1 to 128 printable ASCII characters, else a new one. The
 line (logger ``concert.requests``) gives the method, the route (the path's template, so that ids
@@ -74,6 +75,11 @@ class RequestLog:
         finally:
             route = scope.get("route")
             state = scope.get("state") or {}
+            seconds = time.perf_counter() - started
+            metrics = getattr(scope["app"].state, "metrics", None)
+            if metrics is not None:
+                path = getattr(route, "path", None) or "(no route)"
+                metrics.count_request(scope["method"], path, status, seconds)
             log.info(
                 "%s %s %s",
                 scope["method"],
@@ -83,7 +89,7 @@ class RequestLog:
                     "method": scope["method"],
                     "route": getattr(route, "path", None),
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(seconds * 1000, 2),
                     "user_id": state.get("user_id"),
                 },
             )

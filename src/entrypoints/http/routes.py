@@ -15,13 +15,14 @@ from starlette.responses import Response, StreamingResponse
 from adapters.caching.lru import LeastRecentlyUsed
 from concert_domain import BookingPolicy, usecases
 from concert_domain.catalog import Concert, DateSpec, RowSpec, SeatView, SectionSpec
-from concert_domain.errors import InvalidRequest, NotFound, StoreUnavailable
+from concert_domain.errors import ConcertError, InvalidRequest, NotFound, StoreUnavailable
 from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
 from concert_domain.paging import Page
 from concert_domain.queue import QueueStatus
 from concert_domain.reservations import Reservation, ReservationStatus
 from entrypoints.http import schema
 from entrypoints.http.endpoints import MAX_ID, Access, Call, Endpoint, encode
+from entrypoints.http.metrics import CONTENT_TYPE as PROMETHEUS
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.spreadsheet import CSV, csv_lines
 
@@ -164,6 +165,18 @@ class SeatMapBodies:
 
 
 async def hold(call: Call) -> Answered:
+    """A hold of any form, counted by outcome (`metrics.Metrics.holds`)."""
+    counted = call.request.app.state.metrics.holds
+    try:
+        answered = await _hold(call)
+    except ConcertError as error:
+        counted.labels(error.code).inc()
+        raise
+    counted.labels("held").inc()
+    return answered
+
+
+async def _hold(call: Call) -> Answered:
     body: schema.Hold = call.body
     form = _one_form(body)
     if form == "seat_id":
@@ -290,6 +303,10 @@ async def pay(call: Call) -> Answered:
     receipt = await usecases.pay_holds(
         call.user, call.queue_token, reservation_ids, call.idempotency_key, deps=call.deps
     )
+    if not receipt.replayed:
+        metrics = call.request.app.state.metrics
+        metrics.seats_sold.inc(len(receipt.reservation_ids))
+        metrics.revenue.inc(receipt.amount)
     return 201, schema.Payment(
         payment_id=receipt.payment_id,
         reservation_id=receipt.reservation_id,
@@ -394,6 +411,12 @@ async def readyz(call: Call) -> Answered:
     ready = all(state == "ok" for state in parts.values())
     answer = schema.Readiness(status="ok" if ready else "unavailable", **parts)
     return (200 if ready else 503), answer
+
+
+async def metrics(call: Call) -> Answered:
+    sizes = await usecases.queue_sizes(deps=call.deps)
+    exposition = call.request.app.state.metrics.exposition(sizes)
+    return 200, Response(exposition, media_type=PROMETHEUS)
 
 
 async def openapi(call: Call) -> Answered:
@@ -621,6 +644,15 @@ ENDPOINTS = (
         readyz,
         Access.ANYONE,
         {200: schema.Readiness, 503: schema.Readiness},
+    ),
+    Endpoint(
+        "GET",
+        "/metrics",
+        "Prometheus metrics, every worker's together (an admin's token)",
+        metrics,
+        Access.ADMIN,
+        {200: str},
+        media_type=PROMETHEUS,
     ),
     Endpoint(
         "GET",
