@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -351,3 +352,23 @@ async def test_families_book_together_extend_once_and_pay_once(client: httpx.Asy
     assert error_code(refused_whole) == (409, "seat_unavailable")
     still = (await late.get(base)).json()["seats"]
     assert next(s["status"] for s in still if s["seat_id"] == free[0]) == "available"
+
+
+async def test_metrics_add_up_every_workers_requests(client: httpx.AsyncClient) -> None:
+    login = await client.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})
+    ops = Caller(client, login.json()["access_token"])
+
+    async def healthz_count() -> float:
+        text = (await client.get("/metrics", headers=ops.auth)).text
+        found = re.search(
+            r'^concert_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+        return 0.0 if found is None else float(found.group(1))
+
+    before = await healthz_count()
+    for _ in range(20):  # new connections, so both workers answer some
+        answer = await client.get("/healthz", headers={"Connection": "close"})
+        assert answer.headers["x-request-id"]
+    assert await healthz_count() == before + 20
