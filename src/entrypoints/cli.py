@@ -33,6 +33,7 @@ from entrypoints.settings import Settings, SettingsError, load_settings, log_for
 from entrypoints.wiring import build_app, running
 
 log = logging.getLogger("concert")
+GRACE_SECONDS = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +106,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         access_log=False,  # the service writes its own line per request
         proxy_headers=False,  # a client's address is taken as the socket gives it
         server_header=False,  # no banner naming the server software
+        # open event streams never end by themselves: a stop waits this long for them
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
     if args.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()

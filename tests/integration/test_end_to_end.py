@@ -372,3 +372,31 @@ async def test_metrics_add_up_every_workers_requests(client: httpx.AsyncClient) 
         answer = await client.get("/healthz", headers={"Connection": "close"})
         assert answer.headers["x-request-id"]
     assert await healthz_count() == before + 20
+
+
+async def test_the_live_seat_map_shows_a_hold_made_on_any_worker_within_a_second(
+    client: httpx.AsyncClient,
+) -> None:
+    watcher, holder = await customer(client), await customer(client)
+    seat = await free_seat(holder)
+    concerts = (await client.get("/concerts")).json()["concerts"]
+    [demo] = [c for c in concerts if c["title"] == DEMO]
+    dates = (await watcher.get(f"/concerts/{demo['concert_id']}/dates")).json()["dates"]
+    path = f"/concerts/{demo['concert_id']}/dates/{dates[0]['date_id']}/seats/events"
+    headers = {**watcher.queued, "Accept": "text/event-stream"}
+    raw = httpx.AsyncClient(base_url=str(client.base_url), timeout=10)
+    async with raw, raw.stream("GET", path, headers=headers) as events:
+        assert events.status_code == 200
+        assert events.headers["content-type"].startswith("text/event-stream")
+        lines = events.aiter_lines()
+        assert (await anext(lines)) == "event: snapshot"
+        assert (await anext(lines)).startswith('data: {"seats":[')
+        # on a new connection, so on either worker
+        taken = await holder.post("/reservations", {"seat_id": seat}, Connection="close")
+        assert taken.status_code == 201, taken.text
+        held_at = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            async for line in lines:
+                if line.startswith("data: [") and f'"seat_id":{seat},"status":"held"' in line:
+                    break
+        assert asyncio.get_running_loop().time() - held_at < 2.0

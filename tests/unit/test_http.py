@@ -28,7 +28,6 @@ from openapi_check import canonical, contract_operations, validated_client
 NOT_BUILT_YET = {
     ("GET", "/"),
     ("GET", "/ops"),
-    ("GET", "/concerts/{}/dates/{}/seats/events"),
 }
 
 
@@ -692,6 +691,9 @@ class TestOperations:
                         continue
                     if path == "/metrics" and status < "300":
                         assert list(answer["content"]) == [PROMETHEUS]
+                        continue
+                    if path.endswith("/events") and status < "300":
+                        assert list(answer["content"]) == ["text/event-stream"]
                         continue
                     schema = answer["content"]["application/json"]["schema"]
                     if status >= "400" and path != "/readyz":  # its 503 names what fails

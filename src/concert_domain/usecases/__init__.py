@@ -19,6 +19,7 @@ from concert_domain.usecases.catalog import (
     list_concerts,
     list_open_dates,
     seat_map,
+    seat_statuses,
     seed_demo_catalog,
     sold_seats,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "require_admin",
     "run_scheduler_tick",
     "seat_map",
+    "seat_statuses",
     "seed_demo_catalog",
     "sign_up",
     "sold_seats",

@@ -81,6 +81,13 @@ async def seat_map(
     return seats
 
 
+async def seat_statuses(date_id: DateId, *, deps: Dependencies) -> Sequence[SeatView]:
+    """The date's seats with their status now, for a feed whose listeners each passed the
+    queue gate when they began listening (`seat_map`); empty for an unknown date."""
+    async with deps.uow(read_only=True) as uow:
+        return await uow.catalog.seat_map(date_id, deps.clock.now())
+
+
 async def create_concert(
     caller: Identity, title: str, venue: str = "", *, deps: Dependencies
 ) -> Concert:

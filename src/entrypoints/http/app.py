@@ -21,6 +21,7 @@ from entrypoints.http.limits import BodySizeLimit
 from entrypoints.http.metrics import Metrics
 from entrypoints.http.request_log import RequestLog
 from entrypoints.http.routes import ENDPOINTS, SeatMapBodies
+from entrypoints.http.seat_events import SeatFeeds
 
 Check = Callable[[], Awaitable[None]]
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
@@ -56,4 +57,5 @@ def create_app(
     app.state.seat_map_bodies = SeatMapBodies()
     app.state.proxies = proxies or Proxies()
     app.state.metrics = metrics or Metrics()
+    app.state.seat_feeds = SeatFeeds()
     return app

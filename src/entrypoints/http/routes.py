@@ -9,6 +9,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from msgspec import UNSET, UnsetType
 from starlette.responses import Response, StreamingResponse
 
@@ -24,6 +25,7 @@ from entrypoints.http import schema
 from entrypoints.http.endpoints import MAX_ID, Access, Call, Endpoint, encode
 from entrypoints.http.metrics import CONTENT_TYPE as PROMETHEUS
 from entrypoints.http.openapi import openapi_document
+from entrypoints.http.seat_events import SeatFeeds, event, stream
 from entrypoints.http.spreadsheet import CSV, csv_lines
 
 Answered = tuple[int, schema.Answer | dict[str, Any] | bytes | Response]
@@ -144,6 +146,21 @@ async def list_seats(call: Call) -> Answered:
     )
     bodies: SeatMapBodies = call.request.app.state.seat_map_bodies
     return 200, bodies.body((date_id, query.section), seats)
+
+
+async def seat_events(call: Call) -> Answered:
+    """The live seat map: the queue gate and the date are checked as for the seat map, then
+    the stream (`seat_events`)."""
+    concert_id = ConcertId(call.path_id("concert_id"))
+    date_id = DateId(call.path_id("date_id"))
+    await usecases.seat_map(call.user, call.queue_token, concert_id, date_id, deps=call.deps)
+    feeds: SeatFeeds = call.request.app.state.seat_feeds
+
+    def snapshot(seats: Sequence[SeatView]) -> bytes:
+        return event("snapshot", {"seats": [msgspec.to_builtins(seat_answer(v)) for v in seats]})
+
+    events = stream(feeds, date_id, call.deps, snapshot)
+    return 200, StreamingResponse(events, media_type=EVENT_STREAM, headers=NO_BUFFERING)
 
 
 class SeatMapBodies:
@@ -436,6 +453,9 @@ def document(max_holds: int = BookingPolicy().max_holds_per_user) -> dict[str, A
     return made
 
 
+EVENT_STREAM = "text/event-stream"
+NO_BUFFERING = {"X-Accel-Buffering": "no"}  # a proxy passes each event on at once
+
 # In the order the on-sale rush asks for them: Starlette tries the routes in turn. Every path
 # is distinct, so the order changes nothing else; a path with two methods answers each, for
 # Starlette goes on past a method that does not match.
@@ -504,6 +524,15 @@ ENDPOINTS = (
         list_dates,
         Access.ADMITTED,
         {200: schema.OpenDates},
+    ),
+    Endpoint(
+        "GET",
+        "/concerts/{concert_id}/dates/{date_id}/seats/events",
+        "The live seat map: a snapshot event, then a seats event of what changed",
+        seat_events,
+        Access.ADMITTED,
+        {200: str},
+        media_type=EVENT_STREAM,
     ),
     Endpoint(
         "GET",
