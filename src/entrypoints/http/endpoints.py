@@ -93,6 +93,8 @@ class Endpoint:
     body: type[Body] | None = None
     query: type[Query] | None = None
     media_type: str = JSON  # of the answers named in ``answers``
+    # for an event stream: each event's name and the type of its data
+    events: Mapping[str, object] | None = None
     conflicts: tuple[int, ...] = ()  # statuses beside those access, body and path bring
     idempotency_key: bool = False
     uses_stores: bool = True  # so a store that is down answers 503

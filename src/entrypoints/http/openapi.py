@@ -4,7 +4,7 @@ status an endpoint can give."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -51,6 +51,11 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     ordered = sorted(kinds, key=lambda kind: kind.__name__)
     refs, components = msgspec.json.schema_components(ordered, ref_template=REF)
     ref_of = dict(zip(ordered, refs, strict=True))
+    for endpoint in endpoints:  # the types of events' data, beside the answers'
+        if endpoint.events is not None:
+            types = list(endpoint.events.values())
+            _, used = msgspec.json.schema_components(types, ref_template=REF)
+            components.update(used)
     for kind in ordered:
         forms = getattr(kind, "forms", ())
         if forms:
@@ -79,6 +84,10 @@ def openapi_document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
 def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, kind in endpoint.answers.items():
+        if endpoint.events is not None:
+            content = {endpoint.media_type: {"schema": _event_shape(endpoint.events)}}
+            responses[str(status)] = {"description": endpoint.summary, "content": content}
+            continue
         if endpoint.media_type != JSON:
             content = {endpoint.media_type: {"schema": {"type": "string"}}}
             responses[str(status)] = {"description": endpoint.summary, "content": content}
@@ -124,6 +133,24 @@ def _operation(endpoint: Endpoint, ref_of: dict[Any, dict[str, Any]]) -> dict[st
         body = _json("a JSON object", ref_of[endpoint.body])
         operation["requestBody"] = {"required": True, "content": body["content"]}
     return operation
+
+
+def _event_shape(events: Mapping[str, object]) -> dict[str, Any]:
+    """One event of a stream, as OpenAPI 3.1 describes each event of ``text/event-stream``:
+    its name, and its data, JSON of the named event's type."""
+    shapes, _ = msgspec.json.schema_components(list(events.values()), ref_template=REF)
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": list(events)},
+            "data": {
+                "type": "string",
+                "contentMediaType": JSON,
+                "contentSchema": {"oneOf": list(shapes)},
+            },
+        },
+    }
 
 
 def _query_parameters(kind: type[schema.Query]) -> list[dict[str, Any]]:

@@ -533,6 +533,7 @@ ENDPOINTS = (
         Access.ADMITTED,
         {200: str},
         media_type=EVENT_STREAM,
+        events=schema.SEAT_EVENTS,
     ),
     Endpoint(
         "GET",

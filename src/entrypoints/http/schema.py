@@ -233,6 +233,15 @@ class SeatMap(Answer):
     seats: list[Seat]
 
 
+class SeatChange(Answer):
+    seat_id: Id
+    status: Literal["available", "held", "sold"]
+
+
+# the events of the live seat map, by name, and what each one's data is
+SEAT_EVENTS: dict[str, object] = {"snapshot": SeatMap, "seats": list[SeatChange]}
+
+
 class Reservation(Answer):
     reservation_id: Id
     seat_id: Id
