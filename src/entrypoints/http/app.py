@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from concert_domain import Dependencies
 from concert_domain.errors import ConcertError
+from entrypoints.http import web
 from entrypoints.http.clients import Proxies
 from entrypoints.http.endpoints import routes
 from entrypoints.http.errors import on_concert_error, on_http_error, on_unexpected
@@ -38,7 +40,7 @@ def create_app(
     """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``.
     ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
     app = Starlette(
-        routes=routes(ENDPOINTS),
+        routes=[*routes(ENDPOINTS), Route("/web/{name}", web.asset)],
         middleware=[
             Middleware(RequestLog),
             Middleware(SecurityHeaders),

@@ -21,7 +21,7 @@ from concert_domain.ids import ConcertId, DateId, ReservationId, SeatId
 from concert_domain.paging import Page
 from concert_domain.queue import QueueStatus
 from concert_domain.reservations import Reservation, ReservationStatus
-from entrypoints.http import schema
+from entrypoints.http import schema, web
 from entrypoints.http.endpoints import MAX_ID, Access, Call, Endpoint, encode
 from entrypoints.http.metrics import CONTENT_TYPE as PROMETHEUS
 from entrypoints.http.openapi import openapi_document
@@ -436,6 +436,14 @@ async def metrics(call: Call) -> Answered:
     return 200, Response(exposition, media_type=PROMETHEUS)
 
 
+async def customer_app(call: Call) -> Answered:
+    return 200, Response(web.page("index.html"), media_type=web.HTML)
+
+
+async def operator_page(call: Call) -> Answered:
+    return 200, Response(web.page("ops.html"), media_type=web.HTML)
+
+
 async def openapi(call: Call) -> Answered:
     return 200, document(call.deps.policy.max_holds_per_user)
 
@@ -683,6 +691,26 @@ ENDPOINTS = (
         Access.ADMIN,
         {200: str},
         media_type=PROMETHEUS,
+    ),
+    Endpoint(
+        "GET",
+        "/",
+        "The customer's web app",
+        customer_app,
+        Access.ANYONE,
+        {200: str},
+        media_type=web.HTML,
+        uses_stores=False,
+    ),
+    Endpoint(
+        "GET",
+        "/ops",
+        "The operator's web page",
+        operator_page,
+        Access.ANYONE,
+        {200: str},
+        media_type=web.HTML,
+        uses_stores=False,
     ),
     Endpoint(
         "GET",
