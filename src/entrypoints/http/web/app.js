@@ -21,7 +21,8 @@ async function enter() {
   ["line", "wallet", "bookings"].forEach((id) => show(id));
   session.queue = me.queue ? me.queue.token : null;
   await Promise.all([refreshWallet(), refreshBookings()]);
-  await waitInLine(me.queue);
+  if (me.queue) await waitInLine(me.queue);
+  else await join();  // straight into the line: the waiting room shows where one stands
 }
 
 async function join() {

@@ -38,7 +38,7 @@ async function watch() {
     $("sales").replaceChildren(...[...sales.sections, { name: "All", ...sales }].map((s) => el("tr", {},
       ...[s.name, s.seats_total, s.available, s.held, s.sold, won(s.revenue)].map((v) => el("td", { textContent: v })))));
     const metrics = await api("GET", "/metrics", undefined, { text: true });
-    const gauge = (name) => (metrics.match(new RegExp(`^${name} (\\S+)$`, "m")) || [0, "?"])[1];
+    const gauge = (name) => Number((metrics.match(new RegExp(`^${name} (\\S+)$`, "m")) || [0, NaN])[1]);
     $("line").textContent = `In line: ${gauge("concert_queue_waiting")} waiting, ${gauge("concert_queue_active")} choosing seats.`;
   };
   await draw();
