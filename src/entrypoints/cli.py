@@ -215,7 +215,7 @@ async def _reachable(
     try:
         await check()
     except StoreUnavailable as e:
-        raise SettingsError(variable, f"{what} cannot be reached") from e
+        raise SettingsError(variable, f"{what} cannot be reached ({e.message})") from e
 
 
 if __name__ == "__main__":

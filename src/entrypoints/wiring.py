@@ -231,11 +231,14 @@ def settle_garbage_collector() -> None:
 
 
 async def ping(redis: RedisLink) -> None:
-    """Raise `StoreUnavailable` unless Redis answers."""
+    """Raise `StoreUnavailable` unless Redis answers, and says yes (a server that wants a
+    password, or refuses a client in protected mode, answers with an error)."""
     try:
         await redis.ping()
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
         raise StoreUnavailable("redis does not answer") from e
+    except redis_errors.ResponseError as e:
+        raise StoreUnavailable(f"redis refuses this client: {e}") from e
 
 
 def jwt_secret(settings: Settings) -> bytes:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis import exceptions
@@ -174,3 +178,28 @@ def test_a_url_may_loosen_tls_checks_but_carries_no_option_the_link_would_ignore
     assert RedisLink.from_url("rediss://cache.internal:6380/0?ssl_cert_reqs=none")
     with pytest.raises(ValueError, match="health_check_interval"):
         RedisLink.from_url("redis://cache.internal/0?health_check_interval=5")
+
+
+def test_a_redis_that_refuses_the_client_stops_a_command_with_one_line(
+    own_redis: services.RedisServer, tmp_path: Path
+) -> None:
+    """A server that wants a password (as one in protected mode refuses a client) answers
+    PING with an error: the command says so in one line, with status 2, no traceback."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CONCERT_REDIS_URL": own_redis.url,  # no password given
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "seed-demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "concert: CONCERT_REDIS_URL: Redis cannot be reached "
+        "(redis refuses this client: NOAUTH Authentication required.)"
+    )
