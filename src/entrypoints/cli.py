@@ -215,7 +215,8 @@ async def _reachable(
     try:
         await check()
     except StoreUnavailable as e:
-        raise SettingsError(variable, f"{what} cannot be reached ({e.message})") from e
+        why = "" if "cannot be reached" in e.message else f" ({e.message})"
+        raise SettingsError(variable, f"{what} cannot be reached{why}") from e
 
 
 if __name__ == "__main__":

@@ -128,8 +128,7 @@ class TestCommand:
         )
         assert result.returncode == 2
         assert result.stderr.strip().splitlines()[-1] == (
-            "concert: CONCERT_DATABASE_URL: the database cannot be reached "
-            "(the database cannot be reached)"
+            "concert: CONCERT_DATABASE_URL: the database cannot be reached"
         )
         assert "Traceback" not in result.stderr
 
