@@ -184,6 +184,9 @@ async def running(settings: Settings, *, pool_size: int = 8) -> AsyncIterator[Se
         await services.close()
 
 
+OBSERVE_SECONDS = 1.0
+
+
 def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
     """The service as ``concert serve`` runs it in each worker: its lifespan builds the
     services from ``settings`` and, if asked, runs the scheduler loop beside the requests."""
@@ -197,7 +200,10 @@ def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
         async with running(settings) as services:
             app.state.deps = services.deps
             app.state.readiness = services.readiness
-            async with _scheduling(services.deps, settings, metrics, on=scheduler):
+            async with (
+                _scheduling(services.deps, settings, metrics, on=scheduler),
+                _observing(services, metrics),
+            ):
                 settle_garbage_collector()
                 yield
 
@@ -220,6 +226,25 @@ async def _scheduling(
     finally:
         stop.set()
         await ticking
+
+
+@contextlib.asynccontextmanager
+async def _observing(services: Services, metrics: Metrics) -> AsyncIterator[None]:
+    """The stores' pool and link in the metrics, every `OBSERVE_SECONDS`, while serving."""
+
+    async def observe() -> None:
+        while True:
+            opened = 0 if services.redis is None else services.redis.connections_opened
+            metrics.observe_stores(services.database.pool_stats(), opened)
+            await asyncio.sleep(OBSERVE_SECONDS)
+
+    task = asyncio.create_task(observe())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def settle_garbage_collector() -> None:

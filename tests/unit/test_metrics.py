@@ -122,6 +122,14 @@ async def test_scheduler_ticks_count_the_holds_they_release(ops: Caller, metrics
     assert sample(text, "concert_scheduler_tick_seconds_count") == 2
 
 
+async def test_the_stores_pool_and_link_are_shown(ops: Caller, metrics: Metrics) -> None:
+    metrics.observe_stores({"requests_waiting": 2, "requests_wait_ms": 1500}, 3)
+    text = await scrape(ops)
+    assert sample(text, "concert_db_pool_requests_waiting") == 2
+    assert sample(text, "concert_db_pool_wait_seconds") == 1.5
+    assert sample(text, "concert_redis_connections_opened") == 3
+
+
 def test_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     """Two processes count into one directory; a third, as the worker answering /metrics,
     reads both."""
@@ -133,6 +141,7 @@ def test_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
         metrics = Metrics(Path({str(tmp_path)!r}))
         metrics.count_request("GET", "/healthz", 200, 0.01)
         metrics.seats_sold.inc(2)
+        metrics.observe_stores({{"requests_waiting": 1}}, 1)
         """
     )
     for _ in range(2):
@@ -153,3 +162,4 @@ def test_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     assert sample(text, "concert_http_requests_total", **ok) == 2
     assert sample(text, "concert_seats_sold_total") == 4
     assert (sample(text, "concert_queue_waiting"), sample(text, "concert_queue_active")) == (7, 3)
+    assert "concert_db_pool_requests_waiting" in text  # a gauge of each worker, summed

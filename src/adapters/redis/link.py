@@ -107,6 +107,7 @@ class RedisLink:
     event loop of the caller; build one per process and event loop."""
 
     def __init__(self, address: RedisAddress, *, timeout: float = 2.0) -> None:
+        self.connections_opened = 0  # the first, then one a reconnect
         self._where = address.path or f"{address.host}:{address.port}"
         self._address = address
         self._tls = address.tls_context()
@@ -161,6 +162,7 @@ class RedisLink:
             raise errors.ConnectionError(self._failure)
         connection = _Connection(loop, self._timeout, self._hello, self._went_silent)
         self._connection = connection
+        self.connections_opened += 1
         self._opening = loop.create_task(self._open(connection, now + self._timeout))
         return connection
 

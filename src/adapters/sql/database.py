@@ -65,6 +65,11 @@ class SqlDatabase:
         else:
             self._sqlite = SqliteSessions(sqlite_engine(url))
 
+    def pool_stats(self) -> dict[str, int]:
+        """PostgreSQL's pool as psycopg_pool counts it (``requests_waiting``,
+        ``requests_wait_ms``...); nothing for SQLite."""
+        return {} if self._postgres is None else dict(self._postgres.pool.get_stats())
+
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
         """A `UnitOfWorkFactory`: pass the bound method."""
         if self._postgres is not None:

@@ -10,18 +10,20 @@ What is counted: every request by method, route and status, and its duration by 
 request log's middleware, `RequestLog`); hold requests by outcome (``held`` or the error code);
 seats sold and the won they brought, once per payment (a replayed answer is not counted again);
 lapsed holds the scheduler released and its ticks' durations; the line's waiting and active
-tickets.
+tickets; requests waiting for a database connection and the time they waited; the connections
+the Redis link opened (so its reconnects).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -81,12 +83,37 @@ class Metrics:
         self.holds_expired = Counter(
             "concert_holds_expired", "Lapsed holds the scheduler released", registry=r
         )
+        self.pool_waiting = Gauge(
+            "concert_db_pool_requests_waiting",
+            "Requests waiting now for a database connection",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.pool_wait = Gauge(
+            "concert_db_pool_wait_seconds",
+            "Time requests have waited for a database connection, in all",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.redis_connections = Gauge(
+            "concert_redis_connections_opened",
+            "Connections the Redis link has opened: one, then one a reconnect",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.ticks = Histogram(
             "concert_scheduler_tick_seconds",
             "Time a scheduler tick took",
             buckets=BUCKETS,
             registry=r,
         )
+
+    def observe_stores(self, pool: Mapping[str, int], redis_connections: int) -> None:
+        """This process's database pool and Redis link as they stand (summed over the live
+        workers when scraped)."""
+        self.pool_waiting.set(pool.get("requests_waiting", 0))
+        self.pool_wait.set(pool.get("requests_wait_ms", 0) / 1000)
+        self.redis_connections.set(redis_connections)
 
     def count_tick(self, report: TickReport, seconds: float) -> None:
         """A scheduler tick: the lapsed holds it released, the time it took."""
