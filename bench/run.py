@@ -1,14 +1,21 @@
 """The on-sale rush, measured against the framework's own ceiling: `nox -s bench`.
 
     python bench/run.py [--seconds 10] [--connections 64] [--only embedded|postgresql+redis]
-                        [--scenarios abcdefgh] [--profile DIR]
+                        [--scenarios abcdefghi] [--profile DIR]
 
 Starts throwaway PostgreSQL and Redis servers (loopback only), then for each configuration
 (PostgreSQL + Redis behind `concert serve --workers 2`, and the embedded default with one
-worker) measures the reference endpoints and eight scenarios (a) to (h) with the same uvicorn
+worker) measures the reference endpoints and nine scenarios (a) to (i) with the same uvicorn
 settings and prints one markdown table. Every run is bounded in time and count and stops by
 itself. ``--scenarios`` runs only the scenarios whose letters it lists (the references are
 always measured, before and after): ``--scenarios h`` is the best-available rush alone.
+
+The service is served from the installed package, or from ``PYTHONPATH`` when it is set
+(``PYTHONPATH=/tmp/old/src`` measures an older checkout with this harness); each configuration
+says on stderr which, and whether that code answers ``GET /metrics``. The service's output (a
+log line a request) goes to a file in its working directory (`services.concert_serve`), never
+to a pipe; the directory is removed at the end of each configuration, kept if it stops on an
+error.
 
 Besides throughput and latency, each single-kind run reports CPU time per request, over the
 requests answered: the server's (its processes' user + system time, from /proc), steadier than
@@ -25,10 +32,12 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -36,8 +45,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import jwt
@@ -57,12 +67,29 @@ import services  # noqa: E402
 SECRET = secrets.token_urlsafe(32)
 BALANCE = 1_000_000
 BEST_CUSTOMERS = 800  # (h)'s customers, one best-available request each
+# (i): LISTENERS open live seat maps of a demo-like date during (b)'s rush on it, against the
+# same rush without them, LIVE_ROUNDS times each (alternating which goes first), after one
+# rush to warm up; the 50 who pay in a rush are replaced by others for the next
+LISTENERS = 1_000
+LIVE_ROUNDS = 5  # a rush is short: about 200 hold requests, most of them in 0.1 s
+LIVE_RUSHES = 2 * LIVE_ROUNDS + 1
+LIVE_RUSH_CUSTOMERS = 1_000
+LIVE_SEATS = 50
+LIVE_TIMED_EVERY = 10  # every tenth listener's delivery delays are timed: a sample of 100
+LIVE_SETTLE_SECONDS = 5.0  # the longest the listeners are given to show the rush's end
+LIVE_TAIL_SECONDS = 0.5  # the server's CPU is counted this long after each rush (both kinds)
+# before each rush, the server's CPU over 2 s in which one seat is held, then let go: two
+# changes, each reaching every listener
+LIVE_CHANGE_SECONDS = (0.25, 0.75, 1.0)  # before the hold, before letting go, after
 GROUPS = {  # customers admitted before the scenarios start
     "reads": range(1, 65),
     "rush": range(101, 1101),
     "mixed": range(1101, 1165),
     "pay": range(20_001, 50_001),  # one hold each: a payment expires its payer's queue token
     "best": range(12_001, 12_001 + BEST_CUSTOMERS),
+    "listen": range(13_001, 13_001 + LISTENERS),  # (i)'s open live seat maps
+    # (i)'s rushers, 1,000 a rush; a payment expires its payer's queue token
+    "live rush": range(14_001, 14_001 + LIVE_RUSH_CUSTOMERS + LIVE_SEATS * LIVE_RUSHES),
 }
 # which groups each scenario needs admitted; (c)'s line waits behind all of them
 SCENARIO_GROUPS = {
@@ -74,6 +101,7 @@ SCENARIO_GROUPS = {
     "f": (),
     "g": ("reads",),
     "h": ("best",),
+    "i": ("listen", "live rush"),
 }
 # which reference each scenario's ratios are to
 SCENARIO_REFERENCES = {
@@ -85,6 +113,7 @@ SCENARIO_REFERENCES = {
     "f": (),
     "g": ("bare",),
     "h": ("psycopg",),
+    "i": (),  # its ratios are to the same rush without streams, in the same run
 }
 SCENARIOS = "".join(SCENARIO_GROUPS)
 REFERENCES = ("bare", "redis", "psycopg")
@@ -356,6 +385,77 @@ def share_time(elapsed: float, *tallies: loadgen.Tally) -> None:
         tally.elapsed = elapsed * sum(tally.latencies) / busy if busy else elapsed
 
 
+@attrs.define
+class Rush:
+    """One rush: its hold requests and payments (each with its share of the run's time),
+    each customer's outcome, and when each 201 to a hold arrived (`time.monotonic`)."""
+
+    holds: loadgen.Tally
+    pays: loadgen.Tally
+    outcomes: loadgen.Tally
+    held_at: dict[int, float]
+    paid: set[int]  # the customers whose hold was answered 201 (and who went on to pay)
+    seconds: float  # from the first request to the last answer
+
+
+async def rush(
+    host: str,
+    port: int,
+    connections: int,
+    seconds: float,
+    customers: list[int],
+    seats: list[int],
+    tokens: dict[int, str],
+) -> Rush:
+    """Scenario (b)'s rush: every customer, all at once on ``connections``, holds one of
+    ``seats`` still thought free (up to three tries), then pays for it. Bounded by its
+    customers and by 6 times ``seconds``."""
+    open_seats = list(seats)
+    holds, pays = loadgen.Tally(), loadgen.Tally()
+    held_at: dict[int, float] = {}
+    paid: set[int] = set()
+
+    async def race(connection: loadgen.Connection, n: int) -> str:
+        user = customers[n]
+        for _ in range(3):
+            if not open_seats:
+                return "no seat left"
+            seat = random.choice(open_seats)
+            started = time.perf_counter()
+            status, body = await connection.request(
+                "POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user])
+            )
+            holds.record(started, str(status))
+            if status == 409:
+                with contextlib.suppress(ValueError):
+                    open_seats.remove(seat)
+                continue
+            if status != 201:
+                return f"hold {status}"
+            held_at[seat] = time.monotonic()
+            paid.add(user)
+            started = time.perf_counter()
+            status, _ = await connection.request(
+                "POST",
+                "/payments",
+                {"reservation_id": body["reservation_id"]},
+                headers(user, tokens[user]),
+            )
+            pays.record(started, str(status))
+            with contextlib.suppress(ValueError):
+                open_seats.remove(seat)
+            return f"pay {status}"
+        return "gave up"
+
+    started = time.perf_counter()
+    outcomes = await loadgen.drive(
+        host, port, connections, race, seconds=seconds * 6, limit=len(customers)
+    )
+    lasted = time.perf_counter() - started
+    share_time(lasted, holds, pays)
+    return Rush(holds, pays, outcomes, held_at, paid, lasted)
+
+
 async def join(connection: loadgen.Connection, user: int) -> str:
     status, body = await connection.request("POST", "/queue/tokens", headers=headers(user))
     if status not in (200, 201):
@@ -440,46 +540,12 @@ async def scenarios(
 
     # (b) 1,000 customers racing for the 50 seats of one date: hold, then pay
     if "b" in wanted:
-        rush = list(GROUPS["rush"])
-        open_seats = list(seat_ids[rush_date])
-        holds, pays = loadgen.Tally(), loadgen.Tally()
-
-        async def race(connection: loadgen.Connection, n: int) -> str:
-            user = rush[n]
-            for _ in range(3):
-                if not open_seats:
-                    return "no seat left"
-                seat = random.choice(open_seats)
-                started = time.perf_counter()
-                status, body = await connection.request(
-                    "POST", "/reservations", {"seat_id": seat}, headers(user, tokens[user])
-                )
-                holds.record(started, str(status))
-                if status == 409:
-                    with contextlib.suppress(ValueError):
-                        open_seats.remove(seat)
-                    continue
-                if status != 201:
-                    return f"hold {status}"
-                started = time.perf_counter()
-                status, _ = await connection.request(
-                    "POST",
-                    "/payments",
-                    {"reservation_id": body["reservation_id"]},
-                    headers(user, tokens[user]),
-                )
-                pays.record(started, str(status))
-                with contextlib.suppress(ValueError):
-                    open_seats.remove(seat)
-                return f"pay {status}"
-            return "gave up"
-
         with watch.run("rush"):
-            started = time.perf_counter()
-            await loadgen.drive(host, port, connections, race, seconds=seconds * 6, limit=len(rush))
-            share_time(time.perf_counter() - started, holds, pays)
-        rows.append(Row(config, "(b) rush: hold requests", holds, "psycopg", target=0.5))
-        rows.append(Row(config, f"(b) rush: the {len(pays.latencies)} payments", pays))
+            raced = await rush(
+                host, port, connections, seconds, list(GROUPS["rush"]), seat_ids[rush_date], tokens
+            )
+        rows.append(Row(config, "(b) rush: hold requests", raced.holds, "psycopg", target=0.5))
+        rows.append(Row(config, f"(b) rush: the {len(raced.pays.latencies)} payments", raced.pays))
 
     # (c) 10,000 customers join the line (most of them wait), then each polls their status
     if "c" in wanted:
@@ -648,6 +714,15 @@ async def scenarios(
                 config, host, port, watch, connections, seconds, concert["concert_id"], tokens
             )
         )
+
+    # (i) (b)'s rush on a demo-like date while LISTENERS customers watch its live seat map,
+    # against the same rush unwatched
+    if "i" in wanted:
+        rows.extend(
+            await live_seat_map_rush(
+                config, host, port, watch, connections, seconds, concert["concert_id"], tokens
+            )
+        )
     return rows
 
 
@@ -755,6 +830,313 @@ async def best_available_rush(
     )
 
 
+@attrs.define
+class Listening:
+    """`bench/listeners.py` running in a process of its own: the open live seat maps."""
+
+    process: asyncio.subprocess.Process
+
+    async def send(self, message: dict[str, object]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def receive(self, within: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), within)
+        if not line:
+            raise RuntimeError(f"bench/listeners.py ended ({self.process.returncode})")
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+
+@contextlib.asynccontextmanager
+async def listening() -> AsyncIterator[Listening]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "listeners.py"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=2**24,  # its last answer, the timed delays, is one long line
+    )
+    try:
+        yield Listening(process)
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()  # if it still waits for a line, it closes its streams and ends
+        if process.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), 10)  # it closes its streams and ends
+        if process.returncode is None:
+            process.kill()  # its streams close with it
+            await process.wait()
+
+
+async def request_once(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: object = None,
+    user: int = OPERATOR,
+    queue: str | None = None,
+) -> tuple[int, Any]:
+    """One request on a connection of its own (one kept between phases would outlive the
+    server's keep-alive)."""
+    connection = loadgen.Connection(host, port)
+    try:
+        return await connection.request(method, path, body, headers(user, queue))
+    finally:
+        await connection.close()
+
+
+def pooled(tallies: list[loadgen.Tally]) -> loadgen.Tally:
+    """Several runs of one kind as one: their answers together over their time together."""
+    found = loadgen.Tally()
+    for tally in tallies:
+        found.latencies.extend(tally.latencies)
+        found.statuses.update(tally.statuses)
+        found.elapsed += tally.elapsed
+    return found
+
+
+def demo_like_layout() -> dict[str, object]:
+    """A date a month ahead, on sale now, like the demo's: section Floor, row A, 50 seats."""
+    starts_at = time.strftime("%Y-%m-%dT19:00:00Z", time.gmtime(time.time() + 30 * 86400))
+    return {
+        "starts_at": starts_at,
+        "sections": [
+            {"name": "Floor", "price": 50_000, "rows": [{"row": "A", "seats": LIVE_SEATS}]}
+        ],
+    }
+
+
+async def live_seat_map_rush(
+    config: str,
+    host: str,
+    port: int,
+    watch: Watch,
+    connections: int,
+    seconds: float,
+    concert_id: int,
+    tokens: dict[int, str],
+) -> list[Row]:
+    """Scenario (i): (b)'s rush (1,000 customers for 50 seats, hold then pay) on a fresh
+    demo-like date, once with LISTENERS admitted customers reading its live seat map (opened
+    before, read throughout by `bench/listeners.py`, closed after) and once without, LIVE_ROUNDS
+    times each in alternating order, each rush on a date and with customers of its own. Rows:
+    the rush's holds without and with the streams (the server's CPU counted over each rush and
+    LIVE_TAIL_SECONDS after it, payments included), the delivery delay from a hold's 201 to the
+    first event showing that seat taken at every LIVE_TIMED_EVERY-th listener, and how many
+    listeners ended with every change. A 5xx or any unexpected answer, a stream that does not
+    open or breaks, or a wrong count of seats sold fails the row."""
+    watchers = list(GROUPS["listen"])
+    rushers = list(GROUPS["live rush"])
+    reader, changer = watchers[:2]
+    problems: list[str] = []
+    quiet: list[Rush] = []
+    loud: list[Rush] = []
+    cpu = {False: [0.0, 0.0], True: [0.0, 0.0]}  # streams open: server, machine seconds
+    spells = {False: 0.0, True: 0.0}  # streams open: server CPU seconds over the 2-change spells
+    opening: list[tuple[float, float]] = []  # seconds to open them all, server CPU seconds
+    delays: list[float] = []
+    complete: list[str] = []
+    missed = 0
+    events: list[float] = []  # events a listener got, each rush with streams
+    order = [None] + [  # None: the rush to warm up, not counted
+        streamed
+        for round_no in range(LIVE_ROUNDS)
+        for streamed in ((False, True) if round_no % 2 == 0 else (True, False))
+    ]
+    for k, kind in enumerate(order):
+        customers = rushers[:LIVE_RUSH_CUSTOMERS]
+        streamed = bool(kind)
+        name = "warm-up" if kind is None else "streams" if streamed else "no streams"
+        status, body = await request_once(
+            host, port, "POST", f"/admin/concerts/{concert_id}/dates", demo_like_layout()
+        )
+        if status != 201:
+            raise RuntimeError(f"(i) could not create its date: {status} {body}")
+        date_id = body["date_id"]
+        base = f"/concerts/{concert_id}/dates/{date_id}"
+        status, body = await request_once(
+            host, port, "GET", f"{base}/seats", user=reader, queue=tokens[reader]
+        )
+        if status != 200:
+            raise RuntimeError(f"(i) could not read its date's seats: {status} {body}")
+        seat_ids = [seat["seat_id"] for seat in body["seats"]]
+        async with contextlib.AsyncExitStack() as stack:
+            live = None
+            if streamed:
+                live = await stack.enter_async_context(listening())
+                with watch.run(f"(i) open {LISTENERS} streams"):
+                    await live.send(
+                        {
+                            "host": host,
+                            "port": port,
+                            "path": f"{base}/seats/events",
+                            "listeners": [[token_for(user), tokens[user]] for user in watchers],
+                            "timed_every": LIVE_TIMED_EVERY,
+                            "concurrency": connections,
+                            "open_seconds": 60,
+                        }
+                    )
+                    opened = await live.receive(90)
+                opening.append((opened["seconds"], watch.cpu))
+                problems += opened["broken"][:3]
+                if opened["opened"] != LISTENERS:
+                    problems.append(f"{opened['opened']} of {LISTENERS} streams opened")
+            if kind is not None:
+                with watch.run(f"(i) two changes, {name}"):
+                    problems += await hold_and_let_go(host, port, seat_ids[-1], changer, tokens)
+                spells[streamed] += watch.cpu
+            with watch.run(f"(i) rush, {name}"):
+                raced = await rush(host, port, connections, seconds, customers, seat_ids, tokens)
+                await asyncio.sleep(LIVE_TAIL_SECONDS)
+            if kind is not None:
+                cpu[streamed][0] += watch.cpu
+                cpu[streamed][1] += watch.machine
+                (loud if streamed else quiet).append(raced)
+            problems += rush_problems(raced, f"rush {k} ({name})")
+            rushers = [user for user in rushers if user not in raced.paid]
+            status, sales = await request_once(
+                host, port, "GET", f"/admin/concerts/{concert_id}/dates/{date_id}/sales"
+            )
+            paid = raced.pays.statuses["201"]
+            if status != 200 or sales["sold"] != paid:
+                problems.append(f"rush {k}: {paid} paid, sales answered {status} {sales}")
+            if live is not None:
+                status, body = await request_once(
+                    host, port, "GET", f"{base}/seats", user=reader, queue=tokens[reader]
+                )
+                final = {seat["seat_id"]: seat["status"] for seat in body["seats"]}
+                await live.send(
+                    {
+                        "final": final,
+                        "held_at": raced.held_at,
+                        "settle_seconds": LIVE_SETTLE_SECONDS,
+                    }
+                )
+                seen = await live.receive(LIVE_SETTLE_SECONDS + 60)
+                problems += seen["broken"][:3]
+                if seen["broken"]:
+                    problems.append(f"rush {k}: {len(seen['broken'])} streams broke")
+                delays.extend(seen["delays"])
+                missed += seen["missed"]
+                complete.append(f"{seen['complete']:,}/{seen['listeners']:,}")
+                events.append(seen["events"] / seen["listeners"])
+    quiet_holds = pooled([r.holds for r in quiet])
+    loud_holds = pooled([r.holds for r in loud])
+    rushes = f"{LIVE_ROUNDS} rushes of {LIVE_RUSH_CUSTOMERS:,} customers for {LIVE_SEATS} seats"
+
+    def each(rushes: list[Rush]) -> str:
+        rates = ", ".join(f"{r.holds.throughput:,.0f}" for r in rushes)
+        holds = ", ".join(f"{len(r.holds.latencies)}" for r in rushes)
+        lasted = ", ".join(f"{r.seconds * 1000:,.0f}" for r in rushes)
+        return f"rushes {rates} holds/s; hold requests {holds}; rushes lasted {lasted} ms"
+
+    def per_hold(server: float, holds: loadgen.Tally) -> float:
+        return server / len(holds.latencies) * 1e6 if holds.latencies else 0.0
+
+    quiet_cpu, loud_cpu = per_hold(cpu[False][0], quiet_holds), per_hold(cpu[True][0], loud_holds)
+    ordered = sorted(delays)
+
+    def delay(p: float) -> str:
+        return f"{ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000:,.0f}"
+
+    delivery = (
+        f"201 to event at {LISTENERS // LIVE_TIMED_EVERY} listeners ({len(delays):,} "
+        f"deliveries): p50 {delay(0.5)} ms, p99 {delay(0.99)} ms, max {delay(1.0)} ms, "
+        f"{sum(d < 0 for d in delays)} before the 201, {missed} never; "
+        f"events a listener a rush: {', '.join(f'{e - 2:.1f}' for e in events)} "
+        "(and the 2 before it)"
+        if delays
+        else "no delivery timed"
+    )
+    changes = 2 * LIVE_ROUNDS  # of each kind
+    fan_out = (
+        f"one seat held then let go, before each rush: {spells[True] / changes * 1e3:,.0f} ms "
+        f"of server CPU a change with the streams open, {spells[False] / changes * 1e3:,.0f} "
+        f"without: {(spells[True] - spells[False]) / changes / LISTENERS * 1e6:,.0f} µs a "
+        "change a listener"
+    )
+    loud_check = (
+        f"p99 {loud_holds.p99 / quiet_holds.p99:.2f} and server CPU a hold "
+        f"{loud_cpu / quiet_cpu:.2f} of no streams; {each(loud)}; {delivery}; listeners "
+        f"with every change: {', '.join(complete)}; {LISTENERS:,} streams opened in "
+        + ", ".join(f"{s:.1f} s" for s, _ in opening)
+        + f" at {sum(c for _, c in opening) / (LISTENERS * len(opening)) * 1e6:,.0f} µs of "
+        f"server CPU each; {fan_out}"
+        if quiet_holds.p99 and quiet_cpu
+        else ""
+    )
+    if problems:
+        print(f"{config} (i) live seat map FAILED: {'; '.join(problems)}", file=sys.stderr)
+        loud_check = f"FAILED: {'; '.join(problems)}. {loud_check}"
+    return [
+        Row(
+            config,
+            f"(i) rush holds, no streams ({rushes}, payments in the CPU)",
+            quiet_holds,
+            check=each(quiet),
+            failed=bool(problems),
+            server_cpu=cpu[False][0],
+            machine_cpu=cpu[False][1],
+        ),
+        Row(
+            config,
+            f"(i) the same with {LISTENERS:,} live seat maps of the date open",
+            loud_holds,
+            "no streams",
+            quiet_holds.throughput,
+            check=loud_check,
+            failed=bool(problems),
+            server_cpu=cpu[True][0],
+            machine_cpu=cpu[True][1],
+        ),
+    ]
+
+
+async def hold_and_let_go(
+    host: str, port: int, seat: int, user: int, tokens: dict[int, str]
+) -> list[str]:
+    """``user`` holds ``seat``, then cancels the hold, LIVE_CHANGE_SECONDS apart (the feeds
+    poll every 0.25 s: each change is one event); what went wrong, if anything."""
+    before, held, after = LIVE_CHANGE_SECONDS
+    await asyncio.sleep(before)
+    status, body = await request_once(
+        host, port, "POST", "/reservations", {"seat_id": seat}, user, tokens[user]
+    )
+    if status != 201:
+        return [f"the hold before a rush answered {status} {body}"]
+    await asyncio.sleep(held)
+    status, body = await request_once(
+        host, port, "DELETE", f"/reservations/{body['reservation_id']}", None, user, tokens[user]
+    )
+    await asyncio.sleep(after)
+    return [] if status == 200 else [f"letting go of the hold answered {status} {body}"]
+
+
+def rush_problems(raced: Rush, name: str) -> list[str]:
+    """What went wrong in a rush: any answer but a hold's 201 or 409 and a payment's 201."""
+    found = [
+        f"{name}: {count} customers ended {label}"
+        for label, count in raced.outcomes.statuses.items()
+        if label not in ("pay 201", "no seat left", "gave up")
+    ]
+    found += [
+        f"{name}: {count} holds answered {label}"
+        for label, count in raced.holds.statuses.items()
+        if label not in ("201", "409")
+    ]
+    found += [
+        f"{name}: {count} payments answered {label}"
+        for label, count in raced.pays.statuses.items()
+        if label != "201"
+    ]
+    return found
+
+
 def error_code(body: object) -> str:
     """The ``error.code`` of an error answer, or "" when it has none."""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -852,6 +1234,8 @@ def measure_config(
         # room for every customer the scenarios admit: the line of (c) waits behind them
         "CONCERT_QUEUE_CAPACITY": str(ADMITTED),
     }
+    if "PYTHONPATH" in os.environ:  # to serve other code, e.g. an older checkout's src
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     workers = 1
     with contextlib.ExitStack() as stack:
         service_url = None
@@ -897,6 +1281,7 @@ def measure_config(
         before = measure_references("before")
         with services.concert_serve(workdir, env, "--workers", str(workers)) as served:
             port = int(served.url.rsplit(":", 1)[1])
+            print(served_code(config, port), file=sys.stderr)
             watch = Watch(served.pid, config, profile_dir)
             rows = uvloop.run(scenarios(config, port, watch, connections, seconds, wanted))
         after = measure_references("after")  # the machine drifts: ratios are to the mean
@@ -904,7 +1289,7 @@ def measure_config(
             name: (before[name][0].throughput + after[name][0].throughput) / 2 for name in before
         }
         rows = [
-            attrs.evolve(row, reference_rate=mean[row.reference]) if row.reference else row
+            attrs.evolve(row, reference_rate=mean[row.reference]) if row.reference in mean else row
             for row in rows
         ]
         reference_rows = [
@@ -915,7 +1300,20 @@ def measure_config(
         check = check_books(
             config, service_url, None if service_url else workdir / "concert.sqlite3"
         )
+    # the service's database and its log (a line a request): kept only if the run stopped above
+    shutil.rmtree(workdir, ignore_errors=True)
     return reference_rows + rows, check
+
+
+def served_code(config: str, port: int) -> str:
+    """Which code is served: where ``entrypoints`` comes from for the service (its
+    PYTHONPATH, else the installed package), and whether it answers ``GET /metrics``."""
+
+    async def ask() -> int:
+        return (await request_once("127.0.0.1", port, "GET", "/metrics"))[0]
+
+    where = os.environ.get("PYTHONPATH") or "the installed package"
+    return f"{config}: serving the code of {where}; GET /metrics answers {uvloop.run(ask())}"
 
 
 def main() -> None:
