@@ -14,6 +14,7 @@ import getpass
 import logging
 import logging.config
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from entrypoints.wiring import build_app, running
 
 log = logging.getLogger("concert")
 GRACE_SECONDS = 5
+METRICS_PREFIX = "concert-metrics-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,11 +85,36 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             "CONCERT_REDIS_URL", "--workers above 1 needs Redis: the waiting line must be shared"
         )
     asyncio.run(prepare_stores(settings))
-    with tempfile.TemporaryDirectory(prefix="concert-metrics-") as metrics_dir:
-        if args.workers > 1:  # the workers add up their metrics through files there
-            settings = attrs.evolve(settings, metrics_dir=Path(metrics_dir))
+    if args.workers == 1:
         _serve(settings, args)
+        return 0
+    forget_metrics_of_stopped_servers()
+    # the workers add up their metrics through files there (uvicorn ends a stop by raising
+    # its signal again, so the directory may outlive this process: the next one removes it)
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    try:
+        _serve(attrs.evolve(settings, metrics_dir=Path(metrics_dir)), args)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def forget_metrics_of_stopped_servers() -> None:
+    """Remove the metrics directories of `concert serve` processes that are gone."""
+    for found in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):
+        pid = found.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(found, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:

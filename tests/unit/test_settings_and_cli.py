@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import stat
 import subprocess
 import sys
@@ -167,3 +168,19 @@ class TestServiceLifespan:
                 assert gc.get_freeze_count() > 0
         finally:
             gc.unfreeze()
+
+
+def test_metrics_directories_of_stopped_servers_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entrypoints import cli
+
+    monkeypatch.setattr("entrypoints.cli.tempfile.gettempdir", lambda: str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stopped = tmp_path / f"{cli.METRICS_PREFIX}{gone.pid}-abc"
+    running = tmp_path / f"{cli.METRICS_PREFIX}{os.getpid()}-def"
+    for made in (stopped, running):
+        made.mkdir()
+    cli.forget_metrics_of_stopped_servers()
+    assert not stopped.exists() and running.exists()
