@@ -18,7 +18,7 @@ from typing import Any
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 FORMATS = ("json", "text")
 # what a record carries beside its message, when given as ``extra``
-FIELDS = ("method", "route", "path", "status", "duration_ms", "user_id", "client")
+FIELDS = ("method", "route", "status", "duration_ms", "user_id")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 

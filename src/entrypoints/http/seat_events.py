@@ -62,8 +62,11 @@ class _Feed:
         self._statuses: dict[SeatId, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Read where the feed starts from, then poll: a change made once this returns is
+        a change its listeners are told of."""
         self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._poll_once()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -73,11 +76,14 @@ class _Feed:
 
     async def _run(self) -> None:
         while True:
-            try:
-                self._publish(await usecases.seat_statuses(self._date_id, deps=self._deps))
-            except StoreUnavailable as e:
-                log.warning("seat events of date %s paused: %s", self._date_id, e.message)
             await asyncio.sleep(self._poll)
+            await self._poll_once()
+
+    async def _poll_once(self) -> None:
+        try:
+            self._publish(await usecases.seat_statuses(self._date_id, deps=self._deps))
+        except StoreUnavailable as e:
+            log.warning("seat events of date %s paused: %s", self._date_id, e.message)
 
     def _publish(self, views: Sequence[SeatView]) -> None:
         now = {view.seat.seat_id: view.status.value for view in views}
@@ -109,7 +115,7 @@ class SeatFeeds:
         feed = self._feeds.get(date_id)
         if feed is None:
             feed = self._feeds[date_id] = _Feed(date_id, deps, self._poll)
-            feed.start()
+            await feed.start()
         listener = _Listener()
         feed.listeners.add(listener)
         try:
