@@ -111,6 +111,7 @@ class BookingMachine(RuleBasedStateMachine):
         self.seats: list[Seat] = []  # of every date
         self.dates: dict[DateId, ConcertDate] = {}
         self.keyed_payments: list[tuple[UserId, ReservationId, str]] = []
+        self.keyed_holds: list[tuple[UserId, list[int], str]] = []
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -233,9 +234,27 @@ class BookingMachine(RuleBasedStateMachine):
         target=reservations,
         customer=customers,
         indexes=st.lists(strategies.seat_indexes, min_size=1, max_size=3),
+        key=strategies.idempotency_keys,
     )
-    def hold_several(self, customer: UserId, indexes: list[int]) -> object:
-        """Several seats at once: all held, or none (invariant 9)."""
+    def hold_several(self, customer: UserId, indexes: list[int], key: str | None) -> object:
+        """Several seats at once: all held, or none (invariant 9); with a key, a retry gets
+        the first answer again and holds nothing more."""
+        held = self._hold_several(customer, indexes, key)
+        if key is not None and held:
+            self.keyed_holds.append((customer, indexes, key))
+        return multiple(*(r.reservation_id for r in held))
+
+    @precondition(lambda self: bool(self.keyed_holds))
+    @rule(data=st.data())
+    def replay_hold(self, data: st.DataObject) -> None:
+        """Send a hold made with an idempotency key again, exactly as before (its answer
+        lost, say, with the host that gave it)."""
+        customer, indexes, key = data.draw(st.sampled_from(self.keyed_holds))
+        self._hold_several(customer, indexes, key)
+
+    def _hold_several(
+        self, customer: UserId, indexes: list[int], key: str | None
+    ) -> list[Reservation]:
         seats = [self.seats[index % len(self.seats)] for index in indexes]
         now = self.clock.now()
         before = {r.reservation_id for r in self._all_reservations()}
@@ -244,19 +263,25 @@ class BookingMachine(RuleBasedStateMachine):
         one_date = len({seat.date_id for seat in seats}) == 1
         distinct = len({seat.seat_id for seat in seats}) == len(seats)
         asked = [seat.seat_id for seat in seats]
+        token = self.tokens.get(customer)
+        request = ("hold", asked[0] if len(asked) == 1 else tuple(asked))
+        claimed = distinct and len(seats) <= POLICY.max_holds_per_user and token is not None
+        replay = self._replay(customer, key, request) if claimed else None  # else unclaimed
         try:
-            held = self.run(
-                usecases.hold_seats(customer, self.tokens.get(customer), asked, deps=self.deps)
-            )
+            held = self.run(usecases.hold_seats(customer, token, asked, key, deps=self.deps))
         except ConcertError as error:
-            event(f"hold several: {error.code}")
+            event(f"hold several: {error.code}{' (replayed)' if replay is not None else ''}")
             assert {r.reservation_id for r in self._all_reservations()} == before, (
                 "a refused hold of several seats left some held"
             )
+            self._check_replayed(replay, error)
+            if replay is not None:
+                return []
             if isinstance(error, InvalidRequest):
                 assert not (distinct and one_date and len(seats) <= POLICY.max_holds_per_user)
             elif isinstance(error, QUEUE_GATE):
                 self._check_gate_refusal(customer)
+                return []  # an answer about the place in line: the key keeps nothing
             elif isinstance(error, (SaleNotOpen, SaleClosed)):
                 assert not self.dates[seats[0].date_id].on_sale(now)
             elif isinstance(error, SeatUnavailable):
@@ -264,12 +289,21 @@ class BookingMachine(RuleBasedStateMachine):
             else:
                 assert isinstance(error, HoldLimitReached), error
                 assert len(holds) + len(seats) > POLICY.max_holds_per_user
-            return multiple()
+            self._remember(customer, key, request, error, stored=claimed)
+            return []
+        self._check_replayed(replay, held)
+        if replay is not None:
+            event("hold several: held (replayed)")
+            assert {r.reservation_id for r in self._all_reservations()} == before, (
+                "a replayed hold held more seats"
+            )
+            return []
         assert distinct and one_date and not live & set(asked)
         assert len(holds) + len(seats) <= POLICY.max_holds_per_user
         assert [r.seat_id for r in held] == asked
         event(f"hold several: held {len(held)}")
-        return multiple(*(r.reservation_id for r in held))
+        self._remember(customer, key, request, held)
+        return held
 
     @rule(
         target=reservations,

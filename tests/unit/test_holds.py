@@ -13,6 +13,7 @@ from concert_domain.errors import (
     ExtensionLimitReached,
     HoldExpired,
     HoldLimitReached,
+    IdempotencyKeyReused,
     InsufficientBalance,
     InvalidRequest,
     NotFound,
@@ -35,6 +36,7 @@ from concert_domain.usecases import (
     hold_best,
     hold_seat,
     hold_seats,
+    list_reservations,
     list_transactions,
     pay,
     pay_holds,
@@ -365,3 +367,88 @@ class TestExtension:
         await pay(mina.user_id, mina.queue_token, first.reservation_id, deps=deps)  # expires it
         with pytest.raises(QueueTokenInvalid):
             await extend_hold(mina.user_id, mina.queue_token, held.reservation_id, deps=deps)
+
+
+class TestRetriedHolds:
+    """A hold sent again with its idempotency key, as a customer does whose answer was lost
+    with the host that gave it."""
+
+    async def test_a_retry_gets_the_same_holds_and_holds_nothing_more(
+        self, deps: Dependencies
+    ) -> None:
+        venue = await add_venue(deps, seats=4)
+        mina = await admitted_customer(deps, "mina@example.com")
+        asked = [venue.seats[1].seat_id, venue.seats[2].seat_id]
+        first = await hold_seats(mina.user_id, mina.queue_token, asked, "basket-1", deps=deps)
+        again = await hold_seats(mina.user_id, mina.queue_token, asked, "basket-1", deps=deps)
+        assert again == first
+        assert await statuses(deps, mina, venue.dates[0].date_id) == ".hh."
+        page = await list_reservations(mina.user_id, deps=deps)
+        assert [r.reservation_id for r in page.items] == [2, 1]  # no third, no fourth
+
+    async def test_one_seat_asked_alone_or_as_a_list_is_one_request(
+        self, deps: Dependencies
+    ) -> None:
+        venue = await add_venue(deps, seats=3)
+        mina = await admitted_customer(deps, "mina@example.com")
+        seat = venue.seats[0].seat_id
+        held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        assert await hold_seats(mina.user_id, mina.queue_token, [seat], "k", deps=deps) == [held]
+
+    async def test_the_same_key_for_another_request_is_refused(self, deps: Dependencies) -> None:
+        venue = await add_venue(deps, seats=3)
+        mina = await admitted_customer(deps, "mina@example.com")
+        await hold_seat(mina.user_id, mina.queue_token, venue.seats[0].seat_id, "k", deps=deps)
+        with pytest.raises(IdempotencyKeyReused):
+            await hold_seat(mina.user_id, mina.queue_token, venue.seats[1].seat_id, "k", deps=deps)
+        with pytest.raises(IdempotencyKeyReused):
+            await hold_best(
+                mina.user_id, mina.queue_token, venue.dates[0].date_id, 1, None, "k", deps=deps
+            )
+        assert await statuses(deps, mina, venue.dates[0].date_id) == "h.."
+        # keys are the customer's own: another may use the same one
+        joon = await admitted_customer(deps, "joon@example.com")
+        await hold_seat(joon.user_id, joon.queue_token, venue.seats[1].seat_id, "k", deps=deps)
+
+    async def test_replays_the_first_answer_after_the_hold_was_paid(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        venue = await add_venue(deps, seats=3)
+        mina = await admitted_customer(deps, "mina@example.com")
+        await charge_wallet(mina.user_id, 100_000, deps=deps)
+        date_id = venue.dates[0].date_id
+        first = await hold_best(mina.user_id, mina.queue_token, date_id, 2, None, "k", deps=deps)
+        clock.advance(timedelta(seconds=30))
+        await extend_hold(mina.user_id, mina.queue_token, first[0].reservation_id, deps=deps)
+        await pay_holds(
+            mina.user_id, mina.queue_token, [r.reservation_id for r in first], deps=deps
+        )
+        # the queue token has expired with the payment: the retry is answered all the same
+        again = await hold_best(mina.user_id, mina.queue_token, date_id, 2, None, "k", deps=deps)
+        assert again == first
+        assert {r.status for r in again} == {"held"}
+        assert await statuses(deps, mina, date_id) == "ss."
+
+    async def test_a_refusal_is_the_answer_too(self, deps: Dependencies) -> None:
+        venue = await add_venue(deps, seats=2)
+        mina = await admitted_customer(deps, "mina@example.com")
+        joon = await admitted_customer(deps, "joon@example.com")
+        seat = venue.seats[0].seat_id
+        held = await hold_seat(joon.user_id, joon.queue_token, seat, deps=deps)
+        with pytest.raises(SeatUnavailable):
+            await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        await cancel_reservation(joon.user_id, held.reservation_id, deps=deps)
+        with pytest.raises(SeatUnavailable):  # the first answer, though the seat is free now
+            await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        assert await hold_seat(mina.user_id, mina.queue_token, seat, "k2", deps=deps)
+
+    async def test_a_refusal_for_pace_or_place_in_line_keeps_nothing(
+        self, deps: Dependencies
+    ) -> None:
+        venue = await add_venue(deps, seats=2)
+        mina = await admitted_customer(deps, "mina@example.com")
+        seat = venue.seats[0].seat_id
+        with pytest.raises(QueueTokenInvalid):
+            await hold_seat(mina.user_id, "not-a-token", seat, "k", deps=deps)
+        held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        assert held.seat_id == seat

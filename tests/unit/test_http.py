@@ -334,6 +334,24 @@ class TestReservations:
         over = await mina.post("/reservations", {"seat_id": seats[2]})
         assert error_code(over) == (409, "hold_limit_reached")
 
+    async def test_a_hold_retried_with_its_key_gets_the_first_answer_and_holds_once(
+        self, client: httpx.AsyncClient, mina: Caller, seats: list[int]
+    ) -> None:
+        basket = {"seat_ids": [seats[0], seats[1]]}
+        first = await mina.post("/reservations", basket, **{"Idempotency-Key": "basket-1"})
+        again = await mina.post("/reservations", basket, **{"Idempotency-Key": "basket-1"})
+        assert first.status_code == again.status_code == 201
+        assert first.json() == again.json()
+        listed = (await client.get("/reservations", headers=mina.auth)).json()
+        assert len(listed["reservations"]) == 2
+        other = await mina.post(
+            "/reservations", {"seat_id": seats[2]}, **{"Idempotency-Key": "basket-1"}
+        )
+        assert error_code(other) == (422, "idempotency_key_reused")
+        document = (await client.get("/openapi.json")).json()
+        named = [p["name"] for p in document["paths"]["/reservations"]["post"]["parameters"]]
+        assert named == ["Idempotency-Key"]
+
     @pytest.mark.parametrize(
         ("body", "expected"),
         [

@@ -3,9 +3,10 @@
 The claim is committed on its own, so that a concurrent retry sees it and is told the first is
 still running. The work keeps its answer (`Attempt.keep`) in the unit of work that makes its
 change, so the two commit or roll back together. A domain error raised by the work is an answer
-too and is kept; an answer about the caller's place in line (`NotAdmitted`) or a store failure
-drops the claim instead, so that the retry can go through (after a store failure, without the
-caller waiting for it; if the store is still down, the claim's lease runs out on its own).
+too and is kept; an answer about the caller's place in line (`NotAdmitted`) or pace
+(`RateLimited`), or a store failure, drops the claim instead, so that the retry can go through
+(after a store failure, without the caller waiting for it; if the store is still down, the
+claim's lease runs out on its own).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from datetime import datetime
 import attrs
 
 from concert_domain.dependencies import Dependencies
-from concert_domain.errors import ConcertError, NotAdmitted, StoreUnavailable, error_from_code
+from concert_domain.errors import (
+    ConcertError,
+    NotAdmitted,
+    RateLimited,
+    StoreUnavailable,
+    error_from_code,
+)
 from concert_domain.idempotency import PENDING_LEASE, JsonScalar, StoredOutcome
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWork
@@ -60,7 +67,7 @@ async def answered_once(
         return
     try:
         yield Attempt(claim=(user_id, key))
-    except NotAdmitted:
+    except (NotAdmitted, RateLimited):
         await _release(deps, user_id, key)
         raise
     except StoreUnavailable:  # not waited for: the store has just failed this request

@@ -9,12 +9,18 @@ blocks). Then the database decides, all the block or none of it. Best available 
 blocks by the rule of `seating`; when the timers or the database turn them all down, the seats
 found taken are struck off and the next best are offered, so that concurrent customers converge
 on blocks that do not overlap.
+
+A hold may carry an idempotency key, as a payment does: a retry with the same key and request
+gets the first answer again (the same reservations, as they were answered) and holds nothing
+more, so that a customer whose answer was lost with its host can ask again safely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+
+import attrs
 
 from concert_domain import queue
 from concert_domain.catalog import ConcertDate, Seat, SeatStatus, SeatView
@@ -27,11 +33,13 @@ from concert_domain.errors import (
     SeatsNotTogether,
     SeatUnavailable,
 )
+from concert_domain.idempotency import JsonScalar, fingerprint, validate_idempotency_key
 from concert_domain.ids import DateId, QueueToken, ReservationId, SeatId, UserId
 from concert_domain.ports import Offer
-from concert_domain.reservations import HoldAttempt, Reservation
+from concert_domain.reservations import HoldAttempt, Reservation, ReservationStatus
 from concert_domain.seating import Block, Side, best_blocks, blocks_in_row, rows_of
 from concert_domain.usecases._follow_up import follow_up
+from concert_domain.usecases._idempotent import Attempt, answered_once
 from concert_domain.usecases._retry import retrying
 from concert_domain.usecases.queue import require_active_token
 
@@ -42,17 +50,27 @@ BEST_AVAILABLE_ROUNDS = 32
 
 
 async def hold_seat(
-    user_id: UserId, queue_token: str | None, seat_id: SeatId, *, deps: Dependencies
+    user_id: UserId,
+    queue_token: str | None,
+    seat_id: SeatId,
+    idempotency_key: str | None = None,
+    *,
+    deps: Dependencies,
 ) -> Reservation:
     """Hold a seat for ``policy.hold_seconds``. Raises `NotFound` (no such seat),
     `SaleNotOpen`, `SaleClosed`, `SeatUnavailable`, `HoldLimitReached`, `RateLimited` (too
-    many attempts this minute) and the queue gate's errors."""
-    [held] = await hold_seats(user_id, queue_token, [seat_id], deps=deps)
+    many attempts this minute), the queue gate's errors and the idempotency errors."""
+    [held] = await hold_seats(user_id, queue_token, [seat_id], idempotency_key, deps=deps)
     return held
 
 
 async def hold_seats(
-    user_id: UserId, queue_token: str | None, seat_ids: Sequence[SeatId], *, deps: Dependencies
+    user_id: UserId,
+    queue_token: str | None,
+    seat_ids: Sequence[SeatId],
+    idempotency_key: str | None = None,
+    *,
+    deps: Dependencies,
 ) -> list[Reservation]:
     """Hold 1 to ``policy.max_holds_per_user`` distinct seats of one date, all or none; the
     holds in the order asked. Raises `InvalidRequest` (none, too many, repeated, or of
@@ -61,10 +79,17 @@ async def hold_seats(
     if len(set(seat_ids)) != len(seat_ids):
         raise InvalidRequest("a seat may be asked for once")
     token = queue.required(queue_token)
+    key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
     now = deps.clock.now()
-    seats = await _seats_on_sale(seat_ids, now, deps)
-    offer = _Offer(deps, user_id, token, now)
-    return await offer.hold(seats)
+    if len(seat_ids) == 1:  # a list of one asks what one seat does
+        request = fingerprint("hold", seat_id=seat_ids[0])
+    else:
+        request = fingerprint("hold", seat_ids=",".join(map(str, seat_ids)))
+    async with answered_once(deps, user_id, key, request, now) as attempt:
+        if attempt.kept is not None:
+            return await _replayed(attempt.kept, deps)
+        seats = await _seats_on_sale(seat_ids, now, deps)
+        return await _Offer(deps, attempt, user_id, token, now).hold(seats)
 
 
 async def hold_best(
@@ -73,6 +98,7 @@ async def hold_best(
     date_id: DateId,
     quantity: int,
     section: str | None = None,
+    idempotency_key: str | None = None,
     *,
     deps: Dependencies,
 ) -> list[Reservation]:
@@ -82,9 +108,18 @@ async def hold_best(
     side by side), and the errors of `hold_seat`."""
     _check_count(quantity, deps.policy.max_holds_per_user)
     token = queue.required(queue_token)
+    key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
     now = deps.clock.now()
-    hall = _Hall(deps, await _date_on_sale(date_id, now, deps), section, quantity, now)
-    offer = _Offer(deps, user_id, token, now)
+    request = fingerprint("hold", date_id=date_id, quantity=quantity, section=section)
+    async with answered_once(deps, user_id, key, request, now) as attempt:
+        if attempt.kept is not None:
+            return await _replayed(attempt.kept, deps)
+        hall = _Hall(deps, await _date_on_sale(date_id, now, deps), section, quantity, now)
+        return await _hold_best(hall, _Offer(deps, attempt, user_id, token, now), quantity)
+
+
+async def _hold_best(hall: _Hall, offer: _Offer, quantity: int) -> list[Reservation]:
+    """Offer the hall's best blocks until one is held, striking off the seats found taken."""
     for _ in range(BEST_AVAILABLE_ROUNDS):
         blocks = await hall.best()
         if not blocks:
@@ -148,8 +183,16 @@ class _Refused(Exception):
 class _Offer:
     """Seats offered to the timers and then to the database, for one caller at one instant."""
 
-    def __init__(self, deps: Dependencies, user_id: UserId, token: QueueToken, now: datetime):
+    def __init__(
+        self,
+        deps: Dependencies,
+        attempt: Attempt,
+        user_id: UserId,
+        token: QueueToken,
+        now: datetime,
+    ) -> None:
         self._deps = deps
+        self._attempt = attempt
         self._user_id = user_id
         self._token = token
         self._now = now
@@ -232,6 +275,7 @@ class _Offer:
             held = await uow.reservations.hold(
                 self._user_id, block, self._now, self._expires_at, limit
             )
+            await self._attempt.keep(uow, _kept(held))
             await uow.commit()
         return held
 
@@ -326,6 +370,32 @@ class _Hall:
         async with self._deps.uow(read_only=True) as uow:
             views = await uow.catalog.seat_map(self._date.date_id, self._now, section)
         return list(rows_of(views))
+
+
+def _kept(holds: Sequence[Reservation]) -> dict[str, JsonScalar]:
+    """The answer an idempotency key keeps: the holds' ids (as one string) and expiry; every
+    other field of a reservation never changes."""
+    return {
+        "reservation_ids": ",".join(str(held.reservation_id) for held in holds),
+        "expires_at": holds[0].expires_at.isoformat(),
+    }
+
+
+async def _replayed(kept: Mapping[str, JsonScalar], deps: Dependencies) -> list[Reservation]:
+    """The holds as they were first answered (since paid, cancelled or extended, maybe)."""
+    ids, expires_at = kept["reservation_ids"], kept["expires_at"]
+    if not isinstance(ids, str) or not isinstance(expires_at, str):
+        raise TypeError(f"a kept hold answer is malformed: {dict(kept)!r}")
+    async with deps.uow(read_only=True) as uow:
+        found = [await uow.reservations.get(ReservationId(int(r))) for r in ids.split(",")]
+    if None in found:
+        raise LookupError(f"a kept hold answer names a reservation that is gone: {ids}")
+    first = datetime.fromisoformat(expires_at)
+    return [
+        attrs.evolve(held, status=ReservationStatus.HELD, expires_at=first, extended=False)
+        for held in found
+        if held is not None
+    ]
 
 
 def _check_count(count: int, most: int) -> None:

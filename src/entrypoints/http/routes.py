@@ -199,12 +199,16 @@ async def _hold(call: Call) -> Answered:
     if form == "seat_id":
         assert isinstance(body.seat_id, int)
         seat_id = SeatId(body_id(body.seat_id, "seat"))
-        held = await usecases.hold_seat(call.user, call.queue_token, seat_id, deps=call.deps)
+        held = await usecases.hold_seat(
+            call.user, call.queue_token, seat_id, call.idempotency_key, deps=call.deps
+        )
         return 201, reservation_answer(held)
     if form == "seat_ids":
         assert isinstance(body.seat_ids, list)
         seat_ids = [SeatId(body_id(seat_id, "seat")) for seat_id in body.seat_ids]
-        holds = await usecases.hold_seats(call.user, call.queue_token, seat_ids, deps=call.deps)
+        holds = await usecases.hold_seats(
+            call.user, call.queue_token, seat_ids, call.idempotency_key, deps=call.deps
+        )
     else:
         assert isinstance(body.date_id, int)
         assert isinstance(body.quantity, int)
@@ -214,6 +218,7 @@ async def _hold(call: Call) -> Answered:
             DateId(body_id(body.date_id, "date")),
             body.quantity,
             None if isinstance(body.section, UnsetType) else body.section,
+            call.idempotency_key,
             deps=call.deps,
         )
     return 201, schema.Holds(reservations=[reservation_answer(r) for r in holds])
@@ -496,6 +501,7 @@ ENDPOINTS = (
         {201: (schema.Reservation, schema.Holds)},
         body=schema.Hold,
         conflicts=(404, 409, 429),
+        idempotency_key=True,
     ),
     Endpoint(
         "POST",
