@@ -110,6 +110,21 @@ class QueueStoreContract:
         assert await queue.expire_idle(NOW + timedelta(seconds=599)) == 0
         assert await queue.expire_idle(NOW + timedelta(seconds=600)) == 2
 
+    async def test_an_expired_ticket_is_told_for_an_hour_then_forgotten(
+        self, queue: QueueStore
+    ) -> None:
+        [paid, idle] = await join_all(queue, range(1, 3))
+        await queue.expire(paid, NOW + timedelta(minutes=5))  # its holder paid
+        lapsed = NOW + timedelta(seconds=POLICY.active_seconds)
+        assert await queue.expire_idle(lapsed) == 1  # only the idle one: the paid one is gone
+        assert await statuses(queue, [paid, idle], lapsed) == ["expired", "expired"]
+        await queue.expire_idle(NOW + timedelta(minutes=5) + HOUR_LATER)
+        assert await statuses(queue, [paid, idle], lapsed + HOUR_LATER) == ["unknown", "expired"]
+        await queue.expire_idle(lapsed + HOUR_LATER)
+        assert await statuses(queue, [paid, idle], lapsed + HOUR_LATER) == ["unknown", "unknown"]
+        again, created = await queue.join(UserId(1), lapsed + HOUR_LATER, POLICY)
+        assert created and again.status is TicketStatus.ACTIVE
+
     async def test_concurrent_admissions_never_pass_capacity(self, queue: QueueStore) -> None:
         policy = QueuePolicy(capacity=10, active_seconds=60)
         for user in range(1, 41):

@@ -1,8 +1,12 @@
 """Every Redis key name the service uses, in one place.
 
-All keys start with a configurable prefix. The waiting line's keys and the hold timers share
-one hash tag, so that a script that checks a ticket and takes a timer touches one Redis
-Cluster slot. Emails are hashed: no address is written into a key name.
+All keys start with a configurable prefix. A script touches only keys passed to it in KEYS,
+never a name it builds, and the keys of one script share a Redis Cluster slot: the waiting
+line, its tickets, the hold timers and the customers' hold attempts share the hash tag
+``{line}`` (a script that checks a ticket and takes timers touches them all), while a login
+counter and a seat map's version are each a script's only key. So the line's keys are a fixed
+handful: tickets and customers are fields of the line's hashes, not keys of their own. Emails
+are hashed: no address is written into a key name.
 """
 
 from __future__ import annotations
@@ -42,33 +46,32 @@ class Keys:
         return f"{self._line}:sequence"
 
     @property
-    def ticket_prefix(self) -> str:
-        """Hash per token: user, seq, status, expires (ms)."""
-        return f"{self._line}:ticket:"
-
-    def ticket(self, token: str) -> str:
-        return self.ticket_prefix + token
+    def tickets(self) -> str:
+        """Hash: token → ``user|status``, or ``user|active|expires`` (ms) while active."""
+        return f"{self._line}:tickets"
 
     @property
-    def user_prefix(self) -> str:
-        """String per customer: their live token."""
-        return f"{self._line}:user:"
+    def live_tokens(self) -> str:
+        """Hash: customer → their live (waiting or active) token."""
+        return f"{self._line}:live"
 
-    def user(self, user_id: UserId) -> str:
-        return f"{self.user_prefix}{user_id}"
+    @property
+    def retired(self) -> str:
+        """Sorted set: expired tokens scored by when they are forgotten (ms)."""
+        return f"{self._line}:retired"
 
     def hold(self, seat_id: SeatId) -> str:
         """String per seat: its hold timer, ``owner|expires`` (ms)."""
         return f"{self._line}:hold:{seat_id}"
 
-    def seat_map_version(self, date_id: DateId) -> str:
-        """String per concert date: its seat map's current version."""
-        return f"{self.prefix}:seatmap:{date_id}"
-
     def hold_attempts(self, user_id: UserId) -> str:
         """Hash per customer: their hold attempts in the open window (beside the line's keys,
         for the script that takes a timer counts them)."""
         return f"{self._line}:attempts:{user_id}"
+
+    def seat_map_version(self, date_id: DateId) -> str:
+        """String per concert date: its seat map's current version."""
+        return f"{self.prefix}:seatmap:{date_id}"
 
     def attempts(self, key: str) -> str:
         """Hash per key (an email, a client address; hashed): attempts in the open window."""

@@ -1,6 +1,7 @@
 """The waiting line in Redis: one sorted set in join order, active tokens with their expiry,
 every change an atomic Lua script, so concurrent servers never admit past capacity or out of
-order."""
+order. Tickets and customers' live tokens are fields of two hashes, and an expired ticket is
+forgotten by `expire_idle` an hour after (`EXPIRED_RETENTION`), as the in-memory line does."""
 
 from __future__ import annotations
 
@@ -36,20 +37,22 @@ class RedisQueueStore(QueueStore):
         self._retention = int(EXPIRED_RETENTION.total_seconds() * 1000)
         self._rate_window = int(RATE_WINDOW.total_seconds() * 1000)
 
+    def _line(self) -> list[str]:
+        """The KEYS every script that changes the line begins with."""
+        k = self._keys
+        return [k.waiting, k.active, k.admitted, k.tickets, k.live_tokens, k.retired]
+
     async def join(
         self, user_id: UserId, now: datetime, policy: QueuePolicy
     ) -> tuple[QueueTicket, bool]:
-        k = self._keys
         with translated():
             created, described = await self._join(
-                keys=[k.waiting, k.active, k.admitted, k.sequence, k.user(user_id)],
+                keys=[*self._line(), self._keys.sequence],
                 args=[
                     to_ms(now),
                     policy.capacity,
                     policy.active_seconds * 1000,
                     secrets.token_urlsafe(24),
-                    k.ticket_prefix,
-                    k.user_prefix,
                     self._retention,
                     user_id,
                     self._rate_window,
@@ -61,7 +64,7 @@ class RedisQueueStore(QueueStore):
         k = self._keys
         with translated():
             described = await self._describe(
-                keys=[k.ticket(token), k.waiting, k.admitted],
+                keys=[k.tickets, k.waiting, k.admitted],
                 args=[token, to_ms(now), self._rate_window],
             )
         return None if described is None else ticket_from_reply(described).as_of(now)
@@ -70,8 +73,8 @@ class RedisQueueStore(QueueStore):
         k = self._keys
         with translated():
             described = await self._live(
-                keys=[k.user(user_id), k.waiting, k.admitted],
-                args=[k.ticket_prefix, to_ms(now), self._rate_window],
+                keys=[k.live_tokens, k.tickets, k.waiting, k.admitted],
+                args=[user_id, to_ms(now), self._rate_window],
             )
         if described is None:
             return None
@@ -79,27 +82,17 @@ class RedisQueueStore(QueueStore):
         return None if ticket.status is TicketStatus.EXPIRED else ticket
 
     async def admit(self, now: datetime, policy: QueuePolicy) -> int:
-        k = self._keys
         with translated():
             admitted = await self._admit(
-                keys=[k.waiting, k.active, k.admitted],
-                args=[
-                    to_ms(now),
-                    policy.capacity,
-                    policy.active_seconds * 1000,
-                    k.ticket_prefix,
-                    k.user_prefix,
-                    self._retention,
-                ],
+                keys=self._line(),
+                args=[to_ms(now), policy.capacity, policy.active_seconds * 1000, self._retention],
             )
         return int(admitted)
 
     async def expire_idle(self, now: datetime) -> int:
-        k = self._keys
         with translated():
             expired = await self._expire_idle(
-                keys=[k.waiting, k.active],
-                args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention],
+                keys=self._line(), args=[to_ms(now), self._retention, self._rate_window]
             )
         return int(expired)
 
@@ -113,12 +106,8 @@ class RedisQueueStore(QueueStore):
         return QueueSizes(int(waiting), int(active))
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
-        k = self._keys
         with translated():
-            await self._expire_one(
-                keys=[k.waiting, k.active],
-                args=[to_ms(now), k.ticket_prefix, k.user_prefix, self._retention, token],
-            )
+            await self._expire_one(keys=self._line(), args=[to_ms(now), self._retention, token])
 
 
 def ticket_from_reply(described: list[str | int]) -> QueueTicket:

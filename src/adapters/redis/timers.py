@@ -56,7 +56,7 @@ class RedisHoldTimers(HoldTimers):
         with translated():
             outcome, described, block, busy = await self._take(
                 keys=[
-                    k.ticket(token),
+                    k.tickets,
                     k.waiting,
                     k.admitted,
                     k.hold_attempts(user_id),
