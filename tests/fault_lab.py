@@ -284,7 +284,8 @@ class ConcertServer:
                     str(workers),
                 ],
                 cwd=self.workdir,
-                env=self.env,
+                # no balancer to wait for: a stop drains at once
+                env={"CONCERT_SHUTDOWN_GRACE_SECONDS": "0", **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

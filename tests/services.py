@@ -241,7 +241,7 @@ def concert_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Served
         server = subprocess.Popen(
             [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port), *args],
             cwd=cwd,
-            env=env,
+            env={"CONCERT_SHUTDOWN_GRACE_SECONDS": "0", **env},  # no balancer to wait for
             stdout=log,
             stderr=subprocess.STDOUT,
         )

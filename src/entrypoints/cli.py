@@ -34,7 +34,6 @@ from entrypoints.settings import Settings, SettingsError, load_settings, log_for
 from entrypoints.wiring import build_app, running
 
 log = logging.getLogger("concert")
-GRACE_SECONDS = 5
 METRICS_PREFIX = "concert-metrics-"
 
 
@@ -133,8 +132,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         access_log=False,  # the service writes its own line per request
         proxy_headers=False,  # a client's address is taken as the socket gives it
         server_header=False,  # no banner naming the server software
-        # open event streams never end by themselves: a stop waits this long for them
-        timeout_graceful_shutdown=GRACE_SECONDS,
+        # after the grace period of a SIGTERM (`entrypoints.http.stopping`), the requests in
+        # flight are given this long
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
     )
     if args.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -51,6 +51,9 @@ class Settings:
     hold_attempts_per_customer: int = 600
     trusted_proxies: str = ""
     log_format: str = "json"
+    # on SIGTERM: serve this long with /readyz at 503, then give requests in flight this long
+    shutdown_grace_seconds: float = 5.0
+    shutdown_drain_seconds: int = 10
     # where the workers of one `concert serve` write their metrics (several workers only)
     metrics_dir: Path | None = None
 
@@ -92,6 +95,10 @@ def load_settings(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         queue_capacity=_positive(env, "CONCERT_QUEUE_CAPACITY", 1000),
         queue_active_seconds=_positive(env, "CONCERT_QUEUE_ACTIVE_SECONDS", 600),
         scheduler_interval_seconds=_positive_float(env, "CONCERT_SCHEDULER_INTERVAL_SECONDS", 1.0),
+        shutdown_grace_seconds=_positive_float(
+            env, "CONCERT_SHUTDOWN_GRACE_SECONDS", 5.0, zero=True
+        ),
+        shutdown_drain_seconds=_positive(env, "CONCERT_SHUTDOWN_DRAIN_SECONDS", 10),
         auth_attempts_per_address=_count(env, "CONCERT_AUTH_ATTEMPTS_PER_ADDRESS", 120),
         hold_attempts_per_customer=_count(env, "CONCERT_HOLD_ATTEMPTS_PER_CUSTOMER", 600),
         trusted_proxies=_trusted_proxies(env),
@@ -188,7 +195,10 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_float(
+    env: Mapping[str, str], name: str, default: float, *, zero: bool = False
+) -> float:
+    """A finite number of seconds above 0 (or from 0, if ``zero``)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -196,6 +206,7 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(name, f"not a number: {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise SettingsError(name, f"must be a positive number of seconds, not {raw}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        least = "0 or more" if zero else "a positive number of"
+        raise SettingsError(name, f"must be {least} seconds, not {raw}")
     return value

@@ -62,6 +62,7 @@ from concert_domain.ports import (
 )
 from entrypoints.http.app import create_app
 from entrypoints.http.metrics import Metrics, use_directory
+from entrypoints.http.stopping import stopping_gracefully
 from entrypoints.scheduler import run_scheduler
 from entrypoints.settings import Settings, SettingsError
 
@@ -200,12 +201,19 @@ def build_app(settings: Settings, *, scheduler: bool = True) -> Starlette:
         async with running(settings) as services:
             app.state.deps = services.deps
             app.state.readiness = services.readiness
+            stopping = stopping_gracefully(
+                app.state.stopping,
+                settings.shutdown_grace_seconds,
+                settings.shutdown_drain_seconds,
+                app.state.seat_feeds.end_all,
+            )
             async with (
                 _scheduling(services.deps, settings, metrics, on=scheduler),
                 _observing(services, metrics),
             ):
-                settle_garbage_collector()
-                yield
+                with stopping:
+                    settle_garbage_collector()
+                    yield
 
     return create_app(lifespan=lifespan, proxies=settings.proxies, metrics=metrics)
 

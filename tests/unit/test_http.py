@@ -678,6 +678,19 @@ class TestOperations:
         assert response.json()["database"].startswith("unavailable")
         assert response.json()["redis"] == "ok"
 
+    async def test_once_told_to_stop_it_is_not_ready_and_closes_each_connection(
+        self, deps: Dependencies
+    ) -> None:
+        app = create_app(deps)
+        async with validated_client(httpx.ASGITransport(app=app), "http://t") as c:
+            assert "connection" not in (await c.get("/healthz")).headers
+            app.state.stopping.told = True  # as a SIGTERM tells it (`http.stopping`)
+            response = await c.get("/readyz")
+            assert (response.status_code, response.json()) == (503, {"status": "stopping"})
+            served = await c.get("/healthz")
+        assert served.status_code == 200
+        assert served.headers["connection"] == "close"
+
     async def test_openapi_describes_the_rows_of_the_contract_and_no_others(
         self, client: httpx.AsyncClient
     ) -> None:

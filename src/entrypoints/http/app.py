@@ -24,6 +24,7 @@ from entrypoints.http.metrics import Metrics
 from entrypoints.http.request_log import RequestLog
 from entrypoints.http.routes import ENDPOINTS, SeatMapBodies
 from entrypoints.http.seat_events import SeatFeeds
+from entrypoints.http.stopping import CloseWhenStopping, Stopping
 
 Check = Callable[[], Awaitable[None]]
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
@@ -39,12 +40,14 @@ def create_app(
 ) -> Starlette:
     """The HTTP service over ``deps``, or over what ``lifespan`` puts in ``app.state``.
     ``proxies`` are those whose ``X-Forwarded-For`` names the client (none by default)."""
+    stopping = Stopping()
     app = Starlette(
         routes=[*routes(ENDPOINTS), Route("/web/{name}", web.asset)],
         middleware=[
             Middleware(RequestLog),
             Middleware(SecurityHeaders),
             Middleware(BodySizeLimit),
+            Middleware(CloseWhenStopping, stopping=stopping),
         ],
         exception_handlers={
             ConcertError: on_concert_error,
@@ -60,4 +63,5 @@ def create_app(
     app.state.proxies = proxies or Proxies()
     app.state.metrics = metrics or Metrics()
     app.state.seat_feeds = SeatFeeds()
+    app.state.stopping = stopping
     return app

@@ -423,6 +423,8 @@ async def healthz(call: Call) -> Answered:
 
 
 async def readyz(call: Call) -> Answered:
+    if call.request.app.state.stopping.told:  # so that a balancer sends no more
+        return 503, schema.Readiness(status="stopping")
     parts: dict[str, str] = {}
     for name, check in call.request.app.state.readiness.items():
         try:

@@ -344,6 +344,6 @@ class Health(Answer):
 class Readiness(Answer):
     """``status`` and, for each part checked, ``ok`` or what is wrong with it."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "stopping"]
     database: str | msgspec.UnsetType = msgspec.UNSET
     redis: str | msgspec.UnsetType = msgspec.UNSET

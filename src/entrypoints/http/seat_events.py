@@ -50,6 +50,11 @@ class _Listener:
         self.queue.put_nowait(message)
         return True
 
+    def end(self) -> None:
+        """Tell the listener to go, whatever it has still to read."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(_GONE)
+
 
 class _Feed:
     """One date's changes, read once a poll and handed to every listener."""
@@ -125,6 +130,12 @@ class SeatFeeds:
             if not feed.listeners and self._feeds.get(date_id) is feed:
                 del self._feeds[date_id]
                 await feed.stop()
+
+    def end_all(self) -> None:
+        """End every listener's stream (the process is stopping)."""
+        for feed in self._feeds.values():
+            for listener in feed.listeners:
+                listener.end()
 
     def listeners(self, date_id: DateId) -> int:
         feed = self._feeds.get(date_id)
