@@ -163,7 +163,12 @@ class Services:
 
 def build_services(settings: Settings, *, pool_size: int = 8) -> Services:
     """The database, Redis if configured, and every port on them, for one process."""
-    database = SqlDatabase(settings.database_url, pool_size=pool_size)
+    try:
+        database = SqlDatabase(settings.database_url, pool_size=pool_size)
+    except OSError as e:  # the SQLite file, made on the spot
+        raise SettingsError(
+            "CONCERT_DATABASE_URL", f"the database file cannot be made: {e.strerror} ({e.filename})"
+        ) from e
     redis = connect(settings.redis_url) if settings.redis_url else None
     deps = build_dependencies(
         uow=database.unit_of_work,

@@ -41,9 +41,12 @@ class TestLoadSettings:
                 "CONCERT_QUEUE_CAPACITY": "5",
                 "CONCERT_QUEUE_ACTIVE_SECONDS": "30",
                 "CONCERT_SCHEDULER_INTERVAL_SECONDS": "0.2",
+                "CONCERT_SHUTDOWN_GRACE_SECONDS": "0",
+                "CONCERT_SHUTDOWN_DRAIN_SECONDS": "30",
             },
             tmp_path,
         )
+        assert (settings.shutdown_grace_seconds, settings.shutdown_drain_seconds) == (0, 30)
         assert settings.policy.hold_seconds == 2
         assert settings.policy.queue.capacity == 5
         assert settings.scheduler_interval_seconds == 0.2
@@ -56,6 +59,9 @@ class TestLoadSettings:
             ("CONCERT_HOLD_SECONDS", "-1"),
             ("CONCERT_QUEUE_CAPACITY", "0"),
             ("CONCERT_SCHEDULER_INTERVAL_SECONDS", "nan"),
+            ("CONCERT_SHUTDOWN_GRACE_SECONDS", "-1"),
+            ("CONCERT_SHUTDOWN_GRACE_SECONDS", "inf"),
+            ("CONCERT_SHUTDOWN_DRAIN_SECONDS", "0"),
             ("CONCERT_DATABASE_URL", "mysql://x/y"),
             ("CONCERT_DATABASE_URL", "::::"),
             ("CONCERT_REDIS_URL", "http://cache"),
@@ -112,6 +118,24 @@ def concert(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
+# every command, as it starts (create-admin reads its password from an empty stdin)
+COMMANDS = [["serve"], ["scheduler"], ["migrate"], ["seed-demo"], ["create-admin", "a@b.example"]]
+# a store each command cannot use: the variable, its value, and the line that must say so
+BROKEN_STORES = [
+    (
+        "CONCERT_DATABASE_URL",
+        {"CONCERT_DATABASE_URL": "sqlite:////no/such/folder/concert.sqlite3"},
+        "the database file cannot be made: No such file or directory "
+        "(/no/such/folder/concert.sqlite3)",
+    ),
+    (
+        "CONCERT_REDIS_URL",
+        {"CONCERT_REDIS_URL": "redis://127.0.0.1:1/0"},
+        "Redis cannot be reached (redis does not answer)",
+    ),
+]
+
+
 class TestCommand:
     def test_a_bad_setting_stops_with_one_line_and_status_2(self, tmp_path: Path) -> None:
         result = concert(tmp_path, "migrate", CONCERT_HOLD_SECONDS="soon")
@@ -132,6 +156,25 @@ class TestCommand:
             "concert: CONCERT_DATABASE_URL: the database cannot be reached"
         )
         assert "Traceback" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("command", "variable", "env", "problem"),
+        [
+            (command, *store)
+            for command in COMMANDS
+            for store in BROKEN_STORES
+            if not (command == ["migrate"] and store[0] == "CONCERT_REDIS_URL")  # not used
+        ],
+    )
+    def test_every_command_stops_on_a_store_it_cannot_use_with_one_line(
+        self, tmp_path: Path, command: list[str], variable: str, env: dict[str, str], problem: str
+    ) -> None:
+        if variable == "CONCERT_REDIS_URL":  # the scheduler migrates nothing itself
+            assert concert(tmp_path, "migrate").returncode == 0
+        result = concert(tmp_path, *command, **env)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == f"concert: {variable}: {problem}"
 
     def test_several_workers_need_redis(self, tmp_path: Path) -> None:
         result = concert(tmp_path, "serve", "--workers", "2")
