@@ -1,6 +1,7 @@
 """What can be told of the Redis scripts and key names without a server: each script asks a
 cluster to check its slot, and the keys a script is given share one. That the scripts touch
-no other key is proved on a real Redis (tests/integration/test_redis_script_keys.py)."""
+no other key is proved on a real Redis (tests/integration/test_redis_script_keys.py), and that
+they run on a three-node cluster in tests/integration/test_redis_cluster.py."""
 
 from __future__ import annotations
 
