@@ -1,0 +1,357 @@
+"""The lab's customers: every request timed, classified and given an ``X-Request-ID`` of its
+own (`Recorder`), so that HAProxy's access log can say which host it went to.
+
+A customer behaves as a careful client: a request that got no answer or a 5xx is sent again
+(POSTs with the same ``Idempotency-Key``), a few times at most; every attempt is counted.
+`Shop` holds what the customers were told: the payments answered 201.
+
+- `Visits.rush_visit`: join the line, wait to be admitted, read the seat map, hold one of the
+  first available seats (another when it was taken), charge the wallet, pay.
+- `Visits.steady`: the same customers again and again on a large date, holding, paying,
+  cancelling or abandoning holds, reading the seat map and ``/me``, until told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from .client import Answer, Browser, NoAnswer
+from .haproxy import SERVER_HEADER
+
+CLIENT_TIMEOUT = 10.0
+ATTEMPTS = 4
+# answers that are part of racing and paying, not failures
+NORMAL_REFUSALS = frozenset(
+    {
+        "seat_unavailable",
+        "hold_limit_reached",
+        "insufficient_balance",
+        "hold_expired",
+        "reservation_not_held",
+        "queue_token_invalid",
+        "queue_token_not_active",
+        "idempotency_key_in_use",
+    }
+)
+OK, REFUSED, FAILED = "ok", "refused", "failed"
+
+
+@attrs.frozen
+class Outcome:
+    what: str  # method and route, e.g. "POST /reservations"
+    request_id: str
+    started: float  # time.time()
+    ended: float
+    kind: str  # OK, REFUSED or FAILED
+    status: int | None = None
+    code: str | None = None
+    detail: str = ""  # for a failure: what it was, e.g. "502", "no answer (ReadError)"
+    server: str | None = None  # the host that answered, when known
+    via: str = "haproxy"  # or the host's name when sent to it directly
+
+    @property
+    def failed(self) -> bool:
+        return self.kind == FAILED
+
+
+def error_code(answer: Answer) -> str | None:
+    """The code of an error body ``{"error": {"code", "message"}}``, exactly that shape."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
+    if not (isinstance(error, dict) and set(error) == {"code", "message"}):
+        return None
+    code = error["code"]
+    return code if isinstance(code, str) and isinstance(error["message"], str) else None
+
+
+def classify(answer: Answer) -> tuple[str, str | None, str]:
+    status = answer.status
+    code = error_code(answer)
+    if status < 300:
+        return OK, None, ""
+    if 400 <= status < 500 and code in NORMAL_REFUSALS:
+        return REFUSED, code, ""
+    if code is not None:
+        return FAILED, code, f"{status} {code}"
+    # HAProxy's own answers carry no X-Request-ID; the service's every answer does
+    source = "the service" if "x-request-id" in answer.headers else "HAProxy"
+    return FAILED, code, f"{status} from {source}"
+
+
+class Recorder:
+    """Every request of a scenario, in the order answered."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.outcomes: list[Outcome] = []
+        self._numbers = itertools.count(1)
+
+    async def call(
+        self,
+        browser: Browser,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        json: Any = None,
+        via: str = "haproxy",
+        what: str | None = None,
+    ) -> Answer | None:
+        """The answer, or None when there was none."""
+        request_id = f"{self.label}-{next(self._numbers)}-{secrets.token_hex(3)}"
+        label = what or f"{method} {re.sub(r'/[0-9]+', '/{id}', urlsplit(url).path)}"
+        started = time.time()
+        direct = None if via == "haproxy" else via
+        failure = ""
+        try:
+            async with asyncio.timeout(CLIENT_TIMEOUT):
+                answer = await browser.request(
+                    method, url, {**headers, "X-Request-ID": request_id}, json
+                )
+        except TimeoutError:
+            failure = f"no answer in {CLIENT_TIMEOUT:.0f} s"
+        except NoAnswer as e:
+            failure = f"no answer: {e}"
+        if failure:
+            self._add(label, request_id, started, FAILED, None, None, failure, direct, via)
+            return None
+        kind, code, detail = classify(answer)
+        server = answer.headers.get(SERVER_HEADER.lower()) or direct
+        self._add(label, request_id, started, kind, answer.status, code, detail, server, via)
+        return answer
+
+    def _add(
+        self,
+        what: str,
+        request_id: str,
+        started: float,
+        kind: str,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str = "",
+        server: str | None = None,
+        via: str = "haproxy",
+    ) -> None:
+        outcome = Outcome(
+            what, request_id, started, time.time(), kind, status, code, detail, server, via
+        )
+        self.outcomes.append(outcome)
+
+
+@attrs.define(eq=False)
+class Customer:
+    user_id: int
+    email: str
+    token: str = ""
+    queue_token: str | None = None
+    serial: int = 0
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def queued(self) -> dict[str, str]:
+        return {**self.auth, "X-Queue-Token": self.queue_token or ""}
+
+    def key(self, what: str) -> str:
+        self.serial += 1
+        return f"{what}-{self.user_id}-{self.serial}-{secrets.token_hex(4)}"
+
+
+@attrs.frozen
+class Stage:
+    """A date made for one scenario: its seats in layout order."""
+
+    name: str
+    concert_id: int
+    date_id: int
+    seat_ids: list[int]
+    price: int
+
+    @property
+    def seat_map(self) -> str:
+        return f"/concerts/{self.concert_id}/dates/{self.date_id}/seats"
+
+
+@attrs.define
+class Shop:
+    """What the customers were told, over every scenario: payments answered 201
+    (reservation ids to the payment's amount)."""
+
+    paid: dict[int, int] = attrs.Factory(dict)
+
+
+def _retry_worthy(answer: Answer | None) -> bool:
+    return (
+        answer is None
+        or answer.status >= 500
+        or (answer.status == 409 and error_code(answer) == "idempotency_key_in_use")
+    )
+
+
+class Visits:
+    """The customers' ways through the service, over one client and recorder."""
+
+    def __init__(self, base: str, recorder: Recorder, shop: Shop, seed: int) -> None:
+        self.base = base  # HAProxy
+        self.recorder = recorder
+        self.shop = shop
+        self.rng = random.Random(seed)
+        self.browsers: dict[int, Browser] = {}
+
+    def close(self) -> None:
+        for browser in self.browsers.values():
+            browser.close()
+
+    async def send(
+        self,
+        c: Customer,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        json: Any = None,
+        *,
+        base: str | None = None,
+        via: str = "haproxy",
+        attempts: int = ATTEMPTS,
+    ) -> Answer | None:
+        """The customer's request, sent again (same headers, so the same key) while it
+        fails."""
+        browser = self.browsers.setdefault(c.user_id, Browser())
+        answer = None
+        for attempt in range(attempts):
+            answer = await self.recorder.call(
+                browser, method, (base or self.base) + path, headers=headers, json=json, via=via
+            )
+            if not _retry_worthy(answer):
+                return answer
+            await asyncio.sleep(0.1 * (attempt + 1))
+        return answer
+
+    async def pause(self, low: float, high: float, stop: asyncio.Event | None = None) -> None:
+        if stop is None:
+            await asyncio.sleep(self.rng.uniform(low, high))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.rng.uniform(low, high)):
+                await stop.wait()
+
+    async def admitted(self, c: Customer, deadline: float) -> bool:
+        """Join the line (or find the token again) and wait until admitted, until
+        ``deadline`` (time.monotonic()) at most."""
+        joined = await self.send(c, "POST", "/queue/tokens", c.auth)
+        if joined is None or joined.status not in (200, 201):
+            return False
+        body = joined.json()
+        c.queue_token = str(body["token"])
+        status = body["status"]
+        for _ in range(1000):  # polls, one every 0.5 to 1 s
+            if status != "waiting" or time.monotonic() > deadline:
+                break
+            await self.pause(0.5, 1.0)
+            polled = await self.send(c, "GET", "/queue/status", c.queued)
+            if polled is None or polled.status != 200:
+                return False
+            status = polled.json()["status"]
+        if status != "active":
+            c.queue_token = None
+            return False
+        return True
+
+    async def available(self, c: Customer, stage: Stage) -> list[int] | None:
+        answer = await self.send(c, "GET", stage.seat_map, c.queued)
+        if answer is None or answer.status != 200:
+            return None
+        return [s["seat_id"] for s in answer.json()["seats"] if s["status"] == "available"]
+
+    async def hold(self, c: Customer, seat: int) -> tuple[int | None, str | None]:
+        """The reservation id, or the code of the refusal."""
+        headers = {**c.queued, "Idempotency-Key": c.key("hold")}
+        held = await self.send(c, "POST", "/reservations", headers, {"seat_id": seat})
+        if held is not None and held.status == 201:
+            return int(held.json()["reservation_id"]), None
+        return None, None if held is None else (error_code(held) or str(held.status))
+
+    async def charge(self, c: Customer, amount: int) -> bool:
+        headers = {**c.auth, "Idempotency-Key": c.key("charge")}
+        charged = await self.send(c, "POST", "/wallet/charges", headers, {"amount": amount})
+        return charged is not None and charged.status == 200
+
+    async def pay(self, c: Customer, reservation_id: int) -> bool:
+        headers = {**c.queued, "Idempotency-Key": c.key("pay")}
+        paid = await self.send(c, "POST", "/payments", headers, {"reservation_id": reservation_id})
+        if paid is None or paid.status != 201:
+            return False
+        self.shop.paid[reservation_id] = int(paid.json()["amount"])
+        c.queue_token = None  # paying expires the queue token
+        return True
+
+    async def cancel(self, c: Customer, reservation_id: int) -> bool:
+        cancelled = await self.send(c, "DELETE", f"/reservations/{reservation_id}", c.auth)
+        return cancelled is not None and cancelled.status in (200, 409)
+
+    async def rush_visit(self, c: Customer, stage: Stage, deadline: float) -> str:
+        """One customer's visit at the opening; what came of it."""
+        await self.pause(0, 0.5)
+        if not await self.admitted(c, deadline):
+            return "not admitted"
+        reservation_id = None
+        for _ in range(6):
+            seats = await self.available(c, stage)
+            if seats is None:
+                return "no seat map"
+            if not seats:
+                return "sold out"
+            reservation_id, refused = await self.hold(c, self.rng.choice(seats[:10]))
+            if reservation_id is not None:
+                break
+            if refused != "seat_unavailable":
+                return f"hold refused: {refused}"
+        if reservation_id is None:
+            return "every seat tried was taken"
+        if not await self.charge(c, stage.price):
+            return "charge failed"
+        return "bought" if await self.pay(c, reservation_id) else "payment failed"
+
+    async def steady(self, c: Customer, stage: Stage, stop: asyncio.Event, deadline: float) -> None:
+        """Again and again until ``stop`` (or ``deadline``, time.monotonic())."""
+        await self.pause(0, 0.3)
+        for _ in range(10_000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            if c.queue_token is None and not await self.admitted(c, deadline):
+                await self.pause(0.2, 0.4, stop)
+                continue
+            roll = self.rng.random()
+            if roll < 0.1:
+                await self.send(c, "GET", "/me", c.auth)
+            elif roll < 0.2:
+                await self.available(c, stage)
+            reservation_id, refused = await self.hold(c, self.rng.choice(stage.seat_ids))
+            if refused in ("queue_token_invalid", "queue_token_not_active"):
+                c.queue_token = None
+            if reservation_id is not None:
+                await self.pause(0.05, 0.2, stop)
+                choice = self.rng.random()
+                if choice < 0.6:
+                    if await self.charge(c, stage.price):
+                        await self.pay(c, reservation_id)
+                elif choice < 0.95:
+                    await self.cancel(c, reservation_id)
+                # else abandoned: the hold lapses and a scheduler sweeps it
+            await self.pause(0.05, 0.15, stop)
