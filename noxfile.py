@@ -87,6 +87,17 @@ def bench_queue(session: nox.Session) -> None:
     session.run("python", "bench/queue_scale.py", *session.posargs)
 
 
+@nox.session
+def hosts(session: nox.Session) -> None:
+    """The hosts lab: 3 hosts (network namespaces) each running `concert serve` and `concert
+    scheduler` behind HAProxy 2.6, on throwaway PostgreSQL and Redis; the rush, a host
+    SIGKILLed mid-rush, a rolling restart under load, read-your-writes on every host and a
+    lost answer retried with its Idempotency-Key, in one table. Needs root and haproxy;
+    ``-- --hosts 5 --seconds 60`` (``-- --help`` lists the options)."""
+    install(session, "test")
+    session.run("python", "-m", "tests.hosts_lab", *session.posargs)
+
+
 @nox.session(name="format")
 def format_code(session: nox.Session) -> None:
     """Rewrite the code in place: ruff's fixes and formatting."""
