@@ -61,21 +61,8 @@ class TestInMemorySeatMapVersions(SeatMapVersionsContract):
 
 
 class TestInMemoryQueueStoreForgetting:
-    """What only the in-memory line can show with a hand-driven clock: Redis forgets expired
-    tickets by TTL, in real time."""
-
-    async def test_an_expired_ticket_is_told_for_an_hour_then_forgotten(self) -> None:
-        queue = InMemoryQueueStore()
-        [paid, idle] = await join_all(queue, range(1, 3))
-        await queue.expire(paid, NOW + timedelta(minutes=5))  # its holder paid
-        lapsed = NOW + timedelta(seconds=POLICY.active_seconds)
-        assert await queue.expire_idle(lapsed) == 1  # only the idle one: the paid one is gone
-        assert await statuses(queue, [paid, idle], lapsed) == ["expired", "expired"]
-        an_hour = timedelta(hours=1)
-        await queue.expire_idle(NOW + timedelta(minutes=5) + an_hour)
-        assert await statuses(queue, [paid, idle], lapsed + an_hour) == ["unknown", "expired"]
-        await queue.expire_idle(lapsed + an_hour)
-        assert await statuses(queue, [paid, idle], lapsed + an_hour) == ["unknown", "unknown"]
+    """What only the in-memory line holds beside the contract's (when a ticket is forgotten is
+    in `contracts.line`)."""
 
     async def test_a_ticket_paid_and_made_again_is_not_expired_by_the_first_ones_time(
         self,
@@ -88,3 +75,10 @@ class TestInMemoryQueueStoreForgetting:
         assert created
         assert await queue.expire_idle(NOW + timedelta(seconds=POLICY.active_seconds)) == 0
         assert await statuses(queue, [second.token], later) == ["active"]
+
+    async def test_forgets_admissions_past_the_rate_window_when_no_one_waits(self) -> None:
+        queue = InMemoryQueueStore()
+        await join_all(queue, range(1, 1 + POLICY.capacity))  # all admitted: no one waits
+        assert len(queue._admitted_at) == POLICY.capacity
+        await queue.expire_idle(NOW + timedelta(minutes=2))
+        assert len(queue._admitted_at) == 0

@@ -97,6 +97,7 @@ class InMemoryQueueStore(QueueStore):
 
     async def expire_idle(self, now: datetime) -> int:
         expired = self._expire_lapsed(now)
+        self._rate(now)  # forgets the admissions out of its window, though no one waits
         while self._retirements and self._retirements[0][0] + EXPIRED_RETENTION <= now:
             expired_at, token = heapq.heappop(self._retirements)
             entry = self._entries.get(token)
