@@ -170,9 +170,21 @@ class HoldTimersContract:
         one, two = await join_all(queue, range(1, 3))
         assert (await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is TAKEN
         assert (await timers.take(two, UserId(2), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is BUSY
-        assert (await timers.take(one, UserId(1), [Offer([SEAT])], NOW, UNTIL, MANY))[1] is BUSY
         later = UNTIL + timedelta(minutes=5)
         assert (await timers.take(two, UserId(2), [Offer([SEAT])], UNTIL, later, MANY))[1] is TAKEN
+
+    async def test_the_owners_own_timer_does_not_turn_them_away(
+        self, queue: QueueStore, timers: HoldTimers
+    ) -> None:
+        """A request of theirs that took the timers and died before the database (its host
+        killed) must not keep them from the seat: they send it again, and the database
+        decides."""
+        one, two = await join_all(queue, range(1, 3))
+        block = Offer([SEAT, SeatId(8)])
+        assert (await timers.take(one, UserId(1), [block], NOW, UNTIL, MANY))[1] is TAKEN
+        again = await timers.take(one, UserId(1), [block], NOW, UNTIL, MANY)
+        assert (again.attempt, again.block, again.busy) == (TAKEN, 0, frozenset())
+        assert (await timers.take(two, UserId(2), [block], NOW, UNTIL, MANY))[1] is BUSY
 
     async def test_only_the_owner_releases(self, queue: QueueStore, timers: HoldTimers) -> None:
         one, two = await join_all(queue, range(1, 3))

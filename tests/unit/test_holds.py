@@ -13,6 +13,7 @@ from concert_domain.errors import (
     ExtensionLimitReached,
     HoldExpired,
     HoldLimitReached,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientBalance,
     InvalidRequest,
@@ -23,6 +24,7 @@ from concert_domain.errors import (
     SeatsNotTogether,
     SeatUnavailable,
 )
+from concert_domain.idempotency import PENDING_LEASE, fingerprint
 from concert_domain.ids import DateId, ReservationId, SeatId
 from concert_domain.ports import Offer
 from concert_domain.usecases import (
@@ -452,3 +454,27 @@ class TestRetriedHolds:
             await hold_seat(mina.user_id, "not-a-token", seat, "k", deps=deps)
         held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
         assert held.seat_id == seat
+
+    async def test_a_retry_after_its_first_run_died_before_the_database_holds_the_seat(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        """Its host killed after the timers were taken and the key claimed, before the hold
+        was written: the key answers 409 while its lease runs, then the retry holds the seat
+        (the customer's own timer is no bar)."""
+        venue = await add_venue(deps, seats=2)
+        mina = await admitted_customer(deps, "mina@example.com")
+        seat = venue.seats[0].seat_id
+        now = clock.now()
+        request = fingerprint("hold", seat_id=seat)
+        async with deps.uow() as uow:  # what the dead run left behind
+            await uow.idempotency.claim(mina.user_id, "k", request, now, PENDING_LEASE)
+            await uow.commit()
+        offer = [Offer([seat])]
+        until = now + timedelta(minutes=5)
+        await deps.timers.take(mina.queue_token, mina.user_id, offer, now, until, 0)
+        with pytest.raises(IdempotencyKeyInUse):
+            await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        clock.advance(PENDING_LEASE)
+        held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
+        assert held.seat_id == seat
+        assert await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps) == held

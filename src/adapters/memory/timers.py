@@ -82,7 +82,9 @@ class InMemoryHoldTimers(HoldTimers):
         busy: set[SeatId] = set()
         free: list[int] = []
         for index, block in enumerate(blocks):
-            running = {seat_id for seat_id in block.seats if self._runs(seat_id, now)}
+            # the caller's own timer (of a request of theirs that died before the database)
+            # is no bar to them: the database decides
+            running = {s for s in block.seats if self._runs(s, now, but_for=user_id)}
             busy |= running
             if not running:
                 free.append(index)
@@ -111,9 +113,9 @@ class InMemoryHoldTimers(HoldTimers):
         if current is not None and current[0] == user_id and now < current[1]:
             self._timers.put(seat_id, (user_id, expires_at))
 
-    def _runs(self, seat_id: SeatId, now: datetime) -> bool:
+    def _runs(self, seat_id: SeatId, now: datetime, but_for: UserId | None = None) -> bool:
         current = self._timers.get(seat_id)
-        return current is not None and now < current[1]
+        return current is not None and current[0] != but_for and now < current[1]
 
     async def release(self, seat_id: SeatId, user_id: UserId) -> None:
         current = self._timers.get(seat_id)

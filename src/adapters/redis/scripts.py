@@ -251,11 +251,12 @@ local limit = tonumber(ARGV[7])
 if limit > 0 and count_attempt(KEYS[4], now, tonumber(ARGV[8]), limit) == 0 then
   return {'too_frequent', ticket, 0, {}}
 end
-local function runs(key)
+local function runs(key, for_another)
   local current = redis.call('GET', key)
   if not current then return false end
-  local expires = tonumber(string.match(current, '|(%d+)$'))
-  return expires ~= nil and expires > now
+  local owner, expires = string.match(current, '^(.-)|(%d+)$')
+  if for_another and owner == ARGV[4] then return false end
+  return expires ~= nil and tonumber(expires) > now
 end
 local busy, blocks = {}, {}
 local key, arg = 5, 10
@@ -264,7 +265,9 @@ while arg <= #ARGV do
   arg = arg + 2
   local block = {first = key, size = size, free = true, alone = false}
   for seat = key, key + size - 1 do
-    if runs(KEYS[seat]) then
+    -- the caller's own timer (of a request of theirs that died before the database) is no
+    -- bar to them: the database decides
+    if runs(KEYS[seat], true) then
       block.free = false
       busy[#busy + 1] = seat - 4
     end
