@@ -23,12 +23,28 @@ def _binary(name: str) -> str:
 
 
 def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports; a few draws each at most."""
     ports: list[int] = []
-    while len(ports) < count:
+    for _ in range(10 * count):
+        if len(ports) == count:
+            return ports
         port = free_port()
         if port not in ports:
             ports.append(port)
-    return ports
+    if len(ports) == count:
+        return ports
+    raise RuntimeError(f"no {count} distinct free ports in {10 * count} draws")
+
+
+def _stop(nodes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL every node, then wait for each; one that does not end is not waited for again
+    and does not keep the others running."""
+    for node in nodes:
+        with contextlib.suppress(OSError):
+            node.kill()
+    for node in nodes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -38,9 +54,9 @@ def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
     server, cli = _binary("redis-server"), _binary("redis-cli")
     workdir = Path(tempfile.mkdtemp(prefix="concert-redis-cluster-"))
     nodes: list[subprocess.Popen[bytes]] = []
-    ports = _free_ports(2 * masters)
-    ports, buses = ports[:masters], ports[masters:]
     try:
+        ports = _free_ports(2 * masters)
+        ports, buses = ports[:masters], ports[masters:]
         for port, bus in zip(ports, buses, strict=True):
             home = workdir / str(port)
             home.mkdir()
@@ -69,9 +85,7 @@ def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
             _until(cli, port, "CLUSTER INFO", "cluster_state:ok")
         yield ports
     finally:
-        for node in nodes:
-            node.kill()
-            node.wait(timeout=10)
+        _stop(nodes)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
