@@ -374,12 +374,13 @@ class HoldTimers(Protocol):
         `policy.ATTEMPT_WINDOW` per customer: past ``attempt_limit`` of them (0: no limit),
         TOO_FREQUENT. Else a block is free when none of its seats has a timer of another
         customer running past ``now`` (``user_id``'s own, left by a request of theirs that
-        died before the database, is no bar: the database decides), and leaves a seat alone when, on one of its sides, the seat next to it has no
-        such timer and the one beyond has one (or is None). The timers of the first free
-        block (in the order given) that leaves no seat alone are taken for ``user_id`` until
-        ``expires_at``, or failing that, if ``alone_allowed``, of the first free block (TAKEN,
-        with that block's index); else none (SEAT_BUSY). Either way ``busy`` names the seats
-        found with running timers, the blocks' own (of others) and their sides'."""
+        died before the database, is no bar: the database decides), and leaves a seat alone
+        when, on one of its sides, the seat next to it has no such timer and the one beyond
+        has one (or is None). The timers of the first free block (in the order given) that
+        leaves no seat alone are taken for ``user_id`` until ``expires_at``, or failing that,
+        if ``alone_allowed``, of the first free block (TAKEN, with that block's index); else
+        none (SEAT_BUSY). Either way ``busy`` names the seats found with running timers, the
+        blocks' own (of others) and their sides'."""
         ...
 
     async def extend(

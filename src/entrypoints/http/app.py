@@ -44,10 +44,10 @@ def create_app(
     app = Starlette(
         routes=[*routes(ENDPOINTS), Route("/web/{name}", web.asset)],
         middleware=[
+            Middleware(CloseWhenStopping, stopping=stopping),  # every answer, errors too
             Middleware(RequestLog),
             Middleware(SecurityHeaders),
             Middleware(BodySizeLimit),
-            Middleware(CloseWhenStopping, stopping=stopping),
         ],
         exception_handlers={
             ConcertError: on_concert_error,

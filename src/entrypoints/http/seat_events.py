@@ -114,6 +114,7 @@ class SeatFeeds:
     def __init__(self, poll: float = POLL_SECONDS) -> None:
         self._poll = poll
         self._feeds: dict[DateId, _Feed] = {}
+        self._ended = False
 
     @contextlib.asynccontextmanager
     async def listening(self, date_id: DateId, deps: Dependencies) -> AsyncIterator[_Listener]:
@@ -122,6 +123,8 @@ class SeatFeeds:
             feed = self._feeds[date_id] = _Feed(date_id, deps, self._poll)
             await feed.start()
         listener = _Listener()
+        if self._ended:
+            listener.end()
         feed.listeners.add(listener)
         try:
             yield listener
@@ -132,7 +135,9 @@ class SeatFeeds:
                 await feed.stop()
 
     def end_all(self) -> None:
-        """End every listener's stream (the process is stopping)."""
+        """End every listener's stream, and those that begin from now on after their
+        snapshot (the process is stopping)."""
+        self._ended = True
         for feed in self._feeds.values():
             for listener in feed.listeners:
                 listener.end()

@@ -60,35 +60,46 @@ def stopping_gracefully(
     stopping: Stopping, grace_seconds: float, drain_seconds: int, on_drain: Callable[[], None]
 ) -> Iterator[None]:
     """While inside: a SIGTERM tells ``stopping`` at once, and reaches the server's own handler
-    ``grace_seconds`` later, when ``on_drain`` is called; a second SIGTERM reaches it at once.
-    Changes nothing where no server handles SIGTERM (an app under test) or off the main
-    thread."""
-    server_handler = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or not callable(server_handler):
+    ``grace_seconds`` later, when ``on_drain`` is called. A SIGTERM during the grace period
+    changes nothing (a service manager and uvicorn's supervisor may both send one); SIGINT
+    (Ctrl-C) calls ``on_drain`` and reaches the server at once. Changes nothing where no
+    server handles the signals (an app under test) or off the main thread."""
+    on_terminate_was = signal.getsignal(signal.SIGTERM)
+    on_interrupt_was = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not (
+        callable(on_terminate_was) and callable(on_interrupt_was)
+    ):
         yield
         return
+    server_terminates, server_interrupts = on_terminate_was, on_interrupt_was
     loop = asyncio.get_running_loop()
-    passed = False
 
-    def pass_on() -> None:
-        nonlocal passed
-        if passed:
-            return
-        passed = True
+    def drain() -> None:
         log.info("stopping: draining the requests in flight (at most %s s)", drain_seconds)
         on_drain()
-        server_handler(signal.SIGTERM, None)
+        server_terminates(signal.SIGTERM, None)
 
-    def on_terminate(signal_number: int, frame: FrameType | None) -> None:
-        if stopping.told:
-            pass_on()
-            return
-        stopping.told = True
+    def told() -> None:
         log.info("stopping: /readyz answers 503; serving %s s more before draining", grace_seconds)
-        loop.call_soon_threadsafe(loop.call_later, grace_seconds, pass_on)
+        loop.call_later(grace_seconds, drain)
+
+    # signal handlers run between two steps of the loop: they only hand work to it
+    def on_terminate(signal_number: int, frame: FrameType | None) -> None:
+        if not stopping.told:
+            stopping.told = True
+            loop.call_soon_threadsafe(told)
+
+    def on_interrupt(signal_number: int, frame: FrameType | None) -> None:
+        stopping.told = True
+        loop.call_soon_threadsafe(on_drain)
+        server_interrupts(signal_number, frame)
 
     signal.signal(signal.SIGTERM, on_terminate)
+    signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, server_handler)
+    finally:  # unless the server has put its own back already (a forced stop)
+        if signal.getsignal(signal.SIGTERM) is on_terminate:
+            signal.signal(signal.SIGTERM, on_terminate_was)
+        if signal.getsignal(signal.SIGINT) is on_interrupt:
+            signal.signal(signal.SIGINT, on_interrupt_was)
