@@ -333,6 +333,38 @@ class TestStoreLostAfterTheClaim:
         await asyncio.wait_for(released.wait(), timeout=5)
         assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000
 
+    async def test_a_request_let_go_drops_its_claim(self, deps: Dependencies) -> None:
+        """Cancelled (a stopping server's drain ran out): the key is free for the retry at
+        once, not after its lease."""
+        mina = await admitted_customer(deps, "mina@example.com")
+        working = asyncio.Event()
+        released = asyncio.Event()
+        opened = 0
+
+        def stalls_the_charge(*, read_only: bool = False) -> UnitOfWork:
+            nonlocal opened
+            opened += 1
+            if opened == 2:  # the charge itself: it never ends
+                working.set()
+                return StallingUnitOfWork(deps.uow(read_only=read_only))
+            if opened == 3:  # the release
+                return CommitSignalled(deps.uow(read_only=read_only), released)
+            return deps.uow(read_only=read_only)
+
+        stalled = attrs.evolve(deps, uow=stalls_the_charge)
+        charge = asyncio.create_task(charge_wallet(mina.user_id, 1_000, "k", deps=stalled))
+        await asyncio.wait_for(working.wait(), timeout=5)
+        charge.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await charge
+        await asyncio.wait_for(released.wait(), timeout=5)
+        assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000
+
+
+class StallingUnitOfWork(WrappedUnitOfWork):
+    async def commit(self) -> None:
+        await asyncio.Event().wait()  # until cancelled
+
 
 class TestRetriesUnderContention:
     async def test_a_payment_the_store_gave_up_under_contention_is_retried(

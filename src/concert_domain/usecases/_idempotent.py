@@ -4,13 +4,15 @@ The claim is committed on its own, so that a concurrent retry sees it and is tol
 still running. The work keeps its answer (`Attempt.keep`) in the unit of work that makes its
 change, so the two commit or roll back together. A domain error raised by the work is an answer
 too and is kept; an answer about the caller's place in line (`NotAdmitted`) or pace
-(`RateLimited`), or a store failure, drops the claim instead, so that the retry can go through
-(after a store failure, without the caller waiting for it; if the store is still down, the
-claim's lease runs out on its own).
+(`RateLimited`), a store failure or the request's cancellation drops the claim instead, so that
+the retry can go through (after a store failure or a cancellation, without waiting for it; if
+the store is still down, the claim's lease runs out on its own). Only a pending claim is
+dropped: work whose commit went through keeps its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -70,7 +72,8 @@ async def answered_once(
     except (NotAdmitted, RateLimited):
         await _release(deps, user_id, key)
         raise
-    except StoreUnavailable:  # not waited for: the store has just failed this request
+    except (StoreUnavailable, asyncio.CancelledError):  # not waited for: the store has just
+        # failed this request, or the request is being let go (a server stopping)
         follow_up_later(_release(deps, user_id, key), "drop an idempotency claim")
         raise
     except ConcertError as error:
