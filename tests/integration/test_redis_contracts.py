@@ -10,8 +10,10 @@ from adapters.redis import (
     RedisQueueStore,
     RedisSeatMapVersions,
 )
-from concert_domain.ids import DateId
+from concert_domain.ids import DateId, UserId
+from concert_domain.queue import EXPIRED_RETENTION, QueuePolicy
 from contracts.line import (
+    NOW,
     AttemptLimiterContract,
     HoldTimersContract,
     QueueStoreContract,
@@ -23,6 +25,23 @@ class TestRedisQueueStore(QueueStoreContract):
     @pytest.fixture
     def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
         return RedisQueueStore(*redis_keys)
+
+    async def test_forgets_at_most_a_thousand_tickets_a_call(
+        self, queue: RedisQueueStore, redis_keys: tuple[RedisLink, Keys]
+    ) -> None:
+        """A backlog (the scheduler down for a while) is worked off a batch a tick, never in
+        one long script that holds Redis."""
+        redis, keys = redis_keys
+        policy = QueuePolicy(capacity=2_500, active_seconds=60)
+        for user in range(1, 2_501):
+            ticket, _ = await queue.join(UserId(user), NOW, policy)
+            await queue.expire(ticket.token, NOW)
+        later = NOW + EXPIRED_RETENTION
+        left = []
+        for _ in range(3):
+            await queue.expire_idle(later)
+            left.append(await redis.call("HLEN", keys.tickets))
+        assert left == [1_500, 500, 0]
 
 
 class TestRedisHoldTimers(HoldTimersContract):

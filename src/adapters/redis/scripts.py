@@ -56,13 +56,13 @@ local function activate(token, user, now, active_ms)
   redis.call('ZADD', KEYS[3], now, token)
 end
 
+-- at most a batch a call, so that a backlog (after the scheduler was down) never holds Redis
+-- for long: the scheduler calls every tick
 local function forget_retired(now)
-  while true do
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1000)
-    if #gone == 0 then return end
-    redis.call('HDEL', KEYS[4], unpack(gone))
-    redis.call('ZREM', KEYS[6], unpack(gone))
-  end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1000)
+  if #gone == 0 then return end
+  redis.call('HDEL', KEYS[4], unpack(gone))
+  redis.call('ZREM', KEYS[6], unpack(gone))
 end
 """
 
