@@ -43,15 +43,17 @@ DATES = 60
 
 RAW_HOLD = """
 INSERT INTO reservations
-    (user_id, seat_id, date_id, concert_id, number, price, status, created_at, expires_at)
-VALUES (%s, %s, %s, %s, %s, %s, 'held', %s, %s)
+    (user_id, seat_id, date_id, concert_id, section, row_label, number, price, status,
+     created_at, expires_at)
+VALUES (%s, %s, %s, %s, 'Floor', 'A', %s, %s, 'held', %s, %s)
 ON CONFLICT (seat_id) WHERE status IN ('held', 'paid') DO NOTHING
 RETURNING reservation_id
 """
 
 
 async def seed(conninfo: str) -> list[tuple[int, int, int, int]]:
-    """Customers, and many seats so that no hold collides: (seat, date, concert, number)."""
+    """Customers, and many seats so that no hold collides: (seat, date, concert, number).
+    Every date is on sale at NOW; its seats are in section ``Floor``, row ``A``."""
     async with await psycopg.AsyncConnection.connect(conninfo) as connection:
         cursor = connection.cursor()
         await cursor.execute(
@@ -67,15 +69,17 @@ async def seed(conninfo: str) -> list[tuple[int, int, int, int]]:
         assert created is not None
         (concert,) = created
         await cursor.execute(
-            "INSERT INTO concert_dates (concert_id, day, starts_at) "
-            "SELECT %s, DATE '2027-01-01' + n, TIMESTAMPTZ '2027-01-01' + n * INTERVAL '1 day' "
-            "FROM generate_series(1, %s) n",
-            (concert, DATES),
+            "INSERT INTO concert_dates "
+            "(concert_id, day, starts_at, sale_opens_at, sale_closes_at) "
+            "SELECT %s, DATE '2027-01-01' + n, TIMESTAMPTZ '2027-01-01' + n * INTERVAL '1 day', "
+            "%s, TIMESTAMPTZ '2027-01-01' FROM generate_series(1, %s) n",
+            (concert, NOW - timedelta(days=30), DATES),
         )
         await cursor.execute(
-            "INSERT INTO seats (date_id, concert_id, number, price) "
-            "SELECT d.date_id, d.concert_id, n, 50000 FROM concert_dates d, "
-            "generate_series(1, %s) n",
+            "INSERT INTO seats "
+            "(date_id, concert_id, section, section_order, row_label, row_order, number, price) "
+            "SELECT d.date_id, d.concert_id, 'Floor', 0, 'A', 0, n, 50000 "
+            "FROM concert_dates d, generate_series(1, %s) n",
             (SEATS_PER_DATE,),
         )
         await cursor.execute(
