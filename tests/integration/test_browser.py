@@ -147,7 +147,8 @@ async def test_the_waiting_room_moves_from_waiting_to_admitted(
         await first.click("#charge")
         await first.wait_for_function("document.getElementById('balance').textContent !== '0'")
         await first.click("#pay")
-        await second.wait_for_selector("text=You are in", timeout=10_000)
+        # it asks again a tenth of its estimated wait later (here 60 s: one admission a minute)
+        await second.wait_for_selector("text=You are in", timeout=20_000)
         await second.screenshot(path=SHOTS / "6-admitted.png")
 
 

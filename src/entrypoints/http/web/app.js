@@ -31,11 +31,17 @@ async function join() {
   await waitInLine(status);
 }
 
+// ask again sooner as one's turn nears: a tenth of the wait estimated, from 1 s to 15 s, so
+// that a line of a million does not ask a million times a second (docs/scaling.md)
+function nextLook(estimatedWaitSeconds) {
+  return Math.min(15, Math.max(1, (estimatedWaitSeconds || 0) / 10)) * 1000;
+}
+
 async function waitInLine(status) {
   while (status && status.status === "waiting") {
     $("line-status").textContent =
       `You are number ${status.position} in line, about ${status.estimated_wait_seconds} s to go.`;
-    await new Promise((done) => setTimeout(done, 1000));
+    await new Promise((done) => setTimeout(done, nextLook(status.estimated_wait_seconds)));
     status = await api("GET", "/queue/status", undefined, { queued: true });
   }
   if (!status || status.status !== "active") {
