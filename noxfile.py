@@ -87,6 +87,14 @@ def bench_queue(session: nox.Session) -> None:
     session.run("python", "bench/queue_scale.py", *session.posargs)
 
 
+@nox.session(name="bench-store")
+def bench_store(session: nox.Session) -> None:
+    """CPU per operation of PostgreSQL and Redis for each use case (join, status, hold, charge,
+    payment, seat maps), on throwaway servers; one markdown table (docs/scaling.md)."""
+    install(session, "test")
+    session.run("python", "bench/store_cpu.py", *session.posargs)
+
+
 @nox.session
 def hosts(session: nox.Session) -> None:
     """The hosts lab: 3 hosts (network namespaces) each running `concert serve` and `concert

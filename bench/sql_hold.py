@@ -51,19 +51,22 @@ RETURNING reservation_id
 """
 
 
+async def seed_customers(cursor: psycopg.AsyncCursor[Any], count: int) -> None:
+    """Customers 1 to ``count`` (user ids, on a fresh schema), each with an empty wallet."""
+    await cursor.execute(
+        "INSERT INTO accounts (email, password_hash, created_at) "
+        "SELECT 'u' || n || '@example.com', 'x', now() FROM generate_series(1, %s) n",
+        (count,),
+    )
+    await cursor.execute("INSERT INTO wallets (user_id, balance) SELECT user_id, 0 FROM accounts")
+
+
 async def seed(conninfo: str) -> list[tuple[int, int, int, int]]:
     """Customers, and many seats so that no hold collides: (seat, date, concert, number).
     Every date is on sale at NOW; its seats are in section ``Floor``, row ``A``."""
     async with await psycopg.AsyncConnection.connect(conninfo) as connection:
         cursor = connection.cursor()
-        await cursor.execute(
-            "INSERT INTO accounts (email, password_hash, created_at) "
-            "SELECT 'u' || n || '@example.com', 'x', now() FROM generate_series(1, %s) n",
-            (USERS,),
-        )
-        await cursor.execute(
-            "INSERT INTO wallets (user_id, balance) SELECT user_id, 0 FROM accounts"
-        )
+        await seed_customers(cursor, USERS)
         await cursor.execute("INSERT INTO concerts (title) VALUES ('bench') RETURNING concert_id")
         created = await cursor.fetchone()
         assert created is not None
