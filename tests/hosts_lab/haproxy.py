@@ -6,9 +6,11 @@ line per request (`access_log`), which names the host that served it and how it 
 Retries: a request that never reached a host (the connection failed) is always safe to send
 to another, and is. A request that may have reached one (its connection closed without an
 answer, or no answer in time) is sent again only when doing it twice is harmless: a GET, HEAD
-or OPTIONS, a request that carries an ``Idempotency-Key`` (the service answers a repeat with the
-first answer), or joining the line (which answers a customer's live token again). Any other
-POST, and every DELETE, fails instead of being repeated.
+or OPTIONS, joining the line (which answers a customer's live token again), or a POST that
+carries an ``Idempotency-Key`` to one of the routes that honour it (``/reservations``,
+``/payments``, ``/wallet/charges``, ``/admin/reservations/{id}/refund``: the service answers a
+repeat with the first answer). Any other POST (a key elsewhere is ignored: an extension, an
+admin's creation, a sign-up would run twice), and every DELETE, fails instead of being repeated.
 
 When a host connection HAProxy reused closes before any answer to a request it may not
 repeat, HAProxy closes the customer's connection without an answer and without a log line, as
@@ -36,6 +38,7 @@ from .stores import wait_for_port
 PORT = 8080
 BACKEND = "concert_hosts"
 SERVER_HEADER = "X-Lab-Server"  # the lab's only addition: which host answered
+CHECK_SECONDS = 30.0  # `haproxy -c` at most
 
 
 def binary() -> str | None:
@@ -85,9 +88,11 @@ backend {BACKEND}
     retry-on conn-failure empty-response response-timeout
     # a request that may have reached a host is sent again only when that is harmless
     acl harmless_twice method GET HEAD OPTIONS
-    acl harmless_twice req.hdr(Idempotency-Key) -m found
     acl harmless_twice path /queue/tokens   # joining again answers the caller's live token
-    http-request disable-l7-retry unless harmless_twice
+    acl keyed req.hdr(Idempotency-Key) -m found
+    acl honours_key path /reservations /payments /wallet/charges
+    acl honours_key path_reg ^/admin/reservations/[0-9]+/refund$
+    http-request disable-l7-retry unless harmless_twice || METH_POST keyed honours_key
     http-after-response set-header {SERVER_HEADER} %s
 {lines}
 """
@@ -117,9 +122,15 @@ class HAProxy:
 
     def start(self) -> None:
         self.config_path.write_text(self.config)
-        checked = subprocess.run(
-            [self.binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
-        )
+        try:
+            checked = subprocess.run(
+                [self.binary, "-c", "-q", "-f", str(self.config_path)],
+                capture_output=True,
+                text=True,
+                timeout=CHECK_SECONDS,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"haproxy -c did not finish in {CHECK_SECONDS:.0f} s") from None
         if checked.returncode != 0:
             raise RuntimeError(f"haproxy refuses its configuration: {checked.stderr.strip()}")
         with (
