@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import os
 import shutil
 import subprocess
 import time
@@ -33,7 +34,7 @@ from pathlib import Path
 import attrs
 
 from .netns import Namespace, kill_everything_in
-from .stores import wait_for_port
+from .stores import marked, record, wait_for_port
 
 PORT = 8080
 BACKEND = "concert_hosts"
@@ -140,10 +141,12 @@ class HAProxy:
             self.process = subprocess.Popen(
                 self.namespace.argv(self.binary, "-db", "-f", str(self.config_path)),
                 cwd=self.workdir,
+                env={**os.environ, **marked(self.workdir)},
                 stdout=log,
                 stderr=errors,
                 start_new_session=True,
             )
+        record(self.workdir, self.process.pid)
         wait_for_port(str(self.namespace.address), PORT, 10)
 
     def stop(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from .netns import Namespace, kill_everything_in, pids_in
+from .stores import record
 
 PORT = 8000
 
@@ -58,7 +59,7 @@ class Host:
 
     def _spawn(self, log_name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.workdir / log_name).open("ab") as log:
-            return subprocess.Popen(
+            process = subprocess.Popen(
                 self.namespace.argv(*concert_command(), *args),
                 cwd=self.workdir,
                 env=self.env,
@@ -66,6 +67,8 @@ class Host:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        record(self.workdir, process.pid)
+        return process
 
     def start(self) -> None:
         self.starts += 1

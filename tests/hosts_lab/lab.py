@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,30 +123,48 @@ def _cleanup_not_interrupted() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _step(problems: list[str], what: str, action: Callable[[], object]) -> object:
+    """``action()``; whatever it raises is noted in ``problems``, so that the next step runs."""
+    try:
+        return action()
+    except Exception as e:  # a step of the cleanup: every later one runs whatever happens
+        problems.append(f"{what}: {type(e).__name__}: {e}")
+        return None
+
+
+def _listed(found: object) -> list[str]:
+    return [str(item) for item in found] if isinstance(found, list) else []
+
+
 def _remove(lab_parts: dict[str, object], workdir: Path, keep: Path | None) -> list[str]:
+    """Remove what the lab made, each step on its own: one that fails (or times out) is
+    reported and the next still runs."""
     problems: list[str] = []
     for name in ("haproxy", *sorted(k for k in lab_parts if k.startswith("host "))):
         part = lab_parts.get(name)
-        with contextlib.suppress(Exception):
-            if isinstance(part, lb.HAProxy):
-                part.stop()
-            elif isinstance(part, Host):
-                part.kill()
-    problems += netns.remove_leftovers()
+        if isinstance(part, lb.HAProxy):
+            _step(problems, f"{name} did not stop", part.stop)
+        elif isinstance(part, Host):
+            _step(problems, f"{name} was not killed", part.kill)
+    problems += _listed(_step(problems, "namespaces not removed", netns.remove_leftovers))
     for name in ("redis", "postgres"):
         part = lab_parts.get(name)
-        try:
-            if isinstance(part, stores.BridgeRedis | stores.BridgePostgres):
-                part.stop()
-        except (OSError, subprocess.SubprocessError) as e:
-            problems.append(f"{name} did not stop: {e}")
+        if isinstance(part, stores.BridgeRedis | stores.BridgePostgres):
+            _step(problems, f"{name} did not stop", part.stop)
     if keep is not None and workdir.exists():
-        keep.mkdir(parents=True, exist_ok=True)
-        for path in [*workdir.glob("*.log"), *workdir.glob("haproxy.*")]:
-            if path.is_file():
-                shutil.copy(path, keep / path.name)
-    problems += stores.remove_stale_workdirs()  # the working directory, and what still runs there
-    return problems + netns.leftovers() + stores.stale_workdirs()
+        _step(problems, "logs not kept", lambda: _keep_logs(workdir, keep))
+    # the working directory, and what of the lab still runs
+    problems += _listed(_step(problems, "files not removed", stores.remove_stale_workdirs))
+    for what, left in (("namespaces", netns.leftovers), ("files", stores.stale_workdirs)):
+        problems += _listed(_step(problems, f"{what} not listed", left))
+    return problems
+
+
+def _keep_logs(workdir: Path, keep: Path) -> None:
+    keep.mkdir(parents=True, exist_ok=True)
+    for path in [*workdir.glob("*.log"), *workdir.glob("haproxy.*")]:
+        if path.is_file():
+            shutil.copy(path, keep / path.name)
 
 
 @contextlib.contextmanager
@@ -197,6 +215,7 @@ def _build(options: Options, workdir: Path, parts: dict[str, object]) -> Lab:
         "CONCERT_TRUSTED_PROXIES": str(balancer.address),
         "CONCERT_SHUTDOWN_GRACE_SECONDS": str(options.grace),
         "TMPDIR": str(workdir / "tmp"),  # what the hosts leave there goes with the lab
+        **stores.marked(workdir),  # an earlier lab's leftovers are found by it (`stores`)
     }
     (workdir / "tmp").mkdir()
     _command(env, workdir, "migrate")

@@ -21,7 +21,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import attrs
 
@@ -81,22 +82,35 @@ def kill_everything_in(namespace: str, seconds: float = 10) -> list[int]:
     return pids_in(namespace)
 
 
+def _delete(kind: str, name: str) -> None:
+    ip(kind, "delete", name, check=False)
+
+
 def remove_leftovers() -> list[str]:
-    """Delete the processes in the lab's namespaces, the namespaces and the lab's links;
-    what could not be removed."""
-    problems = []
-    for namespace in namespaces():
-        stuck = kill_everything_in(namespace)
+    """Delete the processes in the lab's namespaces, the namespaces and the lab's links, each
+    step on its own (an ``ip`` that fails or hangs is noted, the next step still runs); what
+    could not be removed."""
+    problems: list[str] = []
+
+    def step(what: str, action: Callable[[], object]) -> object:
+        try:
+            return action()
+        except (OSError, subprocess.SubprocessError, ValueError, LabError) as e:
+            problems.append(f"{what}: {type(e).__name__}: {e}")
+            return None
+
+    found = step("namespaces not listed", namespaces)
+    for namespace in found if isinstance(found, list) else []:
+        stuck = step(f"namespace {namespace} not emptied", partial(kill_everything_in, namespace))
         if stuck:
             problems.append(f"processes {stuck} in namespace {namespace} outlived SIGKILL")
-        ip("netns", "delete", namespace, check=False)
-    for link in links():
-        ip("link", "delete", link, check=False)
-    return (
-        problems
-        + [f"namespace {name}" for name in namespaces()]
-        + [f"link {name}" for name in links()]
-    )
+        # not checked: what is left is listed below (a veth goes with its namespace, later)
+        step(f"namespace {namespace} not deleted", partial(_delete, "netns", namespace))
+    linked = step("links not listed", links)
+    for link in linked if isinstance(linked, list) else []:
+        step(f"link {link} not deleted", partial(_delete, "link", link))
+    left = step("leftovers not listed", leftovers)
+    return problems + (left if isinstance(left, list) else [])
 
 
 def leftovers() -> list[str]:

@@ -2,7 +2,10 @@
 only, in a working directory of the lab's (``WORKDIR_PREFIX*`` in the temporary directory).
 
 `remove_stale_workdirs` ends what an earlier lab left behind when it was killed before it
-could clean up: the servers still running from such a directory, then the directory.
+could clean up: its PostgreSQL cluster (``pg_ctl stop``), the processes it recorded (`record`,
+the pid and its start time) or that carry its `MARKER` (every process the lab starts has
+``CONCERT_HOSTS_LAB=<its working directory's name>`` in its environment), then the directory.
+No other process is touched, whatever its working directory.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from services import ServiceMissing, postgres_bindir
 from .netns import GATEWAY, SUBNET, LabError
 
 WORKDIR_PREFIX = "concert-hosts-lab-"
+MARKER = "CONCERT_HOSTS_LAB"  # in the environment of every process the lab starts
+PIDS = "pids"  # the processes the lab started outside its namespaces, with their start times
 
 
 def free_port(address: str) -> int:
@@ -52,6 +57,7 @@ class BridgePostgres:
 
     def __init__(self, workdir: Path) -> None:
         self.bindir = postgres_bindir()
+        self.workdir = workdir
         self.home = workdir / "pg"
         self.data = self.home / "data"
         self.port = 0
@@ -62,7 +68,13 @@ class BridgePostgres:
         return f"postgresql://postgres@{GATEWAY}:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        done = subprocess.run([*_as_postgres(), *args], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*_as_postgres(), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **marked(self.workdir)},
+        )
         if done.returncode != 0:
             raise LabError(f"{Path(args[0]).name} failed: {done.stderr.strip()[-300:]}")
 
@@ -84,6 +96,8 @@ class BridgePostgres:
         log = str(self.home / "log")
         self._run(pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "-t", "60", "start")
         self.running = True
+        with contextlib.suppress(OSError, ValueError, IndexError):  # the postmaster's pid
+            record(self.workdir, int((self.data / "postmaster.pid").read_text().split()[0]))
 
     def stop(self) -> None:
         self.running = False
@@ -119,6 +133,7 @@ class BridgeRedis:
         if binary is None:
             raise ServiceMissing("redis-server not found on PATH; install redis-server")
         self.binary = binary
+        self.workdir = workdir
         self.home = workdir / "redis"
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -147,10 +162,12 @@ class BridgeRedis:
                 "no",
             ],
             cwd=self.home,
+            env={**os.environ, **marked(self.workdir)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        record(self.workdir, self.process.pid)
         wait_for_port(str(GATEWAY), self.port, 10)
 
     def stop(self) -> None:
@@ -160,17 +177,52 @@ class BridgeRedis:
             process.wait(timeout=10)
 
 
-def _processes_working_in(folder: Path) -> list[int]:
-    """The processes whose working directory is ``folder`` or below it (removed or not)."""
-    found = []
+def marked(workdir: Path) -> dict[str, str]:
+    """The environment variable every process the lab starts carries: `MARKER` = the name of
+    its working directory."""
+    return {MARKER: workdir.name}
+
+
+def record(workdir: Path, pid: int) -> None:
+    """Keep ``pid`` (with its start time, so that a reused pid is not taken for it) in the
+    working directory's `PIDS` file, for a later lab to end should this one die first."""
+    started = _start_time(pid)
+    if started is not None:
+        with (workdir / PIDS).open("a") as pids:
+            pids.write(f"{pid} {started}\n")
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat``, field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _carries_marker(pid: int, value: str) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER}={value}".encode() in environ.split(b"\0")
+
+
+def lab_processes(folder: Path) -> list[int]:
+    """The live processes of the lab whose working directory is ``folder``: those it recorded
+    (`record`, the same start time) and those carrying its `MARKER`; no other."""
+    found = set()
+    with contextlib.suppress(OSError, ValueError):
+        for line in (folder / PIDS).read_text().splitlines():
+            pid, started = line.split()
+            if _start_time(int(pid)) == started:
+                found.add(int(pid))
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            where = os.readlink(entry / "cwd").removesuffix(" (deleted)")
-            if where == str(folder) or where.startswith(f"{folder}/"):
-                found.append(int(entry.name))
-    return found
+        if entry.name.isdigit() and _carries_marker(int(entry.name), folder.name):
+            found.add(int(entry.name))
+    found.discard(os.getpid())
+    return sorted(found)
 
 
 def remove_stale_workdirs() -> list[str]:
@@ -178,10 +230,10 @@ def remove_stale_workdirs() -> list[str]:
     could not be removed."""
     problems = []
     for folder in sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
-        with contextlib.suppress(ServiceMissing, subprocess.TimeoutExpired):
+        with contextlib.suppress(ServiceMissing, subprocess.TimeoutExpired, OSError):
             stop_cluster(postgres_bindir(), folder / "pg" / "data")
         for _ in range(50):
-            pids = _processes_working_in(folder)
+            pids = lab_processes(folder)
             if not pids:
                 break
             for pid in pids:
@@ -189,7 +241,7 @@ def remove_stale_workdirs() -> list[str]:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
         else:
-            problems.append(f"processes {pids} working in {folder} outlived SIGKILL")
+            problems.append(f"processes {pids} of the lab in {folder} outlived SIGKILL")
         shutil.rmtree(folder, ignore_errors=True)
         if folder.exists():
             problems.append(f"directory {folder}")
@@ -201,5 +253,5 @@ def stale_workdirs() -> list[str]:
     found = []
     for folder in sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
         found.append(f"directory {folder}")
-        found += [f"process {pid} working in {folder}" for pid in _processes_working_in(folder)]
+        found += [f"process {pid} of the lab in {folder}" for pid in lab_processes(folder)]
     return found
