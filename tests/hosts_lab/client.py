@@ -88,6 +88,7 @@ class Browser:
 
     def __init__(self) -> None:
         self._connections: dict[str, _Connection] = {}
+        self.last_port: int | None = None  # the local port of the last request's connection
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: Any = None
@@ -99,8 +100,11 @@ class Browser:
         if connection is not None and not connection.usable:
             connection.close()
             connection = None
+        self.last_port = None
         if connection is None:
             connection = await self._connect(parts.hostname or "", parts.port or 80)
+        with contextlib.suppress(TypeError, IndexError):
+            self.last_port = int(connection.writer.get_extra_info("sockname")[1])
         payload = b"" if body is None else json.dumps(body).encode()
         head = [
             f"{method} {parts.path}{'?' + parts.query if parts.query else ''} HTTP/1.1",

@@ -155,16 +155,32 @@ class HAProxy:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=5)
 
+    async def _ask(self, command: str) -> str:
+        """The answer of the stats socket to ``command``."""
+        reader, writer = await asyncio.open_unix_connection(str(self.socket))
+        try:
+            writer.write(f"{command}\n".encode())
+            await writer.drain()
+            return (await asyncio.wait_for(reader.read(), 2)).decode(errors="replace")
+        finally:
+            writer.close()
+
+    async def sessions(self) -> dict[int, str]:
+        """The customers' connections HAProxy serves now with a host: each one's port on the
+        customer's side (``src``) to the host (``srv``)."""
+        found = {}
+        for line in (await self._ask("show sess")).splitlines():
+            fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+            source, server = fields.get("src", ""), fields.get("srv", "")
+            port = source.rpartition(":")[2]
+            if port.isdigit() and server and server != "<none>":
+                found[int(port)] = server
+        return found
+
     async def states(self) -> dict[str, str]:
         """Each server's status as HAProxy sees it: ``UP``, ``DOWN``, ``UP 1/2`` (going
         down), ``DOWN 1/2`` (coming up)..."""
-        reader, writer = await asyncio.open_unix_connection(str(self.socket))
-        try:
-            writer.write(b"show stat\n")
-            await writer.drain()
-            text = (await asyncio.wait_for(reader.read(), 2)).decode()
-        finally:
-            writer.close()
+        text = await self._ask("show stat")
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
         return {
             row["svname"]: row["status"]

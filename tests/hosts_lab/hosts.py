@@ -122,16 +122,32 @@ class Host:
     def kill(self) -> float:
         """The machine dies: SIGKILL to every process in its namespace. The moment
         (time.time()) the signals were sent."""
-        pids = pids_in(self.namespace.name)
+        moment = self.send_kill(self.pids())
+        self.finish_kill()
+        return moment
+
+    def pids(self) -> list[int]:
+        """The processes in the host's namespace."""
+        return pids_in(self.namespace.name)
+
+    def send_kill(self, pids: list[int]) -> float:
+        """SIGKILL to ``pids`` at once; the moment (time.time()) the signals were sent."""
         moment = time.time()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        kill_everything_in(self.namespace.name)  # anything that was starting meanwhile
+        return moment
+
+    def finish_kill(self) -> None:
+        """After `send_kill`: anything that was starting meanwhile killed, and every process
+        of the host waited for."""
+        kill_everything_in(self.namespace.name)
         for process in self._processes():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
-        return moment
+
+    def serve_exited(self) -> bool:
+        return self.serve is None or self.serve.poll() is not None
 
     def exit_codes(self) -> dict[str, int | None]:
         return {

@@ -1,12 +1,22 @@
 """What PostgreSQL holds after a scenario, read directly, against DESIGN.md's invariants and
 what the customers were told:
 
-- no seat in two live reservations (held and unexpired, or paid);
+- no seat in two live reservations (held and unexpired, or paid); a unique index enforces it
+  too, so this one is a last line rather than a test;
 - sold seats = paid reservations: each date's sold count as the service reports it
   (``/admin/.../sales``) equals its paid reservations in PostgreSQL, every payment is the sum
-  of the reservations it paid and has one ledger entry of its amount, and every payment a
-  customer was told of (201) is there;
-- every wallet's balance = its credits - debits + refunds in the ledger, never below zero.
+  of the reservations it paid, and every payment a customer was told of (201) is there;
+- every reservation's status agrees with the payments and the ledger: a paid (or refunded)
+  one has a payment of its customer's, and no other has any; each payment names one of the
+  reservations it paid and has exactly one debit of its amount in the ledger, and every debit
+  has its payment; a refunded reservation has exactly one refund of its price, and every
+  refund's reservation is refunded; no hold is left unswept long after it lapsed;
+- every wallet's balance = its credits - debits + refunds in the ledger, never below zero,
+  and each ledger entry's balance = the sum of the customer's entries up to it;
+- each keyed write took effect at most once, and every one answered with success did: for
+  each customer, the reservations, charges and payments in PostgreSQL number no fewer than
+  those answered 201/200 and no more than the keys sent (`load.Shop`), so that a request run
+  twice (a retry HAProxy should not have made, a key not honoured) shows.
 """
 
 from __future__ import annotations
@@ -64,8 +74,10 @@ async def check(
             [f"seats in two live reservations {_some(doubles)}"] if doubles else [],
         )
         sold = await _sold_is_paid(db, stages, sold_reported, shop)
+        agree = await _statuses_agree(db)
         wallets = await _wallets_match_the_ledger(db)
-    return [one_each, sold, wallets]
+        once = await _at_most_once(db, shop)
+    return [one_each, sold, agree, wallets, once]
 
 
 async def _sold_is_paid(
@@ -102,21 +114,6 @@ async def _sold_is_paid(
     )
     if uneven:
         problems.append(f"payments that are not the sum of what they paid {_some(uneven)}")
-    unpaid = await _rows(
-        db,
-        "SELECT r.reservation_id FROM reservations r WHERE r.status = 'paid' "
-        "AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.payment_id = r.payment_id)",
-    )
-    if unpaid:
-        problems.append(f"paid reservations without a payment {_some(unpaid)}")
-    unledgered = await _rows(
-        db,
-        "SELECT p.payment_id, count(l.entry_id) FROM payments p LEFT JOIN ledger l "
-        "ON l.payment_id = p.payment_id AND l.kind = 'payment' AND l.amount = p.amount "
-        "AND l.user_id = p.user_id GROUP BY p.payment_id HAVING count(l.entry_id) <> 1",
-    )
-    if unledgered:
-        problems.append(f"payments without exactly one ledger entry {_some(unledgered)}")
     told = sorted(shop.paid)
     stored = dict(
         await _rows(
@@ -146,4 +143,116 @@ async def _wallets_match_the_ledger(db: psycopg.AsyncConnection[Any]) -> Invaria
     )
     [(wallets,)] = await _rows(db, "SELECT count(*) FROM wallets")
     problems = [f"balances that are not credits - debits + refunds {_some(wrong)}"] if wrong else []
-    return Invariant("balance = ledger", f"{wallets} wallets", problems)
+    running = await _rows(
+        db,
+        "SELECT entry_id, user_id, balance, running FROM (SELECT entry_id, user_id, balance, "
+        "sum(CASE WHEN kind = 'payment' THEN -amount ELSE amount END) "
+        "OVER (PARTITION BY user_id ORDER BY entry_id) AS running FROM ledger) entries "
+        "WHERE balance <> running",
+    )
+    if running:
+        problems.append(
+            "ledger entries whose balance is not the sum of the entries up to them "
+            f"(entry, customer, balance, sum) {_some(running)}"
+        )
+    [(entries,)] = await _rows(db, "SELECT count(*) FROM ledger")
+    return Invariant("balance = ledger", f"{wallets} wallets, {entries} entries", problems)
+
+
+# each a query of the rows that break a rule, and what they are
+_DISAGREEMENTS = [
+    (
+        "paid or refunded reservations without a payment of their customer's",
+        "SELECT r.reservation_id, r.status, r.payment_id FROM reservations r "
+        "LEFT JOIN payments p ON p.payment_id = r.payment_id "
+        "WHERE r.status IN ('paid', 'refunded') "
+        "AND (p.payment_id IS NULL OR p.user_id <> r.user_id)",
+    ),
+    (
+        "reservations neither paid nor refunded that name a payment",
+        "SELECT reservation_id, status, payment_id FROM reservations "
+        "WHERE status NOT IN ('paid', 'refunded') AND payment_id IS NOT NULL",
+    ),
+    (
+        "payments whose own reservation is not among those they paid",
+        "SELECT p.payment_id, p.reservation_id FROM payments p WHERE NOT EXISTS ("
+        "SELECT 1 FROM reservations r WHERE r.payment_id = p.payment_id "
+        "AND r.reservation_id = p.reservation_id)",
+    ),
+    (
+        "payments without exactly one debit of their amount",
+        "SELECT p.payment_id, count(l.entry_id) FROM payments p LEFT JOIN ledger l "
+        "ON l.payment_id = p.payment_id AND l.kind = 'payment' AND l.amount = p.amount "
+        "AND l.user_id = p.user_id GROUP BY p.payment_id HAVING count(l.entry_id) <> 1",
+    ),
+    (
+        "debits without their payment",
+        "SELECT l.entry_id, l.payment_id FROM ledger l WHERE l.kind = 'payment' AND NOT EXISTS "
+        "(SELECT 1 FROM payments p WHERE p.payment_id = l.payment_id AND p.user_id = l.user_id)",
+    ),
+    (
+        "refunded reservations without exactly one refund of their price",
+        "SELECT r.reservation_id, count(l.entry_id) FROM reservations r LEFT JOIN ledger l "
+        "ON l.reservation_id = r.reservation_id AND l.kind = 'refund' AND l.amount = r.price "
+        "AND l.user_id = r.user_id WHERE r.status = 'refunded' GROUP BY r.reservation_id "
+        "HAVING count(l.entry_id) <> 1",
+    ),
+    (
+        "refunds of reservations not refunded",
+        "SELECT l.entry_id, l.reservation_id FROM ledger l LEFT JOIN reservations r "
+        "ON r.reservation_id = l.reservation_id WHERE l.kind = 'refund' "
+        "AND r.status IS DISTINCT FROM 'refunded'",
+    ),
+    (
+        "holds still held 30 s after they lapsed (the schedulers sweep them)",
+        "SELECT reservation_id, expires_at FROM reservations WHERE status = 'held' "
+        "AND expires_at < now() - interval '30 seconds'",
+    ),
+]
+
+
+async def _statuses_agree(db: psycopg.AsyncConnection[Any]) -> Invariant:
+    problems = []
+    for what, query in _DISAGREEMENTS:
+        found = await _rows(db, query)
+        if found:
+            problems.append(f"{what} {_some(found)}")
+    counted = await _rows(
+        db,
+        "SELECT status, count(*) FROM reservations GROUP BY status ORDER BY status",
+    )
+    [(payments,)] = await _rows(db, "SELECT count(*) FROM payments")
+    figure = ", ".join(f"{n} {status}" for status, n in counted) + f"; {payments} payments"
+    return Invariant("statuses = payments = ledger", figure, problems)
+
+
+async def _at_most_once(db: psycopg.AsyncConnection[Any], shop: Shop) -> Invariant:
+    """Each customer's rows of each keyed write against what was answered and sent."""
+    made = {
+        "hold": "SELECT user_id, count(*) FROM reservations WHERE user_id = ANY(%s) "
+        "GROUP BY user_id",
+        "charge": "SELECT user_id, count(*) FROM ledger WHERE kind = 'charge' "
+        "AND user_id = ANY(%s) GROUP BY user_id",
+        "pay": "SELECT user_id, count(*) FROM payments WHERE user_id = ANY(%s) GROUP BY user_id",
+    }
+    problems, figures = [], []
+    customers = sorted({user for user, _ in shop.sent})  # everyone who sent a keyed write
+    for kind, query in made.items():
+        expected = shop.counts(kind)
+        rows = await _rows(db, query, customers) if customers else []
+        stored = {int(user): int(n) for user, n in rows}
+        wrong = [
+            (user, stored.get(user, 0), answered, sent)
+            for user in customers
+            for answered, sent in [expected.get(user, (0, 0))]
+            if not answered <= stored.get(user, 0) <= sent
+        ]
+        if wrong:
+            problems.append(
+                f"customers whose {kind}s stored are not between those answered and those "
+                f"sent (customer, stored, answered, sent) {_some(wrong)}"
+            )
+        answered_all = sum(answered for answered, _ in expected.values())
+        sent_all = sum(sent for _, sent in expected.values())
+        figures.append(f"{kind}s {sum(stored.values())} stored/{answered_all} told/{sent_all} sent")
+    return Invariant("each keyed write at most once", ", ".join(figures), problems)

@@ -2,8 +2,14 @@
 own (`Recorder`), so that HAProxy's access log can say which host it went to.
 
 A customer behaves as a careful client: a request that got no answer or a 5xx is sent again
-(POSTs with the same ``Idempotency-Key``), a few times at most; every attempt is counted.
-`Shop` holds what the customers were told: the payments answered 201.
+(POSTs with the same ``Idempotency-Key``), a few times at most; every attempt is counted. A
+``409 idempotency_key_in_use`` (the first attempt with that key still holds its claim: it died
+with a killed host) is neither a refusal nor a failure but a wait: the request is sent again
+every `KEY_IN_USE_EVERY` s, `KEY_IN_USE_FOR` s at most (the service's claim lease is 60 s),
+until it completes; each such request is kept (`KeyWait`). A request that never completes
+(attempts spent, or the key still in use) is a failure of its own (`Outcome.gave_up`).
+`Shop` holds what the customers sent and were told: every keyed write sent and answered, and
+the payments answered 201.
 
 - `Visits.rush_visit`: join the line, wait to be admitted, read the seat map, hold one of the
   first available seats (another when it was taken), charge the wallet, pay.
@@ -41,10 +47,14 @@ NORMAL_REFUSALS = frozenset(
         "reservation_not_held",
         "queue_token_invalid",
         "queue_token_not_active",
-        "idempotency_key_in_use",
     }
 )
-OK, REFUSED, FAILED = "ok", "refused", "failed"
+KEY_IN_USE_CODE = "idempotency_key_in_use"
+KEY_IN_USE_EVERY = 1.0  # seconds between attempts while the key is in use
+KEY_IN_USE_FOR = 70.0  # at most: the service takes a dead request's claim over after 60 s
+OK, REFUSED, FAILED, KEY_IN_USE = "ok", "refused", "failed", "key in use"
+# the writes that honour an Idempotency-Key, by path, as the Shop counts them
+KEYED_WRITES = {"/reservations": "hold", "/wallet/charges": "charge", "/payments": "pay"}
 
 
 @attrs.frozen
@@ -53,12 +63,15 @@ class Outcome:
     request_id: str
     started: float  # time.time()
     ended: float
-    kind: str  # OK, REFUSED or FAILED
+    kind: str  # OK, REFUSED, FAILED or KEY_IN_USE
     status: int | None = None
     code: str | None = None
     detail: str = ""  # for a failure: what it was, e.g. "502", "no answer (ReadError)"
-    server: str | None = None  # the host that answered, when known
+    server: str | None = None  # the host that answered (X-Lab-Server), when known
     via: str = "haproxy"  # or the host's name when sent to it directly
+    port: int | None = None  # the customer's local port, for a request without an answer
+    termination: str = ""  # HAProxy's termination state, from its access log
+    gave_up: bool = False  # not an attempt: the request, which never completed
 
     @property
     def failed(self) -> bool:
@@ -83,6 +96,8 @@ def classify(answer: Answer) -> tuple[str, str | None, str]:
     code = error_code(answer)
     if status < 300:
         return OK, None, ""
+    if status == 409 and code == KEY_IN_USE_CODE:
+        return KEY_IN_USE, code, ""
     if 400 <= status < 500 and code in NORMAL_REFUSALS:
         return REFUSED, code, ""
     if code is not None:
@@ -92,12 +107,31 @@ def classify(answer: Answer) -> tuple[str, str | None, str]:
     return FAILED, code, f"{status} from {source}"
 
 
+def route(method: str, url: str) -> str:
+    """``METHOD /path`` with its ids as ``{id}``."""
+    return f"{method} {re.sub(r'/[0-9]+', '/{id}', urlsplit(url).path)}"
+
+
+@attrs.frozen
+class KeyWait:
+    """A request answered ``409 idempotency_key_in_use``, sent again until it completed."""
+
+    what: str
+    key: str
+    started: float  # its first attempt (time.time())
+    ended: float  # its last answer
+    answers: int  # how many 409s
+    completed: bool
+    last: str  # the last answer, e.g. "201"
+
+
 class Recorder:
     """Every request of a scenario, in the order answered."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.outcomes: list[Outcome] = []
+        self.waits: list[KeyWait] = []
         self._numbers = itertools.count(1)
 
     async def call(
@@ -113,7 +147,7 @@ class Recorder:
     ) -> Answer | None:
         """The answer, or None when there was none."""
         request_id = f"{self.label}-{next(self._numbers)}-{secrets.token_hex(3)}"
-        label = what or f"{method} {re.sub(r'/[0-9]+', '/{id}', urlsplit(url).path)}"
+        label = what or route(method, url)
         started = time.time()
         direct = None if via == "haproxy" else via
         failure = ""
@@ -127,29 +161,46 @@ class Recorder:
         except NoAnswer as e:
             failure = f"no answer: {e}"
         if failure:
-            self._add(label, request_id, started, FAILED, None, None, failure, direct, via)
+            self.outcomes.append(
+                Outcome(
+                    label,
+                    request_id,
+                    started,
+                    time.time(),
+                    FAILED,
+                    detail=failure,
+                    server=direct,
+                    via=via,
+                    port=browser.last_port,
+                )
+            )
             return None
         kind, code, detail = classify(answer)
         server = answer.headers.get(SERVER_HEADER.lower()) or direct
-        self._add(label, request_id, started, kind, answer.status, code, detail, server, via)
+        self.outcomes.append(
+            Outcome(
+                label,
+                request_id,
+                started,
+                time.time(),
+                kind,
+                answer.status,
+                code,
+                detail,
+                server,
+                via,
+            )
+        )
         return answer
 
-    def _add(
-        self,
-        what: str,
-        request_id: str,
-        started: float,
-        kind: str,
-        status: int | None = None,
-        code: str | None = None,
-        detail: str = "",
-        server: str | None = None,
-        via: str = "haproxy",
-    ) -> None:
-        outcome = Outcome(
-            what, request_id, started, time.time(), kind, status, code, detail, server, via
+    def gave_up(self, what: str, started: float, detail: str, via: str = "haproxy") -> None:
+        """A request that never completed, whatever its attempts were: a failure of its own."""
+        request_id = f"{self.label}-{next(self._numbers)}-gave-up"
+        self.outcomes.append(
+            Outcome(
+                what, request_id, started, time.time(), FAILED, detail=detail, via=via, gave_up=True
+            )
         )
-        self.outcomes.append(outcome)
 
 
 @attrs.define(eq=False)
@@ -190,18 +241,54 @@ class Stage:
 
 @attrs.define
 class Shop:
-    """What the customers were told, over every scenario: payments answered 201
-    (reservation ids to the payment's amount)."""
+    """What the customers sent and were told, over every scenario: payments answered 201
+    (reservation ids to the payment's amount); each customer's keyed writes (`KEYED_WRITES`:
+    holds, charges, payments), sent and answered with success, as key to how many rows it
+    makes (the seats of a hold)."""
 
     paid: dict[int, int] = attrs.Factory(dict)
+    sent: dict[tuple[int, str], dict[str, int]] = attrs.Factory(dict)
+    answered: dict[tuple[int, str], dict[str, int]] = attrs.Factory(dict)
+
+    def sending(self, user_id: int, method: str, path: str, key: str | None, body: Any) -> None:
+        kind = KEYED_WRITES.get(path)
+        if method == "POST" and kind is not None and key is not None:
+            self.sent.setdefault((user_id, kind), {})[key] = _rows_made(kind, body)
+
+    def told(self, user_id: int, method: str, path: str, key: str | None, answer: Answer) -> None:
+        kind = KEYED_WRITES.get(path)
+        if method == "POST" and kind is not None and key is not None and answer.status < 300:
+            made = self.sent.get((user_id, kind), {}).get(key, 1)
+            self.answered.setdefault((user_id, kind), {})[key] = made
+
+    def counts(self, kind: str) -> dict[int, tuple[int, int]]:
+        """Each customer's rows of ``kind`` answered and sent (at least, at most made)."""
+        users = {user for user, k in self.sent if k == kind}
+        return {
+            user: (
+                sum(self.answered.get((user, kind), {}).values()),
+                sum(self.sent.get((user, kind), {}).values()),
+            )
+            for user in users
+        }
+
+
+def _rows_made(kind: str, body: Any) -> int:
+    """How many rows a keyed write makes at most: a hold one per seat."""
+    if kind == "hold" and isinstance(body, dict):
+        if isinstance(body.get("quantity"), int):
+            return int(body["quantity"])
+        if isinstance(body.get("seat_ids"), list):
+            return len(body["seat_ids"])
+    return 1
 
 
 def _retry_worthy(answer: Answer | None) -> bool:
-    return (
-        answer is None
-        or answer.status >= 500
-        or (answer.status == 409 and error_code(answer) == "idempotency_key_in_use")
-    )
+    return answer is None or answer.status >= 500
+
+
+def _key_in_use(answer: Answer | None) -> bool:
+    return answer is not None and answer.status == 409 and error_code(answer) == KEY_IN_USE_CODE
 
 
 class Visits:
@@ -231,16 +318,52 @@ class Visits:
         attempts: int = ATTEMPTS,
     ) -> Answer | None:
         """The customer's request, sent again (same headers, so the same key) while it
-        fails."""
+        fails, ``attempts`` times at most, and while its key is in use, `KEY_IN_USE_FOR` s at
+        most; the last answer. A request that never completes is recorded as a failure."""
         browser = self.browsers.setdefault(c.user_id, Browser())
+        key = headers.get("Idempotency-Key")
+        self.shop.sending(c.user_id, method, path, key, json)
+        url = (base or self.base) + path
+        started = time.time()
         answer = None
-        for attempt in range(attempts):
+        failures = in_use = 0
+        waiting_since: float | None = None
+        for _ in range(attempts + int(KEY_IN_USE_FOR / KEY_IN_USE_EVERY) + 2):
             answer = await self.recorder.call(
-                browser, method, (base or self.base) + path, headers=headers, json=json, via=via
+                browser, method, url, headers=headers, json=json, via=via
             )
-            if not _retry_worthy(answer):
-                return answer
-            await asyncio.sleep(0.1 * (attempt + 1))
+            if _retry_worthy(answer):
+                failures += 1
+                if failures >= attempts:
+                    break
+                await asyncio.sleep(0.1 * failures)
+            elif _key_in_use(answer):
+                in_use += 1
+                now = time.monotonic()
+                waiting_since = now if waiting_since is None else waiting_since
+                if now - waiting_since >= KEY_IN_USE_FOR:
+                    break
+                await asyncio.sleep(KEY_IN_USE_EVERY)
+            else:
+                break
+        done = answer is not None and not _retry_worthy(answer) and not _key_in_use(answer)
+        last = (
+            "no answer" if answer is None else f"{answer.status} {error_code(answer) or ''}".strip()
+        )
+        if in_use:
+            self.recorder.waits.append(
+                KeyWait(route(method, url), key or "", started, time.time(), in_use, done, last)
+            )
+        if not done:
+            self.recorder.gave_up(
+                route(method, url),
+                started,
+                f"never completed: {failures} failed attempts, {in_use} answered key in use, "
+                f"the last {last.strip()}",
+                via,
+            )
+        elif answer is not None:
+            self.shop.told(c.user_id, method, path, key, answer)
         return answer
 
     async def pause(self, low: float, high: float, stop: asyncio.Event | None = None) -> None:

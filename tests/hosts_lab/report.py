@@ -5,8 +5,8 @@ from __future__ import annotations
 from .results import Result, describe
 
 HEAD = (
-    "| scenario | s | requests | failed | what failed | recovery | invariants | load per host "
-    "| verdict |\n|---|---|---|---|---|---|---|---|---|"
+    "| scenario | s | requests | failed | what failed | key in use | recovery | invariants "
+    "| load per host | verdict |\n|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -23,6 +23,17 @@ def _failed(result: Result) -> str:
     return f"{len(failed)} ({expected} expected)" if expected else str(len(failed))
 
 
+def _key_in_use(result: Result) -> str:
+    """Requests answered 409 idempotency_key_in_use (their first attempt died with a host),
+    sent again until they completed: how many, and how long the longest took."""
+    waits = result.waits
+    if not waits:
+        return "0"
+    done = sum(wait.completed for wait in waits)
+    longest = max(wait.ended - wait.started for wait in waits)
+    return f"{len(waits)} ({done} completed, within {longest:.0f} s)"
+
+
 def row(result: Result) -> str:
     invariants = (
         "ok"
@@ -32,7 +43,7 @@ def row(result: Result) -> str:
     what = describe(result.failed, most=3) if result.failed else "-"
     return (
         f"| {result.name} | {result.seconds:.0f} | {len(result.outcomes)} | {_failed(result)} "
-        f"| {what} | {result.recovery} | {invariants} | {_split(result)} "
+        f"| {what} | {_key_in_use(result)} | {result.recovery} | {invariants} | {_split(result)} "
         f"| {'ok' if result.passed else 'FAILED'} |"
     )
 

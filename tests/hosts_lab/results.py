@@ -22,14 +22,17 @@ from . import invariants
 from .haproxy import access_log
 from .invariants import Invariant
 from .lab import Lab
-from .load import REFUSED, Outcome
+from .load import REFUSED, KeyWait, Outcome
 
 
 @attrs.frozen
 class Kill:
     host: str
-    began: float  # time.time(), before the host's processes were looked up
+    began: float  # time.time(), before HAProxy's sessions were read
     done: float  # when the SIGKILLs were sent
+    # the customers' ports HAProxy was serving with the host just before the SIGKILLs (and
+    # just after): a request unanswered and unlogged on one of them was in flight on the host
+    ports: frozenset[int] = frozenset()
 
 
 @attrs.define
@@ -41,20 +44,17 @@ class Result:
     problems: list[str] = attrs.Factory(list)  # the scenario's own expectations not met
     expected_ids: set[str] = attrs.Factory(set)  # failures made on purpose
     kills: list[Kill] = attrs.Factory(list)
+    waits: list[KeyWait] = attrs.Factory(list)  # requests answered "key in use", sent again
     invariants: list[Invariant] = attrs.Factory(list)
     split: collections.Counter[str] = attrs.Factory(collections.Counter)
     seconds: float = 0.0
 
     def expected(self, outcome: Outcome) -> bool:
-        """A failure made on purpose, or a request in flight on a host when it was killed."""
+        """A failure made on purpose, or a request in flight on a host when it was killed
+        (`on_killed_host`); a request that never completed never is."""
         if outcome.request_id in self.expected_ids:
             return True
-        return any(
-            outcome.server == kill.host
-            and outcome.started <= kill.done
-            and outcome.ended >= kill.began
-            for kill in self.kills
-        )
+        return not outcome.gave_up and any(on_killed_host(outcome, k) for k in self.kills)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -91,15 +91,77 @@ def describe(outcomes: list[Outcome], most: int = 4) -> str:
     return "; ".join(shown) + (f"; and {more} more kinds" if more > 0 else "")
 
 
-def _silently_closed(outcome: Outcome, kills: list[Kill]) -> Outcome:
+def in_flight(started: float, ended: float, kill: Kill) -> bool:
+    """Started before the SIGKILLs and ended after the kill began."""
+    return started <= kill.done and ended >= kill.began
+
+
+def on_killed_host(outcome: Outcome, kill: Kill) -> bool:
+    """A failed request that was in flight on ``kill``'s host when it was killed, as far as
+    can be told: it started before the SIGKILL, ended after, and either HAProxy's log line says
+    that host's side ended it (termination state ``S...``: the server aborted), or it was sent
+    to that host directly, or it has neither answer nor log line and went out on a connection
+    HAProxy was serving with that host at the kill (`Kill.ports`)."""
+    if not in_flight(outcome.started, outcome.ended, kill):
+        return False
+    if outcome.via != "haproxy":
+        return outcome.via == kill.host
+    if outcome.termination:
+        return outcome.server == kill.host and outcome.termination.startswith("S")
+    return outcome.status is None and outcome.port is not None and outcome.port in kill.ports
+
+
+def _unlogged(outcome: Outcome, kills: list[Kill]) -> Outcome:
     """A request HAProxy closed the customer's connection on, unanswered and unlogged, as it
-    does when the host connection it reused closes before any answer (so that the client may
-    send it again, as it would to the host itself): on the host killed meanwhile, if any."""
+    does when the host connection it used closes before any answer to a request it may not
+    send again (so that the client may send it again, as it would to the host itself): the
+    host is the one HAProxy was serving that connection with at a kill, if any."""
     for kill in kills:
-        if outcome.started <= kill.done and kill.began <= outcome.ended <= kill.done + 2:
-            detail = f"{outcome.detail}, unlogged: HAProxy closed the connection"
+        if outcome.port in kill.ports and in_flight(outcome.started, outcome.ended, kill):
+            detail = (
+                f"{outcome.detail}, unlogged: HAProxy closed the connection it served "
+                f"with {kill.host} at the kill"
+            )
             return attrs.evolve(outcome, server=kill.host, detail=detail)
-    return outcome
+    return attrs.evolve(outcome, detail=f"{outcome.detail}, unlogged")
+
+
+def _nearest_kill(kills: list[Kill], moment: float) -> float | None:
+    """When the kill nearest ``moment`` began."""
+    return min((kill.began for kill in kills), key=lambda began: abs(began - moment), default=None)
+
+
+def _key_in_use_notes(result: Result) -> list[str]:
+    """The requests answered key in use, grouped by route and how they ended; and a problem
+    for each one not in flight at a kill (its first attempt after every SIGKILL, or ended
+    before it): only a first attempt that died with its host may leave its key in use."""
+    groups: dict[tuple[str, str], list[KeyWait]] = collections.defaultdict(list)
+    for wait in result.waits:
+        groups[wait.what, wait.last].append(wait)
+        if not any(in_flight(wait.started, wait.ended, kill) for kill in result.kills):
+            result.problems.append(
+                f"{wait.what} answered key in use, its first attempt not in flight at a kill"
+            )
+    notes = []
+    for (what, last), waits in sorted(groups.items(), key=lambda group: -len(group[1])):
+        took = [wait.ended - wait.started for wait in waits]
+        answers = [wait.answers for wait in waits]
+        began = [
+            wait.started - kill
+            for wait in waits
+            if (kill := _nearest_kill(result.kills, wait.started)) is not None
+        ]
+        when = (
+            f" (which started {min(began):+.2f} to {max(began):+.2f} s from the kill)"
+            if began
+            else ""
+        )
+        notes.append(
+            f"key in use: {len(waits)}x {what} answered 409 idempotency_key_in_use "
+            f"{min(answers)}-{max(answers)} times, then {last} {min(took):.1f}-{max(took):.1f} s "
+            f"after the first attempt{when}"
+        )
+    return notes
 
 
 def log_offsets(lab: Lab) -> dict[str, int]:
@@ -153,16 +215,19 @@ async def collected(lab: Lab, result: Result, offsets: dict[str, int]) -> Result
     outcomes = []
     for outcome in result.outcomes:
         line = lines.get(outcome.request_id)
-        if outcome.via == "haproxy":
-            if line is not None and outcome.server is None:
-                outcome = attrs.evolve(outcome, server=line.server)
-            elif line is None and outcome.status is None:
-                outcome = _silently_closed(outcome, result.kills)
+        if outcome.gave_up:
+            pass  # not a request of its own: its attempts are counted
+        elif outcome.via == "haproxy":
+            if line is not None:
+                outcome = attrs.evolve(outcome, server=line.server, termination=line.termination)
+            elif outcome.status is None:
+                outcome = _unlogged(outcome, result.kills)
             result.split[outcome.server or "no log line"] += 1
         else:
             result.split[f"{outcome.via} direct"] += 1
         outcomes.append(outcome)
     result.outcomes = outcomes
+    result.notes += _key_in_use_notes(result)
     refused = collections.Counter(
         f"{o.what} {o.status} {o.code}" for o in outcomes if o.kind == REFUSED
     )
@@ -171,12 +236,14 @@ async def collected(lab: Lab, result: Result, offsets: dict[str, int]) -> Result
             "refusals (part of racing): "
             + ", ".join(f"{n}x {what}" for what, n in refused.most_common(6))
         )
-    since = min((kill.began for kill in result.kills), default=None)
     for failure in result.failed[:5]:
+        since = _nearest_kill(result.kills, failure.started)
         when = "" if since is None else f", started {failure.started - since:+.3f} s from the kill"
+        where = f" on {failure.server}" if failure.server else ""
+        state = f" (HAProxy: {failure.termination})" if failure.termination else ""
         result.notes.append(
-            f"failed: {failure.request_id} {failure.what} -> {failure.detail} after "
-            f"{failure.ended - failure.started:.3f} s{when}"
+            f"failed: {failure.request_id} {failure.what} -> {failure.detail}{where}{state} "
+            f"after {failure.ended - failure.started:.3f} s{when}"
         )
     result.invariants = await invariants.check(
         lab.postgres.url, list(lab.stages.values()), await sold_reported(lab), lab.shop

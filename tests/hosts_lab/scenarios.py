@@ -1,13 +1,17 @@
 """The five scenarios, in order, on one lab (`run_all`):
 
 1. the rush: every customer at once for the rush date's seats, through HAProxy;
-2. the same on a fresh date, one host SIGKILLed mid-rush, then started again;
+2. the same on a fresh date, one host SIGKILLed mid-rush (HAProxy must mark it DOWN within
+   `DOWN_WITHIN` s), then started again while the rush goes on;
 3. a rolling restart under steady load: each host in turn SIGTERMed, waited for, started
-   again and waited for until HAProxy sees it up;
+   again and waited for until HAProxy sees it up; each must live on for its shutdown grace,
+   and HAProxy must mark it DOWN before it exits;
 4. read-your-writes: a hold, a cancellation and a charge answered by one host, read at once
    on every other host directly (the seat map, ``GET /me``);
-5. a lost answer: a hold sent to one host through a proxy that drops the answer, the host
-   SIGKILLed, the hold sent again through HAProxy with the same ``Idempotency-Key``.
+5. a lost answer, twice (a named seat, then the best two seats side by side): a hold sent to
+   one host through a proxy that drops the answer, the host SIGKILLed, the hold sent again
+   through HAProxy with the same ``Idempotency-Key``: the same answer, and no other
+   reservation of the customer's, whatever its status or seat.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from .ryw import read_your_writes
 
 RUSH_WITHIN = 90.0  # a customer not served by then gives up
 BACK_UP_WITHIN = 60.0
+DOWN_WITHIN = 3.0  # HAProxy marks a killed host DOWN by then (checks: 2 failures, 250 ms apart)
+EXIT_POLL = 0.01  # seconds between looks at a stopping host's `concert serve`
 
 Scenario = Callable[[Lab, Watch], Awaitable[Result]]
 T = TypeVar("T")
@@ -71,12 +77,41 @@ async def rush(lab: Lab, watch: Watch) -> Result:
         deadline = time.monotonic() + RUSH_WITHIN
         ends = await asyncio.gather(*(visits.rush_visit(c, stage, deadline) for c in lab.rushing))
     note, problems = _ends(list(ends), stage, len(lab.rushing))
-    return Result("1 rush", recorder.outcomes, notes=[note], problems=problems)
+    result = Result("1 rush", recorder.outcomes, notes=[note], problems=problems)
+    result.waits = recorder.waits
+    return result
 
 
-async def _kill(host: Host) -> Kill:
+async def _kill(lab: Lab, host: Host) -> Kill:
+    """SIGKILL every process of ``host``, reading just before (and just after) which
+    customers' connections HAProxy serves with it: a request on one of them that gets neither
+    an answer nor a log line was in flight on the host (`results.on_killed_host`)."""
+    pids = await asyncio.to_thread(host.pids)
     began = time.time()
-    return Kill(host.name, began, await asyncio.to_thread(host.kill))
+    before = await _sessions(lab)
+    done = host.send_kill(pids)
+    after = await _sessions(lab)
+    await asyncio.to_thread(host.finish_kill)
+    served = [*before.items(), *after.items()]
+    return Kill(host.name, began, done, frozenset(port for port, s in served if s == host.name))
+
+
+async def _sessions(lab: Lab) -> dict[int, str]:
+    with contextlib.suppress(OSError, TimeoutError, ValueError):
+        return await lab.haproxy.sessions()
+    return {}
+
+
+async def _down(watch: Watch, kill: Kill) -> tuple[float | None, list[str]]:
+    """When HAProxy was seen to mark the killed host DOWN, and a problem unless it was within
+    `DOWN_WITHIN` s of the SIGKILL."""
+    down = await watch.wait_for(kill.host, "DOWN", kill.began, DOWN_WITHIN + 10)
+    if down is None or down - kill.done > DOWN_WITHIN:
+        return down, [
+            f"HAProxy did not mark {kill.host} DOWN within {DOWN_WITHIN:.0f} s of its SIGKILL "
+            f"({_after(down, kill.done)})"
+        ]
+    return down, []
 
 
 async def _back_up(host: Host, watch: Watch) -> tuple[float | None, str]:
@@ -121,20 +156,27 @@ async def kill_mid_rush(lab: Lab, watch: Watch) -> Result:
             if paid >= paid_before or rushing.done():
                 break
             await asyncio.sleep(0.1)
-        kill = await _kill(victim)
+        kill = await _kill(lab, victim)
         result.kills.append(kill)
-        down = await watch.wait_for(victim.name, "DOWN", kill.began, 15)
-    note, result.problems = _ends(rushing.result(), stage, len(lab.rushing))
-    up, why = await _back_up(victim, watch)
-    if why:
-        result.problems.append(why)
+        down, problems = await _down(watch, kill)
+        result.problems += problems
+        # started again while the rush goes on (its customers still waiting on a key in use)
+        up, why = await _back_up(victim, watch)
+    note, ended = _ends(rushing.result(), stage, len(lab.rushing))
+    result.problems += ended + ([why] if why else [])
     last_failure = max((o.ended for o in recorder.outcomes if o.failed), default=None)
     result.recovery = (
-        f"{victim.name} DOWN in HAProxy {_after(down, kill.began)} after the kill; last failure "
-        f"{_after(last_failure, kill.began)} after it; UP {_seconds(up)} after its restart"
+        f"{victim.name} DOWN in HAProxy {_after(down, kill.done)} after the SIGKILL; last failure "
+        f"{_after(last_failure, kill.done)} after it; UP {_seconds(up)} after its restart"
     )
     result.outcomes = recorder.outcomes
-    result.notes += [note, f"killed {victim.name} after {paid} payments", _in_flight(lab, kill)]
+    result.waits = recorder.waits
+    result.notes += [
+        note,
+        f"killed {victim.name} after {paid} payments; HAProxy served {len(kill.ports)} "
+        "customer connections with it at the kill",
+        _in_flight(lab, kill),
+    ]
     return result
 
 
@@ -147,14 +189,16 @@ def _seconds(value: float | None) -> str:
 
 
 async def _restart(host: Host, watch: Watch, grace: float) -> tuple[str, list[str]]:
-    """SIGTERM, wait for the exit, start, wait until HAProxy sees it up."""
+    """SIGTERM, wait for the exit, start, wait until HAProxy sees it up. ``concert serve``
+    must live on for ``grace`` s at least (it was alive then: looked at every `EXIT_POLL` s)
+    and HAProxy must have marked the host DOWN while it still lived."""
     problems = []
     began = time.time()
     host.terminate()
-    exited = await asyncio.to_thread(host.wait_exit, grace + 30)
-    exit_at = time.time()
-    if not exited:
-        problems.append(f"{host.name} still running {grace + 30:.0f} s after SIGTERM: killed")
+    alive = await _last_alive(host, grace + 30)
+    exited = await asyncio.to_thread(host.wait_exit, 10)
+    if not exited or alive is None:
+        problems.append(f"{host.name} still running {grace + 40:.0f} s after SIGTERM: killed")
         await asyncio.to_thread(host.kill)
     # uvicorn ends a stop by raising the signal again: -SIGTERM is a clean exit too
     clean = (0, -signal.SIGTERM, None)
@@ -162,13 +206,37 @@ async def _restart(host: Host, watch: Watch, grace: float) -> tuple[str, list[st
     if codes:
         problems.append(f"{host.name} exited with {codes} after SIGTERM")
     down = await watch.wait_for(host.name, "DOWN", began, 5)
+    if alive is not None and alive - began < grace:
+        problems.append(
+            f"{host.name} exited {alive - began:.2f} s after SIGTERM at the latest, before its "
+            f"grace of {grace} s"
+        )
+    if alive is not None and (down is None or down > alive):
+        problems.append(
+            f"HAProxy did not mark {host.name} DOWN before it exited (DOWN "
+            f"{_after(down, began)}, exited {alive - began:+.2f} s after SIGTERM)"
+        )
     up, why = await _back_up(host, watch)
     problems += [why] if why else []
+    lived = "never" if alive is None else f"{alive - began:+.2f} s"
     step = (
-        f"{host.name}: DOWN {_after(down, began)}, exited {exit_at - began:+.2f} s after "
-        f"SIGTERM, UP {_seconds(up)} after its start"
+        f"{host.name}: DOWN {_after(down, began)}, alive {lived} after SIGTERM (then exited), "
+        f"UP {_seconds(up)} after its start"
     )
     return step, problems
+
+
+async def _last_alive(host: Host, seconds: float) -> float | None:
+    """The last moment (time.time()) ``concert serve`` was seen running before it exited;
+    None if it still runs after ``seconds``."""
+    alive = time.time()
+    for _ in range(int(seconds / EXIT_POLL) + 1):
+        looked = time.time()
+        if host.serve_exited():
+            return alive
+        alive = looked
+        await asyncio.sleep(EXIT_POLL)
+    return None
 
 
 async def rolling_restart(lab: Lab, watch: Watch) -> Result:
@@ -189,6 +257,7 @@ async def rolling_restart(lab: Lab, watch: Watch) -> Result:
         await asyncio.sleep(max(1.0, lab.options.seconds - (time.monotonic() - began)))
         stop.set()
     result.outcomes = recorder.outcomes
+    result.waits = recorder.waits
     result.recovery = "; ".join(steps)
     result.notes.append(
         f"{len(lab.steady)} customers for {time.monotonic() - began:.0f} s on "
@@ -202,107 +271,164 @@ async def ryw(lab: Lab, watch: Watch) -> Result:
     async with _visits(lab, recorder, 3) as visits:
         checked, stale = await read_your_writes(lab, visits)
     result = Result("4 read-your-writes", recorder.outcomes)
+    result.waits = recorder.waits
     result.recovery = f"{len(stale)} stale of {checked} reads"
     result.problems += stale
     return result
 
 
-async def _live_holds(lab: Lab, customer: Customer, seat: int) -> list[tuple[int, str]]:
+async def _reservations_of(lab: Lab, customer: Customer) -> list[tuple[int, int, str]]:
+    """Every reservation of the customer's (id, seat, status), whatever its status or seat.
+    (Ids come in blocks, one per host connection: a newer one may be numbered lower.)"""
     async with await psycopg.AsyncConnection.connect(lab.postgres.url, autocommit=True) as db:
         cursor = await db.execute(
-            "SELECT reservation_id, status FROM reservations WHERE user_id = %s AND seat_id = %s "
-            "AND (status = 'paid' OR (status = 'held' AND expires_at > now())) "
+            "SELECT reservation_id, seat_id, status FROM reservations WHERE user_id = %s "
             "ORDER BY reservation_id",
-            (customer.user_id, seat),
+            (customer.user_id,),
         )
-        return [(int(rid), str(status)) for rid, status in await cursor.fetchall()]
+        return [(int(rid), int(seat), str(status)) for rid, seat, status in await cursor.fetchall()]
 
 
 async def lost_answer(lab: Lab, watch: Watch) -> Result:
+    """Twice: a hold of a named seat, and of the best two seats side by side."""
     stage = lab.stages["lost answer"]
-    victim = lab.hosts[0]
-    customer = lab.readers[0]
     recorder = Recorder("lost")
     result = Result("5 lost answer")
+    runs = [
+        ("a named seat", lab.hosts[0], {"seat_id": stage.seat_ids[0]}, 1),
+        (
+            "best available",
+            lab.hosts[1 % len(lab.hosts)],
+            {"date_id": stage.date_id, "quantity": 2},
+            2,
+        ),
+    ]
+    recoveries = []
+    async with _visits(lab, recorder, 4) as visits:
+        for what, victim, body, seats in runs:
+            recoveries.append(
+                await _lose_an_answer(lab, watch, visits, result, what, victim, body, seats)
+            )
+    result.outcomes = recorder.outcomes
+    result.waits = recorder.waits
+    result.recovery = "; ".join(recoveries)
+    return result
+
+
+async def _lose_an_answer(
+    lab: Lab,
+    watch: Watch,
+    visits: Visits,
+    result: Result,
+    what: str,
+    victim: Host,
+    body: dict[str, int],
+    seats: int,
+) -> str:
+    """A hold sent to ``victim`` through the dropper, which loses its answer; ``victim``
+    SIGKILLed; the hold sent again through HAProxy with the same key. The retry must answer the
+    same body (the same reservations), and the customer must have made no other reservation
+    since the run began; then the holds are cancelled and the victim started again."""
+    customer = lab.readers[0]
+    if not await visits.admitted(customer, time.monotonic() + 30):
+        result.problems.append(f"{what}: the customer was not admitted")
+        return f"{what}: not run"
+    before = {rid for rid, _, _ in await _reservations_of(lab, customer)}
+    key = customer.key("hold")
+    headers = {**customer.queued, "Idempotency-Key": key}
     dropper = ReplyDropper(str(victim.namespace.address), PORT)
     await dropper.start()
+    browser = Browser()
     try:
-        async with _visits(lab, recorder, 4) as visits:
-            if not await visits.admitted(customer, time.monotonic() + 30):
-                result.problems.append("the customer was not admitted")
-                result.outcomes = recorder.outcomes
-                return result
-            seat = stage.seat_ids[0]
-            headers = {**customer.queued, "Idempotency-Key": customer.key("hold")}
-            body = {"seat_id": seat}
-            answered = await recorder.call(
-                Browser(),
-                "POST",
-                f"{dropper.url}/reservations",
-                headers=headers,
-                json=body,
-                via=victim.name,
-            )
-            result.expected_ids.add(recorder.outcomes[-1].request_id)
-            kill = await _kill(victim)
-            result.kills.append(kill)
-            retried = await visits.send(customer, "POST", "/reservations", headers, body)
-            retried_at = time.time()
-            lost = dropper.dropped[0] if dropper.dropped else None
-            live = await _live_holds(lab, customer, seat)
-            result.problems += _lost_answer_problems(answered, lost, retried, live)
-            for rid, status in live:
-                if status == "held":
-                    await visits.cancel(customer, rid)
-            result.outcomes = recorder.outcomes
+        lab.shop.sending(customer.user_id, "POST", "/reservations", key, body)
+        answered = await visits.recorder.call(
+            browser,
+            "POST",
+            f"{dropper.url}/reservations",
+            headers=headers,
+            json=body,
+            via=victim.name,
+        )
+        result.expected_ids.add(visits.recorder.outcomes[-1].request_id)
+        kill = await _kill(lab, victim)
+        result.kills.append(kill)
+        retried = await visits.send(customer, "POST", "/reservations", headers, body)
+        retried_at = time.time()
+        down, problems = await _down(watch, kill)
+        lost = dropper.dropped[0] if dropper.dropped else None
+        made = [r for r in await _reservations_of(lab, customer) if r[0] not in before]
+        problems += _lost_answer_problems(answered, lost, retried, made, seats)
+        result.problems += [f"{what}: {problem}" for problem in problems]
+        for rid, _, status in made:
+            if status == "held":
+                await visits.cancel(customer, rid)
     finally:
+        browser.close()
         await dropper.close()
     up, why = await _back_up(victim, watch)
-    result.problems += [why] if why else []
-    result.recovery = (
-        f"retry answered {retried_at - kill.done:.2f} s after {victim.name} was killed; "
-        f"{victim.name} UP {_seconds(up)} after its restart"
-    )
+    result.problems += [f"{what}: {why}"] if why else []
     result.notes.append(
-        f"lost answer: {_answer(lost.status, lost.body) if lost else 'none'}; the retry: "
-        f"{'none' if retried is None else _answer(retried.status, retried.body)}; "
-        f"live holds of the customer on seat {seat}: {live}"
+        f"{what} {body}: lost answer {_answer(lost.status, lost.body) if lost else 'none'}; "
+        f"the retry {'none' if retried is None else _answer(retried.status, retried.body)}; "
+        f"the customer's reservations since: {made}"
     )
-    return result
+    return (
+        f"{what}: retry answered {retried_at - kill.done:.2f} s after {victim.name}'s SIGKILL, "
+        f"DOWN {_after(down, kill.done)}, UP {_seconds(up)} after its restart"
+    )
 
 
 def _answer(status: int, body: bytes) -> str:
     return f"{status} {body[:160].decode(errors='replace')}"
 
 
-def _reservation_id(body: bytes) -> int | None:
+def _reservation_ids(body: bytes) -> list[int] | None:
+    """The reservations an answer to a hold names: one, or a list of them."""
     try:
-        return int(json.loads(body)["reservation_id"])
+        answer = json.loads(body)
+        if "reservations" in answer:
+            return [int(r["reservation_id"]) for r in answer["reservations"]]
+        return [int(answer["reservation_id"])]
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _parsed(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
 
 
 def _lost_answer_problems(
     answered: Answer | None,
     lost: Dropped | None,
     retried: Answer | None,
-    live: list[tuple[int, str]],
+    made: list[tuple[int, int, str]],
+    seats: int,
 ) -> list[str]:
     if answered is not None:
         return [f"the proxy did not lose the answer: {answered.status}"]
     if lost is None or lost.status != 201:
         return [f"the first hold did not succeed on the host: {lost}"]
-    first = _reservation_id(lost.body)
+    first = _reservation_ids(lost.body)
     problems = []
+    if first is None or len(first) != seats:
+        problems.append(f"the lost answer names {first}, not {seats} reservations")
     if retried is None or retried.status != 201:
         problems.append(
             "the retry with the same Idempotency-Key did not get the first answer: "
             + ("no answer" if retried is None else _answer(retried.status, retried.body))
         )
-    elif _reservation_id(retried.body) != first:
-        problems.append(f"the retry got reservation {_reservation_id(retried.body)}, not {first}")
-    if [rid for rid, _ in live] != [first]:
-        problems.append(f"live holds of the seat {live}, not just reservation {first}")
+    elif _reservation_ids(retried.body) != first:
+        problems.append(f"the retry got reservations {_reservation_ids(retried.body)}, not {first}")
+    elif _parsed(retried.body) != _parsed(lost.body):
+        problems.append(
+            f"the retry's body {_answer(retried.status, retried.body)} is not the lost one "
+            f"{_answer(lost.status, lost.body)}"
+        )
+    if sorted(rid for rid, _, _ in made) != sorted(first or []):
+        problems.append(f"the customer's reservations since the run began {made}, not just {first}")
     return problems
 
 
