@@ -26,7 +26,11 @@ from concert_domain.errors import (
 )
 from concert_domain.ids import UserId
 
-PENDING_LEASE = timedelta(seconds=60)
+# long past any request's own time (a store round trip gives up after 2 s, a stopping server
+# lets go of its requests after CONCERT_SHUTDOWN_DRAIN_SECONDS): a retry past it takes the claim
+# over, and should the first request still be running, it can no longer keep an answer, so its
+# change rolls back (`ports.IdempotencyRepository.complete`)
+PENDING_LEASE = timedelta(seconds=10)
 RETENTION = timedelta(hours=24)
 
 # printable ASCII, not starting or ending with a space (HTTP drops those: " a" arrives as "a")

@@ -260,12 +260,17 @@ class IdempotencyRepository(Protocol):
         request that died: it is taken over (fingerprint and time replaced) and None returned."""
         ...
 
-    async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
-        """Store the first answer and mark the record done."""
+    async def complete(
+        self, user_id: UserId, key: str, claimed_at: datetime, outcome: StoredOutcome
+    ) -> bool:
+        """Store the first answer and mark the record done, if the claim made at
+        ``claimed_at`` is still pending (a retry past its lease has not taken it over);
+        returns whether it was. Checked when called, within the transaction."""
         ...
 
-    async def release(self, user_id: UserId, key: str) -> None:
-        """Drop a pending claim whose request failed without an answer worth keeping."""
+    async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:
+        """Drop the claim made at ``claimed_at``, if still pending, for its request failed
+        without an answer worth keeping."""
         ...
 
     async def purge(self, before: datetime) -> int:

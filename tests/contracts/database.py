@@ -666,7 +666,7 @@ class DatabaseContract:
             await tx.commit()
         async with uow() as tx:
             pending = await tx.idempotency.claim(user, "k", "other", NOW, LEASE)
-            await tx.idempotency.complete(user, "k", StoredOutcome(body=body))
+            assert await tx.idempotency.complete(user, "k", NOW, StoredOutcome(body=body))
             await tx.commit()
         async with uow() as tx:
             done = await tx.idempotency.claim(user, "k", "fp", NOW + timedelta(hours=1), LEASE)
@@ -680,7 +680,7 @@ class DatabaseContract:
         outcome = StoredOutcome(error_code="insufficient_balance", error_message="top up")
         async with uow() as tx:
             await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
-            await tx.idempotency.complete(user, "k", outcome)
+            assert await tx.idempotency.complete(user, "k", NOW, outcome)
             await tx.commit()
         async with uow() as tx:
             record = await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
@@ -701,6 +701,32 @@ class DatabaseContract:
         results = await asyncio.gather(*(claim() for _ in range(5)))
         assert results.count(None) == 1
 
+    async def test_a_claim_taken_over_is_no_longer_its_first_requests(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        """The first request ran past its lease and a retry took the claim over: the first
+        can neither complete nor release it, and its own change must then not commit."""
+        user = await add_customer(uow)
+        async with uow() as tx:
+            await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
+            await tx.commit()
+        retried = NOW + LEASE
+        async with uow() as tx:
+            assert await tx.idempotency.claim(user, "k", "fp", retried, LEASE) is None
+            await tx.commit()
+        async with uow() as tx:
+            await tx.idempotency.release(user, "k", NOW)
+            assert not await tx.idempotency.complete(user, "k", NOW, StoredOutcome(body={}))
+            await tx.commit()
+        kept = StoredOutcome(body={"balance": 1})
+        async with uow() as tx:
+            assert await tx.idempotency.complete(user, "k", retried, kept)
+            await tx.commit()
+        async with uow() as tx:
+            record = await tx.idempotency.claim(user, "k", "fp", retried, LEASE)
+            assert not await tx.idempotency.complete(user, "k", retried, StoredOutcome(body={}))
+        assert record is not None and record.outcome == kept
+
     async def test_released_claims_free_the_key_and_purges_forget_old_ones(
         self, uow: UnitOfWorkFactory
     ) -> None:
@@ -708,7 +734,7 @@ class DatabaseContract:
         async with uow() as tx:
             await tx.idempotency.claim(user, "a", "fp", NOW, LEASE)
             await tx.idempotency.claim(user, "b", "fp", NOW + timedelta(hours=1), LEASE)
-            await tx.idempotency.release(user, "a")
+            await tx.idempotency.release(user, "a", NOW)
             assert await tx.idempotency.claim(user, "a", "fp", NOW, LEASE) is None
             assert await tx.idempotency.purge(NOW + timedelta(minutes=30)) == 1
             assert await tx.idempotency.claim(user, "a", "new", NOW, LEASE) is None

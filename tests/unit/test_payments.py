@@ -1,5 +1,6 @@
 import asyncio
 from datetime import datetime, timedelta
+from typing import Self
 
 import attrs
 import pytest
@@ -359,6 +360,44 @@ class TestStoreLostAfterTheClaim:
             await charge
         await asyncio.wait_for(released.wait(), timeout=5)
         assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000
+
+    async def test_a_request_that_outlived_its_lease_changes_nothing(
+        self, deps: Dependencies, clock: ManualClock
+    ) -> None:
+        """Its claim taken over by a retry meanwhile: the retry's change is the one made,
+        the late request's is rolled back and it is told 409."""
+        mina = await admitted_customer(deps, "mina@example.com")
+        entered, go_on = asyncio.Event(), asyncio.Event()
+        opened = 0
+
+        def slow_charge(*, read_only: bool = False) -> UnitOfWork:
+            nonlocal opened
+            opened += 1
+            if opened == 2:  # the charge itself waits
+                return WaitingUnitOfWork(deps.uow(read_only=read_only), entered, go_on)
+            return deps.uow(read_only=read_only)
+
+        slow = attrs.evolve(deps, uow=slow_charge)
+        late = asyncio.create_task(charge_wallet(mina.user_id, 1_000, "k", deps=slow))
+        await asyncio.wait_for(entered.wait(), timeout=5)
+        clock.advance(PENDING_LEASE)
+        assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000
+        go_on.set()
+        with pytest.raises(IdempotencyKeyInUse):
+            await late
+        assert await get_balance(mina.user_id, deps=deps) == 1_000
+        assert await charge_wallet(mina.user_id, 1_000, "k", deps=deps) == 1_000  # kept
+
+
+class WaitingUnitOfWork(WrappedUnitOfWork):
+    def __init__(self, inner: UnitOfWork, entered: asyncio.Event, go_on: asyncio.Event):
+        super().__init__(inner)
+        self._entered, self._go_on = entered, go_on
+
+    async def __aenter__(self) -> Self:
+        self._entered.set()
+        await self._go_on.wait()
+        return await super().__aenter__()
 
 
 class StallingUnitOfWork(WrappedUnitOfWork):

@@ -569,17 +569,27 @@ class InMemoryIdempotencyRepository(_Repository, IdempotencyRepository):
         return None
 
     @_changes
-    async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
-        record = self._db.idempotency.get((user_id, key))
-        if record is not None:
-            done = attrs.evolve(record, state=IdempotencyState.DONE, outcome=outcome)
-            self._db.idempotency.put((user_id, key), done)
+    async def complete(
+        self, user_id: UserId, key: str, claimed_at: datetime, outcome: StoredOutcome
+    ) -> bool:
+        record = self._claim(user_id, key, claimed_at)
+        if record is None:
+            return False
+        done = attrs.evolve(record, state=IdempotencyState.DONE, outcome=outcome)
+        self._db.idempotency.put((user_id, key), done)
+        return True
 
     @_changes
-    async def release(self, user_id: UserId, key: str) -> None:
-        record = self._db.idempotency.get((user_id, key))
-        if record is not None and record.state is IdempotencyState.PENDING:
+    async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:
+        if self._claim(user_id, key, claimed_at) is not None:
             self._db.idempotency.delete((user_id, key))
+
+    def _claim(self, user_id: UserId, key: str, claimed_at: datetime) -> IdempotencyRecord | None:
+        """The record, if it is still the pending claim made at ``claimed_at``."""
+        record = self._db.idempotency.get((user_id, key))
+        if record is None or record.state is not IdempotencyState.PENDING:
+            return None
+        return record if record.created_at == claimed_at else None
 
     @_changes
     async def purge(self, before: datetime) -> int:

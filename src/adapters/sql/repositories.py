@@ -306,12 +306,21 @@ class SqlIdempotencyRepository(IdempotencyRepository):
                 return rows.idempotency_from_row(found[0])
         raise RuntimeError(f"idempotency key {key!r} kept vanishing while being claimed")
 
-    async def complete(self, user_id: UserId, key: str, outcome: StoredOutcome) -> None:
-        outcome_json = rows.outcome_to_json(outcome)
-        self._db.defer(sql.KEY_COMPLETE, user_id=user_id, key=key, outcome=outcome_json)
+    async def complete(
+        self, user_id: UserId, key: str, claimed_at: datetime, outcome: StoredOutcome
+    ) -> bool:
+        # run, not deferred to the commit: the work must not commit if the claim is lost
+        completed = await self._db.run(
+            sql.KEY_COMPLETE,
+            user_id=user_id,
+            key=key,
+            claimed_at=claimed_at,
+            outcome=rows.outcome_to_json(outcome),
+        )
+        return bool(completed)
 
-    async def release(self, user_id: UserId, key: str) -> None:
-        self._db.defer(sql.KEY_RELEASE, user_id=user_id, key=key)
+    async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:
+        self._db.defer(sql.KEY_RELEASE, user_id=user_id, key=key, claimed_at=claimed_at)
 
     async def purge(self, before: datetime) -> int:
         return len(await self._db.run(sql.KEYS_PURGE, before=before))

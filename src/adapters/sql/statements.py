@@ -401,15 +401,24 @@ KEY_TAKE_OVER = Query(
     .returning(idempotency_keys.c.key)
 )
 KEY = Query(select(idempotency_keys).where(_KEY_IS))
+# a claim is its request's while pending with the time it was made (a retry that takes it over
+# gives it its own)
+_CLAIM_IS = and_(
+    _KEY_IS,
+    _PENDING,
+    idempotency_keys.c.created_at == param("claimed_at", idempotency_keys.c.created_at),
+)
 KEY_COMPLETE = Query(
     update(idempotency_keys)
-    .where(_KEY_IS)
+    .where(_CLAIM_IS)
     .values(
         state=IdempotencyState.DONE.value,
         outcome=param("outcome", idempotency_keys.c.outcome),
     )
+    .returning(idempotency_keys.c.key),
+    writes=True,
 )
-KEY_RELEASE = Query(delete(idempotency_keys).where(_KEY_IS, _PENDING))
+KEY_RELEASE = Query(delete(idempotency_keys).where(_CLAIM_IS))
 KEYS_PURGE = Query(
     delete(idempotency_keys)
     .where(idempotency_keys.c.created_at < param("before", idempotency_keys.c.created_at))

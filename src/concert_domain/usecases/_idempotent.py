@@ -22,6 +22,7 @@ import attrs
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import (
     ConcertError,
+    IdempotencyKeyInUse,
     NotAdmitted,
     RateLimited,
     StoreUnavailable,
@@ -40,12 +41,19 @@ class Attempt:
     """One run of a request. ``kept`` is the first answer when this run is a retry of it."""
 
     kept: Body | None = None
-    claim: tuple[UserId, str] | None = None
+    claim: tuple[UserId, str, datetime] | None = None  # the customer, the key, when claimed
 
     async def keep(self, uow: UnitOfWork, body: Body) -> None:
-        """Keep ``body`` as the answer, in the unit of work that makes the change."""
-        if self.claim is not None:
-            await uow.idempotency.complete(*self.claim, StoredOutcome(body=body))
+        """Keep ``body`` as the answer, in the unit of work that makes the change. Raises
+        `IdempotencyKeyInUse` when a retry has taken the claim over (this run outlived the
+        lease): the change must then not be committed, for the retry makes it."""
+        if self.claim is None:
+            return
+        if not await uow.idempotency.complete(*self.claim, StoredOutcome(body=body)):
+            raise IdempotencyKeyInUse(
+                "a retry with this Idempotency-Key took over from this request, which ran "
+                "past its lease; the retry's answer is the one kept"
+            )
 
 
 @contextlib.asynccontextmanager
@@ -67,25 +75,26 @@ async def answered_once(
             raise error_from_code(outcome.error_code, outcome.error_message or "")
         yield Attempt(kept=outcome.body or {})
         return
+    claim = (user_id, key, now)
     try:
-        yield Attempt(claim=(user_id, key))
+        yield Attempt(claim=claim)
     except (NotAdmitted, RateLimited):
-        await _release(deps, user_id, key)
+        await _release(deps, claim)
         raise
     except (StoreUnavailable, asyncio.CancelledError):  # not waited for: the store has just
         # failed this request, or the request is being let go (a server stopping)
-        follow_up_later(_release(deps, user_id, key), "drop an idempotency claim")
+        follow_up_later(_release(deps, claim), "drop an idempotency claim")
         raise
-    except ConcertError as error:
+    except ConcertError as error:  # kept, unless the claim is no longer this request's
         async with deps.uow() as uow:
-            await uow.idempotency.complete(user_id, key, StoredOutcome.of_error(error))
+            await uow.idempotency.complete(*claim, StoredOutcome.of_error(error))
             await uow.commit()
         raise
 
 
-async def _release(deps: Dependencies, user_id: UserId, key: str) -> None:
+async def _release(deps: Dependencies, claim: tuple[UserId, str, datetime]) -> None:
     """Drop the claim if the store lets us; if not, its lease runs out on its own."""
     with contextlib.suppress(StoreUnavailable):
         async with deps.uow() as uow:
-            await uow.idempotency.release(user_id, key)
+            await uow.idempotency.release(*claim)
             await uow.commit()
