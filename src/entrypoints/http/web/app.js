@@ -31,10 +31,10 @@ async function join() {
   await waitInLine(status);
 }
 
-// ask again sooner as one's turn nears: a tenth of the wait estimated, from 1 s to 15 s, so
-// that a line of a million does not ask a million times a second (docs/scaling.md)
+// ask again sooner as one's turn nears: a tenth of the wait estimated, from 1 s to 60 s, so
+// that a line of a million asks about 18,000 times a second, not a million (docs/scaling.md)
 function nextLook(estimatedWaitSeconds) {
-  return Math.min(15, Math.max(1, (estimatedWaitSeconds || 0) / 10)) * 1000;
+  return Math.min(60, Math.max(1, (estimatedWaitSeconds || 0) / 10)) * 1000;
 }
 
 async function waitInLine(status) {
