@@ -14,6 +14,7 @@ import attrs
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from adapters.redis.cluster import cluster_address, is_cluster_url
 from adapters.redis.link import RedisAddress
 from adapters.security.tokens import MIN_SECRET_BYTES
 from concert_domain import BookingPolicy, QueuePolicy
@@ -119,7 +120,10 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     url = env.get("CONCERT_REDIS_URL") or None
     if url is not None:
         try:
-            RedisAddress.from_url(url)
+            if is_cluster_url(url):
+                cluster_address(url)
+            else:
+                RedisAddress.from_url(url)
         except ValueError as e:
             raise SettingsError("CONCERT_REDIS_URL", str(e)) from None
     return url

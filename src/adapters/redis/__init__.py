@@ -3,6 +3,7 @@ shared by every server process. What it holds may be lost without harm: a lost l
 places, never seats or money, for the database decides every sale."""
 
 from adapters.redis.client import connect
+from adapters.redis.cluster import RedisClusterLink
 from adapters.redis.keys import Keys
 from adapters.redis.link import RedisLink
 from adapters.redis.queue import RedisQueueStore
@@ -12,6 +13,7 @@ from adapters.redis.versions import RedisSeatMapVersions
 __all__ = [
     "Keys",
     "RedisAttemptLimiter",
+    "RedisClusterLink",
     "RedisHoldTimers",
     "RedisLink",
     "RedisQueueStore",

@@ -8,13 +8,18 @@ from datetime import UTC, datetime
 
 from redis import exceptions
 
+from adapters.redis.cluster import RedisClusterLink, is_cluster_url
 from adapters.redis.link import RedisLink
 from concert_domain.errors import StoreUnavailable
 
 
 def connect(url: str) -> RedisLink:
     """The process's link to Redis at ``url``; nothing is sent until the first command. It
-    connects again by itself after Redis restarts; a command waits at most two seconds."""
+    connects again by itself after Redis restarts; a command waits at most two seconds. For
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``), a link to the Redis Cluster that
+    node belongs to (`RedisClusterLink`)."""
+    if is_cluster_url(url):
+        return RedisClusterLink.from_url(url, timeout=2.0)
     return RedisLink.from_url(url, timeout=2.0)
 
 

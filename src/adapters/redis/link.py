@@ -136,6 +136,17 @@ class RedisLink:
             connection = self._reconnect()
         return await connection.send(_packed(command))
 
+    async def call_after(self, first: Sequence[Arg], *command: Arg) -> Any:
+        """Send ``first`` and ``command`` together, in one write with nothing between them
+        (a cluster's ``ASKING`` and the command it lets through); ``command``'s reply."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._reconnect()
+        before = connection.send(_packed(first))
+        reply = connection.send(_packed(command))
+        await asyncio.gather(before, reply, return_exceptions=True)
+        return reply.result()
+
     def script(self, source: str) -> Script:
         """A Lua script, run by its SHA1 and loaded when Redis does not know it."""
         return Script(self, source)
