@@ -239,3 +239,38 @@ async def test_an_unreachable_node_is_an_unavailable_store_and_the_map_is_learnt
     await asyncio.sleep(0)  # learning in the background
     assert link.maps_learnt == 2
     await link.aclose()
+
+
+async def test_a_master_that_fails_a_ping_has_the_map_learnt_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So that readiness, which pings every master, follows a failover by itself."""
+    link, _ = _cluster(a=lambda c, _: errors.ConnectionError("gone"))
+    monkeypatch.setattr(cluster_module, "RELEARN_AFTER_FAILURE", 0.0)
+    with pytest.raises(StoreUnavailable), translated():
+        await link.ping()
+    await asyncio.sleep(0)  # learning in the background
+    assert link.maps_learnt == 2
+    await link.aclose()
+
+
+async def test_a_seed_not_in_cluster_mode_is_an_unavailable_store() -> None:
+    link = RedisClusterLink(RedisAddress("10.0.0.1", 1))
+    link._nodes["10.0.0.1:1"] = NotACluster(lambda c, _: "x")
+    with pytest.raises(errors.ConnectionError, match="no slot map"):  # then StoreUnavailable
+        await link.call("GET", "foo")
+
+
+class NotACluster(Node):
+    def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
+        raise errors.ResponseError("ERR This instance has cluster support disabled")
+
+
+async def test_a_closed_link_stays_closed() -> None:
+    link, _ = _cluster(a=lambda c, _: "x")
+    assert await link.call("GET", "foo") == "x"
+    await link.aclose()
+    with pytest.raises(errors.ConnectionError, match="closed"):  # then StoreUnavailable
+        await link.call("GET", "foo")
+    link._relearn_soon()
+    assert link._learning is None and link._nodes == {}

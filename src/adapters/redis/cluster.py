@@ -122,6 +122,7 @@ class RedisClusterLink(RedisLink):
         self._masters: list[RedisLink] = []
         self._learning: asyncio.Task[None] | None = None
         self._learnt_at = -RELEARN_AFTER_FAILURE
+        self._closed = False
         self.maps_learnt = 0
         self.redirected: collections.Counter[str] = collections.Counter()  # MOVED, ASK...
 
@@ -144,12 +145,22 @@ class RedisClusterLink(RedisLink):
     def script(self, source: str) -> Script:
         return _ClusterScript(self, source)
 
+    async def call_after(self, first: Sequence[Arg], *command: Arg) -> Any:
+        raise NotImplementedError("a cluster link sends ASKING itself, to the node asked")
+
     async def ping(self) -> None:
-        """Every master answers ``PING``: the service's keys are spread over them all."""
+        """Every master answers ``PING``: the service's keys are spread over them all. A
+        master that does not (failed over, say) has the map learnt again, so that the next
+        ping asks the masters as they are."""
         await self._learnt()
-        await asyncio.gather(*(link.call("PING") for link in self._masters))
+        try:
+            await asyncio.gather(*(link.call("PING") for link in self._masters))
+        except (errors.ConnectionError, errors.TimeoutError):
+            self._relearn_soon()
+            raise
 
     async def aclose(self) -> None:
+        self._closed = True  # for good: nothing learns or connects again
         learning, self._learning = self._learning, None
         if learning is not None and not learning.done():
             learning.cancel()
@@ -211,7 +222,9 @@ class RedisClusterLink(RedisLink):
                 if where.startswith(":"):  # the node does not know its own address
                     where = f"{_host(link)}{where}"
                 if kind == "MOVED":  # the named node answers even should this fail
-                    with contextlib.suppress(errors.ConnectionError, errors.TimeoutError):
+                    with contextlib.suppress(
+                        errors.ConnectionError, errors.TimeoutError, errors.ResponseError
+                    ):
                         await self._learnt(again=True)
                 link, asking = self._node_at(where), kind == "ASK"
             elif kind == "TRYAGAIN":
@@ -246,10 +259,18 @@ class RedisClusterLink(RedisLink):
         commands asking meanwhile share."""
         if self._slots is not None and not again:
             return self._slots
+        if self._closed:
+            raise errors.ConnectionError("the link to the Redis Cluster was closed")
         learning = self._learning
         if learning is None or learning.done():
             learning = self._learning = asyncio.get_running_loop().create_task(self._learn())
-        await asyncio.shield(learning)
+        try:
+            await asyncio.shield(learning)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller itself is cancelled
+            raise errors.ConnectionError("the link to the Redis Cluster was closed") from None
         if self._slots is None:
             raise errors.ConnectionError("the link to the Redis Cluster was closed")
         return self._slots
@@ -258,7 +279,7 @@ class RedisClusterLink(RedisLink):
         """Learn the map again in the background, at most once a `RELEARN_AFTER_FAILURE`."""
         loop = asyncio.get_running_loop()
         learning = self._learning
-        if learning is not None and not learning.done():
+        if self._closed or (learning is not None and not learning.done()):
             return
         if loop.time() - self._learnt_at < RELEARN_AFTER_FAILURE:
             return
@@ -276,10 +297,15 @@ class RedisClusterLink(RedisLink):
             link = self._node_at(where)
             try:
                 ranges = await link.call("CLUSTER", "SLOTS")
+                learnt = self._map(ranges, where.rpartition(":")[0])
             except (errors.ConnectionError, errors.TimeoutError) as e:
                 failure = e
                 continue
-            self._slots, self._masters = self._map(ranges, where.rpartition(":")[0])
+            except (errors.ResponseError, ValueError, TypeError, IndexError) as e:
+                # not in cluster mode ("cluster support disabled"), or an answer not a map
+                failure = errors.ConnectionError(f"{where} gives no slot map: {e}")
+                continue
+            self._slots, self._masters = learnt
             self.maps_learnt += 1
             return
         raise errors.ConnectionError(
@@ -303,6 +329,8 @@ class RedisClusterLink(RedisLink):
 
     def _node_at(self, where: str) -> RedisLink:
         """The link to the node at host:port, made at first need with the seed's options."""
+        if self._closed:
+            raise errors.ConnectionError("the link to the Redis Cluster was closed")
         link = self._nodes.get(where)
         if link is None:
             host, _, port = where.rpartition(":")
