@@ -18,12 +18,8 @@ from redis.exceptions import ResponseError
 import services
 from adapters.redis import (
     Keys,
-    RedisAttemptLimiter,
     RedisClusterLink,
-    RedisHoldTimers,
     RedisLink,
-    RedisQueueStore,
-    RedisSeatMapVersions,
     connect,
 )
 from adapters.redis.client import translated
@@ -31,11 +27,11 @@ from adapters.redis.cluster import key_slot
 from adapters.redis.link import RedisAddress
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId, UserId
-from contracts.line import (
-    AttemptLimiterContract,
-    HoldTimersContract,
-    QueueStoreContract,
-    SeatMapVersionsContract,
+from contracts.on_redis import (
+    OnRedisAttemptLimiter,
+    OnRedisHoldTimers,
+    OnRedisQueueStore,
+    OnRedisSeatMapVersions,
 )
 from redis_cluster import redis_cluster
 
@@ -112,32 +108,20 @@ class TestTheCluster:
         await link.aclose()
 
 
-class TestClusterQueueStore(QueueStoreContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
+class TestClusterQueueStore(OnRedisQueueStore):
+    """The contract on the cluster."""
 
 
-class TestClusterHoldTimers(HoldTimersContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
-
-    @pytest.fixture
-    def timers(self, redis_keys: tuple[RedisLink, Keys]) -> RedisHoldTimers:
-        return RedisHoldTimers(*redis_keys)
+class TestClusterHoldTimers(OnRedisHoldTimers):
+    """The contract on the cluster."""
 
 
-class TestClusterAttemptLimiter(AttemptLimiterContract):
-    @pytest.fixture
-    def limiter(self, redis_keys: tuple[RedisLink, Keys]) -> RedisAttemptLimiter:
-        return RedisAttemptLimiter(*redis_keys)
+class TestClusterAttemptLimiter(OnRedisAttemptLimiter):
+    """The contract on the cluster."""
 
 
-class TestClusterSeatMapVersions(SeatMapVersionsContract):
-    @pytest.fixture
-    def versions(self, redis_keys: tuple[RedisLink, Keys]) -> RedisSeatMapVersions:
-        return RedisSeatMapVersions(*redis_keys)
+class TestClusterSeatMapVersions(OnRedisSeatMapVersions):
+    """The contract on the cluster."""
 
 
 class Nodes:

@@ -1,11 +1,7 @@
 """The Redis adapters against the same contracts as the in-memory ones."""
 
-import pytest
-
 from adapters.redis import (
     Keys,
-    RedisAttemptLimiter,
-    RedisHoldTimers,
     RedisLink,
     RedisQueueStore,
     RedisSeatMapVersions,
@@ -14,18 +10,16 @@ from concert_domain.ids import DateId, UserId
 from concert_domain.queue import EXPIRED_RETENTION, QueuePolicy
 from contracts.line import (
     NOW,
-    AttemptLimiterContract,
-    HoldTimersContract,
-    QueueStoreContract,
-    SeatMapVersionsContract,
+)
+from contracts.on_redis import (
+    OnRedisAttemptLimiter,
+    OnRedisHoldTimers,
+    OnRedisQueueStore,
+    OnRedisSeatMapVersions,
 )
 
 
-class TestRedisQueueStore(QueueStoreContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
-
+class TestRedisQueueStore(OnRedisQueueStore):
     async def test_forgets_at_most_a_thousand_tickets_a_call(
         self, queue: RedisQueueStore, redis_keys: tuple[RedisLink, Keys]
     ) -> None:
@@ -44,27 +38,15 @@ class TestRedisQueueStore(QueueStoreContract):
         assert left == [1_500, 500, 0]
 
 
-class TestRedisHoldTimers(HoldTimersContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
-
-    @pytest.fixture
-    def timers(self, redis_keys: tuple[RedisLink, Keys]) -> RedisHoldTimers:
-        return RedisHoldTimers(*redis_keys)
+class TestRedisHoldTimers(OnRedisHoldTimers):
+    """The contract on one server."""
 
 
-class TestRedisAttemptLimiter(AttemptLimiterContract):
-    @pytest.fixture
-    def limiter(self, redis_keys: tuple[RedisLink, Keys]) -> RedisAttemptLimiter:
-        return RedisAttemptLimiter(*redis_keys)
+class TestRedisAttemptLimiter(OnRedisAttemptLimiter):
+    """The contract on one server."""
 
 
-class TestRedisSeatMapVersions(SeatMapVersionsContract):
-    @pytest.fixture
-    def versions(self, redis_keys: tuple[RedisLink, Keys]) -> RedisSeatMapVersions:
-        return RedisSeatMapVersions(*redis_keys)
-
+class TestRedisSeatMapVersions(OnRedisSeatMapVersions):
     async def test_a_forgotten_version_is_made_again_anew(
         self, versions: RedisSeatMapVersions, redis_keys: tuple[RedisLink, Keys]
     ) -> None:

@@ -18,22 +18,21 @@ from redis.exceptions import ResponseError
 import services
 from adapters.redis import (
     Keys,
-    RedisAttemptLimiter,
-    RedisHoldTimers,
     RedisLink,
     RedisQueueStore,
-    RedisSeatMapVersions,
 )
 from adapters.redis.link import Script
 from concert_domain.ids import UserId
 from contracts.line import (
     NOW,
     POLICY,
-    AttemptLimiterContract,
-    HoldTimersContract,
-    QueueStoreContract,
-    SeatMapVersionsContract,
     join_all,
+)
+from contracts.on_redis import (
+    OnRedisAttemptLimiter,
+    OnRedisHoldTimers,
+    OnRedisQueueStore,
+    OnRedisSeatMapVersions,
 )
 
 # Where the commands the scripts send have their keys: the first argument, or every one. A
@@ -109,11 +108,7 @@ class TestTheGuard:
             await unknown(keys=[keys.waiting])
 
 
-class TestGuardedQueueStore(QueueStoreContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
-
+class TestGuardedQueueStore(OnRedisQueueStore):
     async def test_the_line_forgets_everything_of_expired_tickets_after_an_hour(
         self, queue: RedisQueueStore, redis_keys: tuple[RedisLink, Keys]
     ) -> None:
@@ -131,23 +126,13 @@ class TestGuardedQueueStore(QueueStoreContract):
         assert sorted(left) == [keys.sequence]  # a counter; the sets and hashes are empty
 
 
-class TestGuardedHoldTimers(HoldTimersContract):
-    @pytest.fixture
-    def queue(self, redis_keys: tuple[RedisLink, Keys]) -> RedisQueueStore:
-        return RedisQueueStore(*redis_keys)
-
-    @pytest.fixture
-    def timers(self, redis_keys: tuple[RedisLink, Keys]) -> RedisHoldTimers:
-        return RedisHoldTimers(*redis_keys)
+class TestGuardedHoldTimers(OnRedisHoldTimers):
+    """The contract through the guard."""
 
 
-class TestGuardedAttemptLimiter(AttemptLimiterContract):
-    @pytest.fixture
-    def limiter(self, redis_keys: tuple[RedisLink, Keys]) -> RedisAttemptLimiter:
-        return RedisAttemptLimiter(*redis_keys)
+class TestGuardedAttemptLimiter(OnRedisAttemptLimiter):
+    """The contract through the guard."""
 
 
-class TestGuardedSeatMapVersions(SeatMapVersionsContract):
-    @pytest.fixture
-    def versions(self, redis_keys: tuple[RedisLink, Keys]) -> RedisSeatMapVersions:
-        return RedisSeatMapVersions(*redis_keys)
+class TestGuardedSeatMapVersions(OnRedisSeatMapVersions):
+    """The contract through the guard."""
