@@ -351,7 +351,7 @@ class ConcertServer:
 class Customer:
     user_id: int
     email: str
-    token: str
+    token: str = ""  # once logged in
     queue_token: str | None = None
     needs_charge: bool = False
     charged: int = 0  # acknowledged charges (200)

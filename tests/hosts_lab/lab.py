@@ -33,12 +33,13 @@ from adapters.security import Argon2PasswordHasher
 from adapters.sql import SqlDatabase
 from concert_domain import usecases
 from entrypoints.wiring import build_dependencies
+from fault_lab import Customer
 from services import ServiceMissing, postgres_bindir
 
 from . import haproxy as lb
 from . import netns, stores
 from .hosts import Host, concert_command
-from .load import Customer, Shop, Stage
+from .load import Shop, Stage
 
 PASSWORD = "correct horse battery"
 PRICE = 50_000

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from fault_lab import Customer  # the same customer: an account, its tokens, its keys
+
 from .client import Answer, Browser, NoAnswer
 from .haproxy import SERVER_HEADER
 
@@ -201,27 +203,6 @@ class Recorder:
                 what, request_id, started, time.time(), FAILED, detail=detail, via=via, gave_up=True
             )
         )
-
-
-@attrs.define(eq=False)
-class Customer:
-    user_id: int
-    email: str
-    token: str = ""
-    queue_token: str | None = None
-    serial: int = 0
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def queued(self) -> dict[str, str]:
-        return {**self.auth, "X-Queue-Token": self.queue_token or ""}
-
-    def key(self, what: str) -> str:
-        self.serial += 1
-        return f"{what}-{self.user_id}-{self.serial}-{secrets.token_hex(4)}"
 
 
 @attrs.frozen

@@ -10,10 +10,12 @@ import time
 
 import attrs
 
+from fault_lab import Customer
+
 from .client import Answer
 from .hosts import Host
 from .lab import Lab
-from .load import Customer, Stage, Visits
+from .load import Stage, Visits
 
 LATE_AT_MOST = 3.0
 

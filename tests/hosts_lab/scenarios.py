@@ -27,12 +27,14 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from fault_lab import Customer
+
 from .client import Answer, Browser
 from .dropper import Dropped, ReplyDropper
 from .haproxy import Watch, access_log
 from .hosts import PORT, Host
 from .lab import Lab
-from .load import Customer, Recorder, Stage, Visits
+from .load import Recorder, Stage, Visits
 from .results import Kill, Result, collected, log_offsets
 from .ryw import read_your_writes
 
