@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from fault_lab import NORMAL_REFUSALS as FAULT_LAB_REFUSALS
 from fault_lab import Customer  # the same customer: an account, its tokens, its keys
 
 from .client import Answer, Browser, NoAnswer
@@ -39,19 +40,9 @@ from .haproxy import SERVER_HEADER
 
 CLIENT_TIMEOUT = 10.0
 ATTEMPTS = 4
-# answers that are part of racing and paying, not failures
-NORMAL_REFUSALS = frozenset(
-    {
-        "seat_unavailable",
-        "hold_limit_reached",
-        "insufficient_balance",
-        "hold_expired",
-        "reservation_not_held",
-        "queue_token_invalid",
-        "queue_token_not_active",
-    }
-)
 KEY_IN_USE_CODE = "idempotency_key_in_use"
+# answers that are part of racing and paying, not failures; a key in use is counted apart
+NORMAL_REFUSALS = FAULT_LAB_REFUSALS - {KEY_IN_USE_CODE}
 KEY_IN_USE_EVERY = 1.0  # seconds between attempts while the key is in use
 KEY_IN_USE_FOR = 70.0  # at most: the service takes a dead request's claim over after 60 s
 OK, REFUSED, FAILED, KEY_IN_USE = "ok", "refused", "failed", "key in use"

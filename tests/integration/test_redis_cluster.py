@@ -229,15 +229,21 @@ class TestRedirections:
         assert link.maps_learnt == learnt  # ASK leaves the map as it was
         assert link.node(slot) == f"127.0.0.1:{source}"
 
-    async def test_a_script_whose_keys_the_move_split_waits_for_it(
-        self, moving: tuple[RedisClusterLink, Nodes, str]
-    ) -> None:
-        link, nodes, tag = moving
+    async def _split(self, link: RedisClusterLink, nodes: Nodes, tag: str) -> tuple[int, int, int]:
+        """The tag's slot half moved: ``{tag}:gone`` (1) on the target, ``{tag}:stays`` (2)
+        still on the source; the slot, the source's and the target's ports."""
         slot, source, target = await self._placed(link, tag)
         await link.call("SET", f"{tag}:gone", "1")
         await link.call("SET", f"{tag}:stays", "2")
         await nodes.start_moving(slot, source, target)
         await nodes.migrate(source, target, f"{tag}:gone")
+        return slot, source, target
+
+    async def test_a_script_whose_keys_the_move_split_waits_for_it(
+        self, moving: tuple[RedisClusterLink, Nodes, str]
+    ) -> None:
+        link, nodes, tag = moving
+        slot, source, target = await self._split(link, nodes, tag)
         both = link.script("return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])")
 
         async def finish_soon() -> None:
@@ -258,11 +264,7 @@ class TestRedirections:
         self, moving: tuple[RedisClusterLink, Nodes, str]
     ) -> None:
         link, nodes, tag = moving
-        slot, source, target = await self._placed(link, tag)
-        await link.call("SET", f"{tag}:gone", "1")
-        await link.call("SET", f"{tag}:stays", "2")
-        await nodes.start_moving(slot, source, target)
-        await nodes.migrate(source, target, f"{tag}:gone")
+        slot, source, target = await self._split(link, nodes, tag)
         with pytest.raises(StoreUnavailable), translated():
             await link.call("MGET", f"{tag}:gone", f"{tag}:stays")
         assert link.redirected == {"TRYAGAIN": 6}
