@@ -32,11 +32,15 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 POLICY = BookingPolicy(max_holds_per_user=4, queue=QueuePolicy(capacity=100_000))
 
 _barrier: Any = None
+# the mixed workload's pacing: how many snapshots the reader has taken and how many writers
+# have finished, with a condition to wait on either
+_progress: Any = None
 
 
-def _init(barrier: Any) -> None:
-    global _barrier
+def _init(barrier: Any, progress: Any) -> None:
+    global _barrier, _progress
     _barrier = barrier
+    _progress = progress
 
 
 def run_in_processes(
@@ -45,8 +49,9 @@ def run_in_processes(
     """Run ``worker(*job)`` for every job, one process each, all at once."""
     context = get_context("spawn")
     barrier = context.Barrier(barrier_parties or len(jobs))
+    progress = (context.Condition(), context.Value("i", 0), context.Value("i", 0))
     with ProcessPoolExecutor(
-        len(jobs), mp_context=context, initializer=_init, initargs=(barrier,)
+        len(jobs), mp_context=context, initializer=_init, initargs=(barrier, progress)
     ) as pool:
         return list(pool.map(worker, *zip(*jobs, strict=True)))
 
@@ -295,9 +300,10 @@ def pay_or_sweep(
 def mixed_workload(
     url: str, seed: int, users: list[UserId], seats: list[SeatId], operations: int
 ) -> dict[str, int]:
-    """``users[0]`` is the operator who refunds."""
     """Random charges, holds, cancels and payments by several customers, and refunds of what
-    they paid by an operator; counts outcomes."""
+    they paid by an operator (``users[0]``); counts outcomes. Between two batches it waits
+    (up to `PACE_SECONDS`) for the reader to take a snapshot, so that snapshots fall all
+    through the workload however the processes are scheduled."""
 
     async def main() -> dict[str, int]:
         rng = random.Random(seed)
@@ -342,12 +348,19 @@ def mixed_workload(
             await usecases.pay(user, tokens[user], reservation_id, key, deps=deps)
             paid.append(reservation_id)
 
+        condition, snapshots, finished = _progress
         for start in range(0, operations, 4):
+            seen = snapshots.value
             await asyncio.gather(*(one(step) for step in range(start, min(start + 4, operations))))
             # a payment expires the payer's token: join again, as the customer would
             for user in users:
                 status, _ = await usecases.join_queue(user, deps=deps)
                 tokens[user] = status.token
+            with condition:
+                condition.wait_for(lambda seen=seen: snapshots.value > seen, PACE_SECONDS)
+        with condition:
+            finished.value += 1
+            condition.notify_all()
         await database.dispose()
         return counts
 
@@ -366,22 +379,27 @@ FROM wallets w
 """
 
 
-def read_snapshots(url: str, stop_after: float) -> list[str]:
-    """Take REPEATABLE READ snapshots while the workload runs; returns every violation seen
-    (empty when all held) and, last, how many snapshots were checked."""
-    import time
+# a writer waits at most this long for a snapshot between two batches; the reader reads at
+# most this long in all
+PACE_SECONDS = 5.0
+READ_SECONDS = 120.0
 
+
+def read_snapshots(url: str, writers: int) -> list[str]:
+    """Take REPEATABLE READ snapshots until the ``writers`` have finished (at most
+    `READ_SECONDS`); returns every violation seen (empty when all held) and, last, how many
+    snapshots were checked while writers ran."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     violations: list[str] = []
-    snapshots = 0
-    _line_up()
-    deadline = time.monotonic() + stop_after
+    condition, snapshots, finished = _progress
     with psycopg.connect(conninfo) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        while time.monotonic() < deadline:
+        _line_up()
+        deadline = time.monotonic() + READ_SECONDS
+        while finished.value < writers and time.monotonic() < deadline:
             with connection.transaction():
                 for row in connection.execute(SNAPSHOT_CHECK):
                     user, balance, charges, paid, refunds, payments, refunded = row
@@ -396,16 +414,19 @@ def read_snapshots(url: str, stop_after: float) -> list[str]:
                             f"{paid} and refunds {refunds}, payments {payments}, of seats "
                             f"refunded {refunded}"
                         )
-            snapshots += 1
-    return [*violations, f"snapshots={snapshots}"]
+            with condition:
+                snapshots.value += 1
+                condition.notify_all()
+    return [*violations, f"snapshots={snapshots.value}"]
 
 
 def jepsen_role(
     url: str, role: str, seed: int, users: list[UserId], seats: list[SeatId], operations: int
 ) -> list[str] | dict[str, int]:
-    """One process of the mixed-workload check: a ``reader`` or a ``writer``."""
+    """One process of the mixed-workload check: a ``reader`` (``seed`` is then the number of
+    writers it reads alongside) or a ``writer``."""
     if role == "reader":
-        return read_snapshots(url, stop_after=operations / 20)
+        return read_snapshots(url, writers=seed)
     return mixed_workload(url, seed, users, seats, operations)
 
 
