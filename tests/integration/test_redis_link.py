@@ -203,3 +203,20 @@ def test_a_redis_that_refuses_the_client_stops_a_command_with_one_line(
         "concert: CONCERT_REDIS_URL: Redis cannot be reached "
         "(redis refuses this client: NOAUTH Authentication required.)"
     )
+
+
+async def test_a_link_closes_only_when_idle_and_opens_again_at_its_next_command(
+    redis_keys: tuple[RedisLink, Keys],
+) -> None:
+    """What a cluster link does with a node that left the map."""
+    link, keys = redis_keys
+    own = RedisLink(link._address, timeout=5.0)
+    await own.call("PING")
+    waiting = asyncio.create_task(own.call("BLPOP", f"{keys.prefix}:never", "0.2"))
+    await asyncio.sleep(0)
+    assert not own.close_if_idle()
+    assert await waiting is None  # answered on the connection kept for it
+    assert own.close_if_idle()
+    assert await own.call("PING") == "PONG"
+    assert own.connections_opened == 2
+    await own.aclose()

@@ -19,6 +19,7 @@ from adapters.redis.cluster import cluster_address, command_slot, key_slot
 from adapters.redis.link import Arg, RedisAddress
 from concert_domain.errors import StoreUnavailable
 from entrypoints.settings import SettingsError, load_settings
+from loop_clock import LoopClock
 
 
 class TestKeySlot:
@@ -111,37 +112,60 @@ class TestTheUrl:
 Answer = Callable[[tuple[Arg, ...], bool], Any]
 
 
-class Node(RedisLink):
-    """A node that answers each command as ``answer`` says (an exception: raised), and keeps
-    what it was sent, and whether after ``ASKING``."""
+Ranges = list[list[Any]]  # CLUSTER SLOTS's answer: first slot, last slot, the master
 
-    def __init__(self, answer: Answer) -> None:
+
+class Node(RedisLink):
+    """A node that answers each command as ``answer`` says (an exception: raised; a future:
+    awaited), ``CLUSTER SLOTS`` with ``ranges``, and keeps what it was sent, and whether after
+    ``ASKING``; closes as a link does, when no command waits on it."""
+
+    def __init__(self, answer: Answer, ranges: Ranges | None = None) -> None:
         super().__init__(RedisAddress("10.0.0.1", 1))
         self.answer = answer
+        self.ranges = ranges if ranges is not None else [[0, 16383, ["10.0.0.1", 1, "a"]]]
         self.sent: list[tuple[tuple[Arg, ...], bool]] = []
+        self.waiting = 0  # commands awaiting their answer
+        self.awaited = asyncio.Event()  # set at the first
+        self.closed = False
 
     async def call(self, *command: Arg) -> Any:
-        return self._answered(command, asking=False)
+        return await self._answered(command, asking=False)
 
     async def call_after(self, first: Any, *command: Arg) -> Any:
         assert tuple(first) == ("ASKING",)
-        return self._answered(command, asking=True)
+        return await self._answered(command, asking=True)
 
-    def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
+    async def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
         self.sent.append((command, asking))
         if command == ("CLUSTER", "SLOTS"):
-            return [[0, 16383, ["10.0.0.1", 1, "a"]]]
+            return self.ranges
         reply = self.answer(command, asking)
+        if isinstance(reply, asyncio.Future):
+            self.waiting += 1
+            self.awaited.set()
+            try:
+                reply = await reply
+            finally:
+                self.waiting -= 1
         if isinstance(reply, Exception):
             raise reply
         return reply
 
+    def close_if_idle(self) -> bool:
+        self.closed = self.closed or not self.waiting
+        return self.closed
+
 
 def _cluster(**nodes: Answer) -> tuple[RedisClusterLink, dict[str, Node]]:
-    """A link whose seed, 10.0.0.1:1 (node ``a``), serves every slot; the other nodes
-    (``b``: 10.0.0.2:1) only answer redirections."""
+    """A link whose seed, 10.0.0.1:1 (node ``a``), serves every slot but slot 0, which the
+    next node (``b``: 10.0.0.2:1), if any, serves; the others only answer redirections. Every
+    node gives the same map (a test may change it)."""
     link = RedisClusterLink(RedisAddress("10.0.0.1", 1))
-    made = {name: Node(answer) for name, answer in nodes.items()}
+    ranges = [[0, 16383, ["10.0.0.1", 1, "a"]]]
+    if "b" in nodes:
+        ranges = [[1, 16383, ["10.0.0.1", 1, "a"]], [0, 0, ["10.0.0.2", 1, "b"]]]
+    made = {name: Node(answer, ranges) for name, answer in nodes.items()}
     for name, node in made.items():
         link._nodes[f"10.0.0.{ord(name) - ord('a') + 1}:1"] = node
     return link, made
@@ -262,7 +286,7 @@ async def test_a_seed_not_in_cluster_mode_is_an_unavailable_store() -> None:
 
 
 class NotACluster(Node):
-    def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
+    async def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
         raise errors.ResponseError("ERR This instance has cluster support disabled")
 
 
@@ -274,3 +298,40 @@ async def test_a_closed_link_stays_closed() -> None:
         await link.call("GET", "foo")
     link._relearn_soon()
     assert link._learning is None and link._nodes == {}
+
+
+async def test_a_redirected_command_has_the_links_timeout_in_all() -> None:
+    """However the time goes (here a node that never answers, as far as the cluster link
+    knows), a redirected command fails within `REDIRECTED_TIMEOUTS` times the timeout."""
+    silent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    link, nodes = _cluster(a=lambda c, _: _error("MOVED 12182 10.0.0.2:1"), b=lambda c, _: silent)
+    with LoopClock(asyncio.get_running_loop()) as clock:
+        asked = asyncio.create_task(link.call("GET", "foo"))
+        await nodes["b"].awaited.wait()
+        clock.shift(2.0 * cluster_module.REDIRECTED_TIMEOUTS - 0.01)  # 2 s: the timeout
+        await asyncio.sleep(0)
+        assert not asked.done()
+        clock.shift(0.02)
+        with pytest.raises(StoreUnavailable) as failed, translated():
+            await asyncio.wait_for(asked, 1.0)
+    assert "within 2.0 s" in str(failed.value.__cause__)
+    assert silent.cancelled()  # the caller stopped waiting for it
+
+
+async def test_a_node_that_left_the_map_is_closed_once_idle_and_forgotten() -> None:
+    pending: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    link, nodes = _cluster(a=lambda c, _: "x", b=lambda c, _: pending)
+    assert await link.call("GET", "foo") == "x"
+    assert link.node(0) == "10.0.0.2:1"
+    on_b = asyncio.create_task(link.call("GET", ""))  # slot 0
+    await nodes["b"].awaited.wait()
+    nodes["a"].ranges[:] = [[0, 16383, ["10.0.0.1", 1, "a"]]]  # b's slot moved to a
+    await link._learnt(again=True)
+    assert link.node(0) == "10.0.0.1:1"
+    assert "10.0.0.2:1" in link._nodes and not nodes["b"].closed  # a command waits on it
+    pending.set_result("y")
+    assert await on_b == "y"
+    await link._learnt(again=True)
+    assert set(link._nodes) == {"10.0.0.1:1"}
+    assert [node.closed for node in nodes.values()] == [False, True]  # b only
+    await link.aclose()

@@ -10,8 +10,12 @@ command's keys are split by a slot on the move) sends it again after a short pau
 are bounded: a command that is still sent on after `REDIRECTS` redirections or `RETRIES`
 pauses, or that a node answers with ``CLUSTERDOWN``, fails with `ConnectionError`, as for an
 unreachable node, which `client.translated` turns into the core's `StoreUnavailable`; so does
-a slot no node serves. A node that cannot be reached makes the link learn the map again (at
-most once a second, in the background, should a replica have taken over).
+a slot no node serves. Once redirected, a command has `REDIRECTED_TIMEOUTS` times the link's
+timeout in all (the maps learnt, the pauses and the nodes' answers together) before it fails
+with `TimeoutError`, which is translated alike. A node that cannot be reached makes the link
+learn the map again (at most once a second, in the background, should a replica have taken
+over). A node that has left the map has its link closed at the first map learnt while no
+command waits on it.
 
 A script's keys share one slot (`keys`), so a script runs on one node; it is loaded there
 (``EVAL``) when that node does not know it. Commands without keys (``PING``, ``INFO``) go to
@@ -40,6 +44,7 @@ SLOTS = 16384
 REDIRECTS = 5  # MOVED and ASK a command may follow
 RETRIES = 5  # TRYAGAIN a command may wait out, the pause doubled each time
 FIRST_RETRY_PAUSE = 0.02  # seconds
+REDIRECTED_TIMEOUTS = 1.0  # a redirected command's time in all, in the link's timeouts
 RELEARN_AFTER_FAILURE = 1.0  # seconds between learning the map again for unreachable nodes
 KNOWN_SLOTS = 16384  # key names whose slot is kept (then forgotten all at once)
 SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
@@ -190,10 +195,19 @@ class RedisClusterLink(RedisLink):
         try:
             return await link.call(*command)
         except errors.ResponseError as e:  # the command did not run, or its own error
-            return await self._redirected(slot, command, source, link, e)
+            error = e
         except (errors.ConnectionError, errors.TimeoutError):
             self._relearn_soon()
             raise
+        limit = self._timeout * REDIRECTED_TIMEOUTS
+        try:
+            async with asyncio.timeout(limit):
+                return await self._redirected(slot, command, source, link, error)
+        except TimeoutError:  # the deadline's: a node's own is `errors.TimeoutError`
+            self._relearn_soon()
+            raise errors.TimeoutError(
+                f"the Redis Cluster did not answer a redirected command within {limit} s"
+            ) from None
 
     async def _redirected(
         self,
@@ -307,6 +321,7 @@ class RedisClusterLink(RedisLink):
                 continue
             self._slots, self._masters = learnt
             self.maps_learnt += 1
+            self._forget_departed(seed)
             return
         raise errors.ConnectionError(
             f"no node of the Redis Cluster answers (asked {', '.join(asked)}): {failure}"
@@ -326,6 +341,15 @@ class RedisClusterLink(RedisLink):
         if not masters:
             raise errors.ConnectionError("the Redis Cluster serves no slot")
         return slots, list(masters.values())
+
+    def _forget_departed(self, seed: str) -> None:
+        """Close and forget the links to nodes that are neither the seed nor a master of the
+        map, but for those a command still waits on: they go at a later map."""
+        masters = set(map(id, self._masters))
+        departed = [w for w, link in self._nodes.items() if w != seed and id(link) not in masters]
+        for where in departed:
+            if self._nodes[where].close_if_idle():
+                del self._nodes[where]
 
     def _node_at(self, where: str) -> RedisLink:
         """The link to the node at host:port, made at first need with the seed's options."""

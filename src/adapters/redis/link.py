@@ -164,6 +164,19 @@ class RedisLink:
         if connection is not None:
             connection.close()
 
+    def close_if_idle(self) -> bool:
+        """Close the connection if no command waits on it (none unanswered, none waiting for
+        it to open), and say whether it did; a later command opens another."""
+        opening, connection = self._opening, self._connection
+        if opening is not None and not opening.done():
+            return False
+        if connection is not None and connection.busy:
+            return False
+        self._connection = None
+        if connection is not None:
+            connection.close()
+        return True
+
     def _reconnect(self) -> _Connection:
         """The connection for a command that found none: a new one, on which the commands
         issued while it connects wait. In the pause after a failed attempt, `ConnectionError`."""
@@ -269,6 +282,11 @@ class _Connection(asyncio.Protocol):
         due = loop.time() + timeout
         self.greeted = [loop.create_future() for _ in greeting]
         self._waiting.extend((reply, due) for reply in self.greeted)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a caller still awaits a reply."""
+        return bool(self._waiting)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.closed:
