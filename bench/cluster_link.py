@@ -52,8 +52,8 @@ async def timed(
 
 async def main(count: int, rounds: int) -> None:
     """Both links, alternating, ``rounds`` times at 1 and at 64 in flight; medians."""
-    with redis_cluster(3) as ports:
-        cluster = RedisClusterLink(RedisAddress("127.0.0.1", ports[0]))
+    with redis_cluster(3) as nodes:
+        cluster = RedisClusterLink(RedisAddress("127.0.0.1", nodes.ports[0]))
         keys = Keys(prefix=f"bench-{secrets.token_hex(4)}")
         queue = RedisQueueStore(cluster, keys)
         policy = QueuePolicy(capacity=10, active_seconds=600)

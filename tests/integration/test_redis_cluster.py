@@ -2,8 +2,9 @@
 contract through it, every Lua script included (a node refuses a ``#!lua`` script any key
 outside the slot of its KEYS, so a script that reached past its slot would fail here), and the
 cluster's redirections: a slot moved under the link (``MOVED``), a slot on the move (``ASK``),
-and a script whose keys the move has split (``TRYAGAIN``). The tests that move slots have a
-cluster of their own, thrown away afterwards."""
+and a script whose keys the move has split (``TRYAGAIN``); and a master killed, its replica
+taking over. The tests that move slots or kill a node have a cluster of their own, thrown
+away afterwards."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from redis.exceptions import ResponseError
@@ -20,6 +22,7 @@ from adapters.redis import (
     Keys,
     RedisClusterLink,
     RedisLink,
+    RedisQueueStore,
     connect,
 )
 from adapters.redis.client import translated
@@ -27,6 +30,7 @@ from adapters.redis.cluster import key_slot
 from adapters.redis.link import RedisAddress
 from concert_domain.errors import StoreUnavailable
 from concert_domain.ids import DateId, UserId
+from concert_domain.queue import QueuePolicy, TicketStatus
 from contracts.on_redis import (
     OnRedisAttemptLimiter,
     OnRedisHoldTimers,
@@ -43,10 +47,10 @@ def _cluster() -> Iterator[list[int]]:
     under CI=true)."""
     with contextlib.ExitStack() as stack:
         try:
-            ports = stack.enter_context(redis_cluster(3))
+            cluster = stack.enter_context(redis_cluster(3))
         except services.ServiceMissing as e:
             services.missing(str(e))
-        yield ports
+        yield cluster.ports
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +273,70 @@ class TestRedirections:
             await link.call("MGET", f"{tag}:gone", f"{tag}:stays")
         assert link.redirected == {"TRYAGAIN": 6}
         await nodes.finish_moving(slot, source, target)
+
+
+class TestFailover:
+    # a master is deemed failed after this long without an answer; the replica's election
+    # follows within a second or two
+    NODE_TIMEOUT_MS = 1000
+    # how long the line may be unavailable after its master is killed: the node timeout, the
+    # election, and the link's next map (learnt at most once a second)
+    RECOVERY_SECONDS = 15.0
+
+    async def test_a_killed_masters_replica_takes_over_and_the_line_is_served_again(
+        self,
+    ) -> None:
+        """Three masters with a replica each; the master of the line, which is also the link's
+        seed, is killed once its replica has every write. The line answers 503 for a while
+        (as a store that cannot be reached), then again from the replica with nothing lost:
+        who waits, in what order, and who is admitted; readiness follows."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                cluster = stack.enter_context(
+                    redis_cluster(3, replicas=1, node_timeout_ms=self.NODE_TIMEOUT_MS)
+                )
+            except services.ServiceMissing as e:
+                services.missing(str(e))
+            keys = Keys(prefix="concert-failover")
+            slot = key_slot(keys.waiting)
+            probe = RedisClusterLink.from_url(f"redis+cluster://127.0.0.1:{cluster.ports[0]}")
+            await probe.ping()
+            master = int(str(probe.node(slot)).rpartition(":")[2])
+            await probe.aclose()
+            link = RedisClusterLink.from_url(f"redis+cluster://127.0.0.1:{master}")
+            stack.push_async_callback(link.aclose)
+            queue = RedisQueueStore(link, keys)
+            now, policy = datetime(2026, 12, 1, 12, tzinfo=UTC), QueuePolicy(capacity=1)
+            tickets = [(await queue.join(UserId(n), now, policy))[0] for n in (1, 2, 3)]
+            assert [t.status for t in tickets] == [TicketStatus.ACTIVE] + [TicketStatus.WAITING] * 2
+            direct = RedisLink(RedisAddress("127.0.0.1", master))
+            assert await direct.call("WAIT", 1, 5000) == 1  # the replica has every write
+            await direct.aclose()
+
+            cluster.kill(master)
+            loop = asyncio.get_running_loop()
+            killed_at, refused = loop.time(), 0
+            while True:  # bounded by RECOVERY_SECONDS
+                try:
+                    second = await queue.get(tickets[1].token, now)
+                    break
+                except StoreUnavailable:
+                    refused += 1
+                    assert loop.time() - killed_at < self.RECOVERY_SECONDS, "never recovered"
+                    await asyncio.sleep(0.1)
+            recovered = loop.time() - killed_at
+            print(f"\nline served again {recovered:.1f} s after its master was killed")
+
+            assert refused > 0  # the kill was felt: no command went through it unnoticed
+            assert link.node(slot) not in (None, f"127.0.0.1:{master}")
+            assert second is not None and second.position == 1
+            third = await queue.get(tickets[2].token, now)
+            assert third is not None and third.position == 2
+            await queue.expire(tickets[0].token, now)  # the first leaves: the second goes in
+            assert await queue.admit(now, policy) == 1
+            second = await queue.get(tickets[1].token, now)
+            assert second is not None and second.status is TicketStatus.ACTIVE
+            await link.ping()  # readiness: every master answers, the new one included
 
 
 async def _ports(link: RedisClusterLink) -> list[int]:
