@@ -402,8 +402,12 @@ class HoldTimers(Protocol):
 
 
 class QueueSizes(NamedTuple):
+    """The line now: tickets waiting, tickets active, and the recent admission rate (as a
+    waiting `QueueTicket` carries it: admissions within `queue.RATE_WINDOW`, per second)."""
+
     waiting: int
     active: int
+    admissions_per_second: float = 0.0
 
 
 class Offer(NamedTuple):

@@ -116,6 +116,26 @@ class QueueStatus:
         )
 
 
+@attrs.frozen
+class LineReport:
+    """The line as whoever runs the on-sale sees it: tickets waiting and active, the recent
+    admission rate, and how long until the last in line is likely admitted (0 when nobody
+    waits), by the estimate each waiting customer is given."""
+
+    waiting: int
+    active: int
+    admissions_per_second: float
+    clears_in_seconds: int
+
+    @classmethod
+    def of(
+        cls, waiting: int, active: int, admissions_per_second: float, policy: QueuePolicy
+    ) -> LineReport:
+        last = waiting if waiting > 0 else None
+        clears = estimate_wait_seconds(last, admissions_per_second, policy)
+        return cls(waiting, active, admissions_per_second, clears)
+
+
 def estimate_wait_seconds(
     position: int | None, admissions_per_second: float, policy: QueuePolicy
 ) -> int:

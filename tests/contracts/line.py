@@ -157,10 +157,22 @@ class QueueStoreContract:
     async def test_sizes_count_the_waiting_and_the_unexpired_active(
         self, queue: QueueStore
     ) -> None:
-        assert await queue.sizes(NOW) == (0, 0)
+        assert await queue.sizes(NOW) == (0, 0, 0.0)
         await join_all(queue, range(1, 5))  # POLICY admits two at once, two wait
-        assert await queue.sizes(NOW) == (2, 2)
-        assert await queue.sizes(NOW + timedelta(seconds=POLICY.active_seconds)) == (2, 0)
+        assert await queue.sizes(NOW) == (2, 2, 2 / 60)
+        assert await queue.sizes(NOW + timedelta(seconds=POLICY.active_seconds)) == (2, 0, 0.0)
+
+    async def test_sizes_carry_the_admission_rate_of_the_last_minute(
+        self, queue: QueueStore
+    ) -> None:
+        tokens = await join_all(queue, range(1, 4))  # two admitted at NOW, one waits
+        later = NOW + timedelta(seconds=30)
+        await queue.expire(tokens[0], later)
+        assert await queue.admit(later, POLICY) == 1
+        assert (await queue.sizes(later)).admissions_per_second == 3 / 60
+        assert (await queue.sizes(NOW + timedelta(seconds=59))).admissions_per_second == 3 / 60
+        assert (await queue.sizes(NOW + timedelta(seconds=60))).admissions_per_second == 1 / 60
+        assert (await queue.sizes(later + timedelta(seconds=60))).admissions_per_second == 0.0
 
 
 class HoldTimersContract:

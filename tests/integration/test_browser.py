@@ -139,6 +139,8 @@ async def test_the_waiting_room_moves_from_waiting_to_admitted(
         await second.fill("#password", PASSWORD)
         await second.click("#signup")
         await second.wait_for_selector("text=in line")
+        # one admission in the last minute: number 1 waits about a minute
+        await second.wait_for_selector("text=You are number 1 in line, about 60 s to go.")
         await second.screenshot(path=SHOTS / "5-waiting.png")
         # the first customer pays for a seat, which frees the one place
         await first.click("#dates li button >> nth=0")
@@ -179,6 +181,7 @@ async def test_an_operator_puts_a_date_on_sale_sees_a_sale_live_and_refunds_it(
     await buyer.wait_for_selector("text=Enjoy the show")
     # the sale appears on the operator's page by itself
     await ops.wait_for_selector("#sales tr:has-text('VIP') >> td:nth-child(5):text-is('1')")
+    await ops.wait_for_selector("#line:has-text('let in over the last minute.')")
     await ops.screenshot(path=SHOTS / "7-sale-live.png", full_page=True)
     await buyer.reload()
     booking = await buyer.wait_for_selector("#booking-list tr")

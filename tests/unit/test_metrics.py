@@ -112,6 +112,8 @@ async def test_holds_sales_and_revenue_are_counted_once(
     assert sample(text, "concert_revenue_won_total") == 60_000
     assert sample(text, "concert_queue_active") == 1  # joon's; mina's was spent paying
     assert sample(text, "concert_queue_waiting") == 0
+    assert sample(text, "concert_queue_admissions_per_second") == 2 / 60  # both at once
+    assert sample(text, "concert_queue_clear_seconds") == 0
 
 
 async def test_scheduler_ticks_count_the_holds_they_release(ops: Caller, metrics: Metrics) -> None:
@@ -149,10 +151,10 @@ def test_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     read = textwrap.dedent(
         f"""
         from pathlib import Path
-        from concert_domain.ports import QueueSizes
+        from concert_domain.queue import LineReport
         from entrypoints.http.metrics import Metrics, use_directory
         use_directory(Path({str(tmp_path)!r}))
-        print(Metrics(Path({str(tmp_path)!r})).exposition(QueueSizes(7, 3)).decode())
+        print(Metrics(Path({str(tmp_path)!r})).exposition(LineReport(7, 3, 0.5, 14)).decode())
         """
     )
     text = subprocess.run(
@@ -162,4 +164,6 @@ def test_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     assert sample(text, "concert_http_requests_total", **ok) == 2
     assert sample(text, "concert_seats_sold_total") == 4
     assert (sample(text, "concert_queue_waiting"), sample(text, "concert_queue_active")) == (7, 3)
+    assert sample(text, "concert_queue_admissions_per_second") == 0.5
+    assert sample(text, "concert_queue_clear_seconds") == 14
     assert "concert_db_pool_requests_waiting" in text  # a gauge of each worker, summed

@@ -10,6 +10,7 @@ from concert_domain.usecases import (
     admit_waiting,
     expire_idle_tokens,
     join_queue,
+    queue_sizes,
     queue_status,
     require_active_token,
     sign_up,
@@ -193,3 +194,29 @@ class TestWaitEstimate:
             1200,
             1800,
         ]
+
+
+class TestLineReport:
+    async def test_gives_the_rate_of_the_last_minute_and_the_last_in_lines_wait(
+        self, small_queue: Dependencies, clock: ManualClock
+    ) -> None:
+        people = await customers(small_queue, 6)
+        first = [(await join_queue(p, deps=small_queue))[0] for p in people]
+        # two admitted at once, four wait; no admission measured in the window yet beyond those
+        line = await queue_sizes(deps=small_queue)
+        assert (line.waiting, line.active, line.admissions_per_second) == (4, 2, 2 / 60)
+        assert line.clears_in_seconds == 4 * 30  # the 4th waits 4 / (2 a minute)
+        clock.advance(60)  # the first two's admissions leave the window
+        line = await queue_sizes(deps=small_queue)
+        assert (line.admissions_per_second, line.clears_in_seconds) == (0.0, 2 * 600)
+        for status in first[:2]:  # they pay: their tokens lapse, two more go in
+            await small_queue.queue.expire(status.token, clock.now())
+        assert await admit_waiting(deps=small_queue) == 2
+        line = await queue_sizes(deps=small_queue)
+        assert (line.waiting, line.active, line.clears_in_seconds) == (2, 2, 2 * 30)
+
+    async def test_clears_at_once_when_nobody_waits(self, small_queue: Dependencies) -> None:
+        [mina] = await customers(small_queue, 1)
+        await join_queue(mina, deps=small_queue)
+        line = await queue_sizes(deps=small_queue)
+        assert (line.waiting, line.active, line.clears_in_seconds) == (0, 1, 0)

@@ -107,7 +107,7 @@ class InMemoryQueueStore(QueueStore):
 
     async def sizes(self, now: datetime) -> QueueSizes:
         active = sum(1 for expires_at in self._active.values() if now < expires_at)
-        return QueueSizes(len(self._waiting) - self._head, active)
+        return QueueSizes(len(self._waiting) - self._head, active, self._rate(now))
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         entry = self._entries.get(token)

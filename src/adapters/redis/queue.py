@@ -98,12 +98,15 @@ class RedisQueueStore(QueueStore):
 
     async def sizes(self, now: datetime) -> QueueSizes:
         k = self._keys
+        since = to_ms(now) - self._rate_window  # as TICKET counts: after it, not at it
         with translated():
-            waiting, active = await asyncio.gather(
+            waiting, active, admitted = await asyncio.gather(
                 self._redis.call("ZCARD", k.waiting),
                 self._redis.call("ZCOUNT", k.active, f"({to_ms(now)}", "+inf"),
+                self._redis.call("ZCOUNT", k.admitted, f"({since}", "+inf"),
             )
-        return QueueSizes(int(waiting), int(active))
+        rate = int(admitted) / RATE_WINDOW.total_seconds()
+        return QueueSizes(int(waiting), int(active), rate)
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         with translated():

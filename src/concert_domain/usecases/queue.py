@@ -10,8 +10,7 @@ from datetime import datetime
 from concert_domain import queue
 from concert_domain.dependencies import Dependencies
 from concert_domain.ids import QueueToken, UserId
-from concert_domain.ports import QueueSizes
-from concert_domain.queue import QueueStatus
+from concert_domain.queue import LineReport, QueueStatus
 
 
 async def join_queue(user_id: UserId, *, deps: Dependencies) -> tuple[QueueStatus, bool]:
@@ -38,9 +37,11 @@ async def require_active_token(
     return queue.admitted(ticket, user_id, now)
 
 
-async def queue_sizes(*, deps: Dependencies) -> QueueSizes:
-    """How many wait in line and how many are admitted, now."""
-    return await deps.queue.sizes(deps.clock.now())
+async def queue_sizes(*, deps: Dependencies) -> LineReport:
+    """How many wait in line and how many are admitted, now; how fast they are admitted, and
+    when the last in line is likely to be."""
+    sizes = await deps.queue.sizes(deps.clock.now())
+    return LineReport.of(*sizes, deps.policy.queue)
 
 
 async def admit_waiting(*, deps: Dependencies) -> int:

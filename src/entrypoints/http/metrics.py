@@ -10,8 +10,9 @@ What is counted: every request by method, route and status, and its duration by 
 request log's middleware, `RequestLog`); hold requests by outcome (``held`` or the error code);
 seats sold and the won they brought, once per payment (a replayed answer is not counted again);
 lapsed holds the scheduler released and its ticks' durations; the line's waiting and active
-tickets; requests waiting for a database connection and the time they waited; the connections
-the Redis link opened (so its reconnects).
+tickets, its admission rate over the last minute and the estimated wait of the last in line;
+requests waiting for a database connection and the time they waited; the connections the
+Redis link opened (so its reconnects).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from concert_domain.ports import QueueSizes
+from concert_domain.queue import LineReport
 from concert_domain.usecases import TickReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -124,7 +125,7 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.duration.labels(route).observe(seconds)
 
-    def exposition(self, queue: QueueSizes) -> bytes:
+    def exposition(self, queue: LineReport) -> bytes:
         """The text format, every worker's metrics added up, with the line's sizes."""
         scraped = CollectorRegistry(auto_describe=False)
         if self.directory is None:
@@ -146,15 +147,24 @@ class _Forwarded(Collector):
 
 
 class _Line(Collector):
-    """The waiting line's sizes, read from the store for this scrape."""
+    """The waiting line, read from the store for this scrape."""
 
-    def __init__(self, sizes: QueueSizes) -> None:
-        self._sizes = sizes
+    def __init__(self, line: LineReport) -> None:
+        self._line = line
 
     def collect(self) -> Iterable[Metric]:
+        line = self._line
         yield GaugeMetricFamily(
-            "concert_queue_waiting", "Queue tickets waiting", value=self._sizes.waiting
+            "concert_queue_waiting", "Queue tickets waiting", value=line.waiting
+        )
+        yield GaugeMetricFamily("concert_queue_active", "Queue tickets active", value=line.active)
+        yield GaugeMetricFamily(
+            "concert_queue_admissions_per_second",
+            "Queue tickets admitted per second over the last minute",
+            value=line.admissions_per_second,
         )
         yield GaugeMetricFamily(
-            "concert_queue_active", "Queue tickets active", value=self._sizes.active
+            "concert_queue_clear_seconds",
+            "Estimated seconds until the last waiting ticket is admitted (0: nobody waits)",
+            value=line.clears_in_seconds,
         )

@@ -40,7 +40,7 @@ function nextLook(estimatedWaitSeconds) {
 async function waitInLine(status) {
   while (status && status.status === "waiting") {
     $("line-status").textContent =
-      `You are number ${status.position} in line, about ${status.estimated_wait_seconds} s to go.`;
+      `You are number ${status.position} in line, about ${duration(status.estimated_wait_seconds)} to go.`;
     await new Promise((done) => setTimeout(done, nextLook(status.estimated_wait_seconds)));
     status = await api("GET", "/queue/status", undefined, { queued: true });
   }

@@ -112,3 +112,10 @@ function el(tag, props = {}, ...children) {
 }
 
 function won(amount) { return `${amount.toLocaleString("en")} won`; }
+
+// a wait for people: "40 s", "12 min", "2 h 5 min"
+function duration(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}

@@ -39,7 +39,12 @@ async function watch() {
       ...[s.name, s.seats_total, s.available, s.held, s.sold, won(s.revenue)].map((v) => el("td", { textContent: v })))));
     const metrics = await api("GET", "/metrics", undefined, { text: true });
     const gauge = (name) => Number((metrics.match(new RegExp(`^${name} (\\S+)$`, "m")) || [0, NaN])[1]);
-    $("line").textContent = `In line: ${gauge("concert_queue_waiting")} waiting, ${gauge("concert_queue_active")} choosing seats.`;
+    const waiting = gauge("concert_queue_waiting");
+    const perMinute = Math.round(gauge("concert_queue_admissions_per_second") * 60);
+    $("line").textContent = `In line: ${waiting.toLocaleString("en")} waiting, ` +
+      `${gauge("concert_queue_active").toLocaleString("en")} choosing seats; ` +
+      `${perMinute.toLocaleString("en")} let in over the last minute` +
+      (waiting ? `; the last in line gets in in about ${duration(gauge("concert_queue_clear_seconds"))}.` : ".");
   };
   await draw();
   watching = setInterval(() => draw().catch((e) => say(e.message, true)), 1000);
