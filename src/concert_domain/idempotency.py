@@ -90,6 +90,11 @@ class IdempotencyRecord:
     created_at: datetime
     outcome: StoredOutcome | None = None
 
+    def abandoned(self, now: datetime, lease: timedelta = PENDING_LEASE) -> bool:
+        """Whether this is a claim whose request has outlived ``lease``: it died, and a retry
+        takes the key over."""
+        return self.state is IdempotencyState.PENDING and self.created_at + lease <= now
+
     def replay(self, request_fingerprint: str) -> StoredOutcome:
         """The stored answer for a retry, or the error that refuses it."""
         if self.fingerprint != request_fingerprint:

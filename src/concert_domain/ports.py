@@ -268,6 +268,10 @@ class IdempotencyRepository(Protocol):
         returns whether it was. Checked when called, within the transaction."""
         ...
 
+    async def find(self, user_id: UserId, key: str) -> IdempotencyRecord | None:
+        """The record of ``(user_id, key)`` as it stands, if any; claims nothing."""
+        ...
+
     async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:
         """Drop the claim made at ``claimed_at``, if still pending, for its request failed
         without an answer worth keeping."""

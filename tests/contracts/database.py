@@ -675,6 +675,33 @@ class DatabaseContract:
         assert done is not None
         assert (done.state, done.outcome) == (IdempotencyState.DONE, StoredOutcome(body=body))
 
+    async def test_an_idempotency_key_is_found_as_it_stands_without_a_claim(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        user = await add_customer(uow)
+        async with uow(read_only=True) as tx:
+            assert await tx.idempotency.find(user, "k") is None
+        async with uow() as tx:
+            await tx.idempotency.claim(user, "k", "fp", NOW, LEASE)
+            await tx.commit()
+        async with uow(read_only=True) as tx:
+            pending = await tx.idempotency.find(user, "k")
+            assert await tx.idempotency.find(user, "other") is None
+        async with uow() as tx:
+            assert await tx.idempotency.complete(user, "k", NOW, StoredOutcome(body={"a": 1}))
+            await tx.commit()
+        async with uow(read_only=True) as tx:
+            done = await tx.idempotency.find(user, "k")
+        assert pending is not None
+        assert (pending.state, pending.fingerprint, pending.created_at) == (
+            IdempotencyState.PENDING,
+            "fp",
+            NOW,
+        )
+        assert pending.abandoned(NOW + LEASE, LEASE) and not pending.abandoned(NOW, LEASE)
+        assert done is not None and done.outcome == StoredOutcome(body={"a": 1})
+        assert not done.abandoned(NOW + LEASE, LEASE)
+
     async def test_an_error_answer_round_trips(self, uow: UnitOfWorkFactory) -> None:
         user = await add_customer(uow)
         outcome = StoredOutcome(error_code="insufficient_balance", error_message="top up")

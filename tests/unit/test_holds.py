@@ -2,12 +2,13 @@
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from adapters.clock import ManualClock
 from adapters.memory import InMemoryDatabase
 from booking import OPERATOR, Customer, add_venue, admitted_customer, one_row, rejoin
-from concert_domain import Dependencies
+from concert_domain import BookingPolicy, Dependencies, QueuePolicy, usecases
 from concert_domain.catalog import DateSpec, RowSpec, SectionSpec
 from concert_domain.errors import (
     ExtensionLimitReached,
@@ -19,6 +20,7 @@ from concert_domain.errors import (
     InvalidRequest,
     NotFound,
     QueueTokenInvalid,
+    QueueTokenNotActive,
     ReservationNotHeld,
     SaleNotOpen,
     SeatsNotTogether,
@@ -26,7 +28,7 @@ from concert_domain.errors import (
 )
 from concert_domain.idempotency import PENDING_LEASE, fingerprint
 from concert_domain.ids import DateId, ReservationId, SeatId
-from concert_domain.ports import Offer
+from concert_domain.ports import Offer, UnitOfWork
 from concert_domain.usecases import (
     cancel_reservation,
     charge_wallet,
@@ -454,6 +456,48 @@ class TestRetriedHolds:
             await hold_seat(mina.user_id, "not-a-token", seat, "k", deps=deps)
         held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
         assert held.seat_id == seat
+
+    async def test_a_customer_still_in_line_writes_nothing_and_is_answered_what_was_kept(
+        self, deps: Dependencies
+    ) -> None:
+        """Keys or none, the crowd waiting in line costs the database a read at most, for
+        holds and payments alike; a key answered before its customer went back into line
+        still replays that answer."""
+        small = attrs.evolve(deps, policy=BookingPolicy(queue=QueuePolicy(capacity=1)))
+        venue = await add_venue(small, seats=3)
+        mina = await admitted_customer(small, "mina@example.com")
+        await charge_wallet(mina.user_id, 100_000, deps=small)
+        seat, date_id = venue.seats[0].seat_id, venue.dates[0].date_id
+        held = await hold_seat(mina.user_id, mina.queue_token, seat, "h", deps=small)
+        paid = await pay(mina.user_id, mina.queue_token, held.reservation_id, "p", deps=small)
+        joon = await usecases.sign_up("joon@example.com", "a long password 123", deps=small)
+        await usecases.join_queue(joon.user_id, deps=small)  # the one place, mina's before
+        again, _ = await usecases.join_queue(mina.user_id, deps=small)
+        assert again.status == "waiting"
+        opened: list[bool] = []
+
+        def counted(*, read_only: bool = False) -> UnitOfWork:
+            opened.append(read_only)
+            return small.uow(read_only=read_only)
+
+        counting = attrs.evolve(small, uow=counted)
+        user, token, two = mina.user_id, again.token, [s.seat_id for s in venue.seats[1:]]
+        for attempt in (
+            hold_seat(user, token, two[0], "k1", deps=counting),
+            hold_seats(user, token, two, "k2", deps=counting),
+            hold_best(user, token, date_id, 2, None, "k3", deps=counting),
+            pay_holds(user, token, [held.reservation_id], "k4", deps=counting),
+        ):
+            with pytest.raises(QueueTokenNotActive):
+                await attempt
+        assert await hold_seat(user, token, seat, "h", deps=counting) == held
+        replayed = await pay(user, token, held.reservation_id, "p", deps=counting)
+        assert attrs.evolve(replayed, replayed=False) == paid
+        with pytest.raises(IdempotencyKeyReused):
+            await pay(user, token, ReservationId(99), "p", deps=counting)
+        # no write: a read each, and one more for the reservations the hold's replay names
+        assert opened == [True] * 8
+        assert await statuses(small, mina, date_id) == "s.."
 
     async def test_a_retry_after_its_first_run_died_before_the_database_holds_the_seat(
         self, deps: Dependencies, clock: ManualClock

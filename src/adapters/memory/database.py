@@ -557,12 +557,7 @@ class InMemoryIdempotencyRepository(_Repository, IdempotencyRepository):
         self, user_id: UserId, key: str, fingerprint: str, now: datetime, lease: timedelta
     ) -> IdempotencyRecord | None:
         existing = self._db.idempotency.get((user_id, key))
-        abandoned = (
-            existing is not None
-            and existing.state is IdempotencyState.PENDING
-            and existing.created_at + lease <= now
-        )
-        if existing is not None and not abandoned:
+        if existing is not None and not existing.abandoned(now, lease):
             return existing
         record = IdempotencyRecord(user_id, key, fingerprint, IdempotencyState.PENDING, now)
         self._db.idempotency.put((user_id, key), record)
@@ -578,6 +573,9 @@ class InMemoryIdempotencyRepository(_Repository, IdempotencyRepository):
         done = attrs.evolve(record, state=IdempotencyState.DONE, outcome=outcome)
         self._db.idempotency.put((user_id, key), done)
         return True
+
+    async def find(self, user_id: UserId, key: str) -> IdempotencyRecord | None:
+        return self._db.idempotency.get((user_id, key))
 
     @_changes
     async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:

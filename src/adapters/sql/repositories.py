@@ -319,6 +319,10 @@ class SqlIdempotencyRepository(IdempotencyRepository):
         )
         return bool(completed)
 
+    async def find(self, user_id: UserId, key: str) -> IdempotencyRecord | None:
+        found = await self._db.run(sql.KEY, user_id=user_id, key=key)
+        return rows.idempotency_from_row(found[0]) if found else None
+
     async def release(self, user_id: UserId, key: str, claimed_at: datetime) -> None:
         self._db.defer(sql.KEY_RELEASE, user_id=user_id, key=key, claimed_at=claimed_at)
 

@@ -8,6 +8,13 @@ too and is kept; an answer about the caller's place in line (`NotAdmitted`) or p
 the retry can go through (after a store failure or a cancellation, without waiting for it; if
 the store is still down, the claim's lease runs out on its own). Only a pending claim is
 dropped: work whose commit went through keeps its answer.
+
+A request behind the queue gate names its queue token, and a caller still waiting in line
+writes nothing: the key is only read, its kept answer replayed if it has one (it was answered
+before the caller went back into line), else the caller is told to wait. So the crowd in line
+costs the database a read at most, keys or none. Any other refusal of the gate is left to the
+work, after the claim, for a key may keep an answer given before its token lapsed (a payment
+expires it at once).
 """
 
 from __future__ import annotations
@@ -19,16 +26,25 @@ from datetime import datetime
 
 import attrs
 
+from concert_domain import queue
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import (
     ConcertError,
     IdempotencyKeyInUse,
     NotAdmitted,
+    QueueTokenInvalid,
+    QueueTokenNotActive,
+    QueueTokenRequired,
     RateLimited,
     StoreUnavailable,
     error_from_code,
 )
-from concert_domain.idempotency import PENDING_LEASE, JsonScalar, StoredOutcome
+from concert_domain.idempotency import (
+    PENDING_LEASE,
+    IdempotencyRecord,
+    JsonScalar,
+    StoredOutcome,
+)
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.usecases._follow_up import follow_up_later
@@ -58,22 +74,34 @@ class Attempt:
 
 @contextlib.asynccontextmanager
 async def answered_once(
-    deps: Dependencies, user_id: UserId, key: str | None, fingerprint: str, now: datetime
+    deps: Dependencies,
+    user_id: UserId,
+    key: str | None,
+    fingerprint: str,
+    now: datetime,
+    queue_token: str | None = None,
 ) -> AsyncIterator[Attempt]:
     """Claim ``key`` (already validated) for this request; without a key, every run is new.
+    With a key and ``queue_token`` (the request is behind the queue gate), a caller still
+    waiting in line claims nothing (see the module's note).
 
-    Raises `IdempotencyKeyReused`, `IdempotencyKeyInUse`, and a kept error answer again."""
+    Raises `IdempotencyKeyReused`, `IdempotencyKeyInUse`, a kept error answer again, and
+    `QueueTokenNotActive`."""
     if key is None:
         yield Attempt()
         return
-    async with deps.uow() as uow:
-        existing = await uow.idempotency.claim(user_id, key, fingerprint, now, PENDING_LEASE)
-        await uow.commit()
+    waiting = None if queue_token is None else await _waiting(deps, user_id, queue_token, now)
+    if waiting is not None:
+        async with deps.uow(read_only=True) as uow:
+            existing = await uow.idempotency.find(user_id, key)
+        if existing is None or existing.abandoned(now):
+            raise waiting
+    else:
+        async with deps.uow() as uow:
+            existing = await uow.idempotency.claim(user_id, key, fingerprint, now, PENDING_LEASE)
+            await uow.commit()
     if existing is not None:
-        outcome = existing.replay(fingerprint)
-        if outcome.error_code is not None:
-            raise error_from_code(outcome.error_code, outcome.error_message or "")
-        yield Attempt(kept=outcome.body or {})
+        yield _replayed(existing, fingerprint)
         return
     claim = (user_id, key, now)
     try:
@@ -90,6 +118,28 @@ async def answered_once(
             await uow.idempotency.complete(*claim, StoredOutcome.of_error(error))
             await uow.commit()
         raise
+
+
+def _replayed(existing: IdempotencyRecord, fingerprint: str) -> Attempt:
+    """The run of a retry: the first answer's body, or its error raised again."""
+    outcome = existing.replay(fingerprint)
+    if outcome.error_code is not None:
+        raise error_from_code(outcome.error_code, outcome.error_message or "")
+    return Attempt(kept=outcome.body or {})
+
+
+async def _waiting(
+    deps: Dependencies, user_id: UserId, queue_token: str, now: datetime
+) -> QueueTokenNotActive | None:
+    """The refusal for a caller whose ``queue_token`` still waits in line; `None` for any
+    other token, which goes on to the claim (see the module's note)."""
+    try:
+        queue.admitted(await deps.queue.get(queue.required(queue_token), now), user_id, now)
+    except (QueueTokenRequired, QueueTokenInvalid):
+        return None
+    except QueueTokenNotActive as refusal:
+        return refusal
+    return None
 
 
 async def _release(deps: Dependencies, claim: tuple[UserId, str, datetime]) -> None:

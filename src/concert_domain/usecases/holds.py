@@ -85,7 +85,7 @@ async def hold_seats(
         request = fingerprint("hold", seat_id=seat_ids[0])
     else:
         request = fingerprint("hold", seat_ids=",".join(map(str, seat_ids)))
-    async with answered_once(deps, user_id, key, request, now) as attempt:
+    async with answered_once(deps, user_id, key, request, now, token) as attempt:
         if attempt.kept is not None:
             return await _replayed(attempt.kept, deps)
         seats = await _seats_on_sale(seat_ids, now, deps)
@@ -111,7 +111,7 @@ async def hold_best(
     key = None if idempotency_key is None else validate_idempotency_key(idempotency_key)
     now = deps.clock.now()
     request = fingerprint("hold", date_id=date_id, quantity=quantity, section=section)
-    async with answered_once(deps, user_id, key, request, now) as attempt:
+    async with answered_once(deps, user_id, key, request, now, token) as attempt:
         if attempt.kept is not None:
             return await _replayed(attempt.kept, deps)
         hall = _Hall(deps, await _date_on_sale(date_id, now, deps), section, quantity, now)

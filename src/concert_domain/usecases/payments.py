@@ -94,7 +94,7 @@ async def pay_holds(
         request = fingerprint("pay", reservation_id=reservation_ids[0])
     else:
         request = fingerprint("pay", reservation_ids=",".join(map(str, reservation_ids)))
-    async with answered_once(deps, user_id, key, request, now) as attempt:
+    async with answered_once(deps, user_id, key, request, now, queue_token) as attempt:
         if attempt.kept is not None:
             return attrs.evolve(PaymentReceipt.from_body(attempt.kept), replayed=True)
         token = await require_active_token(user_id, queue_token, now, deps=deps)
