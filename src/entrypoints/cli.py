@@ -25,6 +25,7 @@ import attrs
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from adapters.sql import MigrationRefused, SqlDatabase
 from concert_domain import usecases
 from concert_domain.accounts import Account
 from concert_domain.errors import EmailTaken, InvalidRequest, StoreUnavailable
@@ -166,7 +167,7 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         async with running(settings, pool_size=1) as services:
             await _reachable(services.database.ping)
-            await services.database.migrate()
+            await _migrated(services.database)
 
     asyncio.run(run())
     print("the database schema is up to date")
@@ -225,13 +226,20 @@ async def prepare_stores(settings: Settings, *, migrate_sqlite: bool = True) -> 
         database = services.database
         await _reachable(database.ping)
         if settings.is_sqlite and migrate_sqlite:
-            await database.migrate()
+            await _migrated(database)
         elif not await database.schema_is_current():
             raise SettingsError(
                 "CONCERT_DATABASE_URL", "the schema is not up to date: run `concert migrate`"
             )
         if services.redis is not None:
             await _reachable(services.ping_redis, "CONCERT_REDIS_URL", "Redis")
+
+
+async def _migrated(database: SqlDatabase) -> None:
+    try:
+        await database.migrate()
+    except MigrationRefused as e:
+        raise SettingsError("CONCERT_DATABASE_URL", f"cannot be migrated: {e}") from e
 
 
 async def _reachable(

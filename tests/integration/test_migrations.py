@@ -3,6 +3,9 @@ itself refuses what must never happen."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +19,7 @@ from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from adapters.sql import SqlDatabase
+from adapters.sql import MigrationRefused, SqlDatabase
 from adapters.sql.engine import postgres_migrations_engine, sqlite_engine
 from adapters.sql.migrations import alembic_config, upgrade
 from adapters.sql.schema import metadata
@@ -82,6 +85,54 @@ class TestSchemaGuards:
         await self.seed_wallet(database)
         with pytest.raises(DBAPIError), sync_engine(str(database.url)).begin() as connection:
             connection.execute(text(statement))
+
+    async def seed_a_hold(self, database: SqlDatabase) -> None:
+        """A customer's wallet, their hold of seat 1 (reservation 1) and a payment for it (1),
+        neither yet naming the other."""
+        await self.seed_wallet(database)
+        with sync_engine(str(database.url)).begin() as connection:
+            for statement in (
+                "INSERT INTO concerts (concert_id, title) VALUES (1, 'c')",
+                "INSERT INTO concert_dates (date_id, concert_id, day, starts_at, sale_opens_at,"
+                " sale_closes_at) VALUES (1, 1, '2030-01-10', '2030-01-10 19:00:00+00',"
+                " '2026-12-01 00:00:00+00', '2030-01-10 18:00:00+00')",
+                "INSERT INTO seats (seat_id, date_id, concert_id, section, section_order,"
+                " row_label, row_order, number, price) VALUES (1, 1, 1, 'Floor', 0, 'A', 0, 1, 5)",
+                "INSERT INTO reservations (reservation_id, user_id, seat_id, date_id, concert_id,"
+                " section, row_label, number, price, status, created_at, expires_at) VALUES"
+                " (1, 1, 1, 1, 1, 'Floor', 'A', 1, 5, 'held', '2026-12-01 00:00:00+00',"
+                " '2026-12-01 00:05:00+00')",
+                "INSERT INTO payments (payment_id, reservation_id, user_id, amount, created_at)"
+                " VALUES (1, 1, 1, 5, '2026-12-01 00:01:00+00')",
+            ):
+                connection.execute(text(statement))
+
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "UPDATE reservations SET status = 'paid', payment_id = 99",
+            "INSERT INTO ledger (user_id, kind, amount, balance, created_at, payment_id)"
+            " VALUES (1, 'payment', 5, 5, '2026-12-01 00:01:00+00', 99)",
+            "INSERT INTO ledger (user_id, kind, amount, balance, created_at, reservation_id)"
+            " VALUES (1, 'refund', 5, 15, '2026-12-01 00:01:00+00', 99)",
+        ],
+    )
+    async def test_refuse_a_payment_or_refund_that_names_nothing(
+        self, database: SqlDatabase, statement: str
+    ) -> None:
+        await self.seed_a_hold(database)
+        engine = _as_the_service_connects(str(database.url))
+        with pytest.raises(DBAPIError), engine.begin() as connection:
+            connection.execute(text(statement))
+        with engine.begin() as connection:  # named, they go in
+            connection.execute(text(statement.replace("99", "1")))
+        engine.dispose()
+
+
+def _as_the_service_connects(url: str) -> Engine:
+    """An engine on ``url`` with the service's connection settings: on SQLite, foreign keys
+    are checked only on connections that ask for it, as the service's do."""
+    return sqlite_engine(url) if url.startswith("sqlite") else sync_engine(url)
 
 
 # -- taking a database made before 0003 forward --------------------------------------------
@@ -309,3 +360,46 @@ class TestMigratingTo0004:
                 ),
                 {"at": T0 + timedelta(days=3)},
             )
+
+
+class TestMigratingTo0005:
+    async def test_stops_on_a_reference_that_does_not_hold(
+        self, url_at_0002: str, tmp_path: Path
+    ) -> None:
+        """A paid reservation naming a payment that does not exist (which 0004 could not
+        refuse): 0005 is refused whole, the database stays at 0004, and `concert migrate`
+        says so in one line."""
+        engine = sync_engine(url_at_0002)
+        with engine.connect() as connection:
+            upgrade(connection, "0004")
+            connection.commit()
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE reservations SET payment_id = 99 WHERE status = 'paid'")
+            )
+        database = SqlDatabase(url_at_0002)
+        try:
+            with pytest.raises(MigrationRefused, match="nothing was migrated"):
+                await database.migrate()
+        finally:
+            await database.dispose()
+        ran = await asyncio.to_thread(_concert_migrate, url_at_0002, tmp_path)
+        assert ran.returncode == 2, ran.stderr
+        said = ran.stderr.strip().splitlines()[-1]
+        assert said.startswith("concert: CONCERT_DATABASE_URL: cannot be migrated: "), said
+        assert "payments" in said and "Traceback" not in ran.stderr
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == "0004"
+
+
+def _concert_migrate(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"CONCERT_DATABASE_URL": url, "CONCERT_JWT_SECRET": "s" * 32}
+    return subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "migrate"],
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "CONCERT_LOG_FORMAT": "text", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

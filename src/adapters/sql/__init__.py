@@ -2,5 +2,6 @@
 Core; what differs between them is in `postgres` and `sqlite`."""
 
 from adapters.sql.database import SqlDatabase, SqlUnitOfWork
+from adapters.sql.errors import MigrationRefused
 
-__all__ = ["SqlDatabase", "SqlUnitOfWork"]
+__all__ = ["MigrationRefused", "SqlDatabase", "SqlUnitOfWork"]

@@ -9,7 +9,7 @@ from typing import Self
 
 import psycopg
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sql.engine import (
     backend_of,
@@ -19,6 +19,7 @@ from adapters.sql.engine import (
     schema_is_current,
     sqlite_engine,
 )
+from adapters.sql.errors import MigrationRefused
 from adapters.sql.postgres import (
     PostgresConnections,
     PostgresPayments,
@@ -136,6 +137,11 @@ class SqlDatabase:
         try:
             with engine.connect() as connection:
                 return work(connection)
+        except IntegrityError as e:  # rolled back whole: PostgreSQL's DDL is transactional
+            why = " ".join(str(e.orig).split())  # one line: the message, then its detail
+            raise MigrationRefused(
+                f"the database holds rows the new schema refuses ({why}); nothing was migrated"
+            ) from e
         except DBAPIError as e:
             raise StoreUnavailable("the database cannot be reached") from e
         finally:

@@ -11,6 +11,11 @@ from concert_domain.errors import StoreUnavailable, TransactionConflict
 CONFLICT_STATES = {"40001", "40P01", "55P03"}
 
 
+class MigrationRefused(Exception):
+    """The database holds rows that the schema's next version refuses (a reference that does
+    not hold, say); the migration was rolled back whole."""
+
+
 def translate(error: DBAPIError) -> Exception:
     """The core's error for an error from SQLAlchemy's drivers (SQLite); constraint violations
     and other programming errors stay as they are, for they are bugs, not conditions to

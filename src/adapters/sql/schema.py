@@ -140,8 +140,9 @@ reservations = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("extended", Boolean(), nullable=False, server_default=false()),
-    # the payment that paid it, with the other holds paid together
-    Column("payment_id", Id, nullable=True),
+    # the payment that paid it, with the other holds paid together (payments refers back to
+    # the first of them: the cycle is made by ALTER, after both tables)
+    Column("payment_id", Id, ForeignKey("payments.payment_id", use_alter=True), nullable=True),
     CheckConstraint(
         "status IN ('held', 'paid', 'cancelled', 'expired', 'refunded')", name="status_known"
     ),
@@ -180,9 +181,9 @@ ledger = Table(
     Column("user_id", Id, ForeignKey("accounts.user_id"), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger(), nullable=False),
-    Column("payment_id", Id, nullable=True),
+    Column("payment_id", Id, ForeignKey("payments.payment_id"), nullable=True),
     # a refund's reservation (a payment may have paid for several)
-    Column("reservation_id", Id, nullable=True),
+    Column("reservation_id", Id, ForeignKey("reservations.reservation_id"), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     # the balance this entry left
     Column("balance", BigInteger(), nullable=False),

@@ -23,8 +23,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from adapters.sql import rows
 from adapters.sql import statements as sql
-from adapters.sql.engine import migrate, schema_is_current
-from adapters.sql.errors import translate
+from adapters.sql.engine import schema_is_current
+from adapters.sql.errors import MigrationRefused, translate
+from adapters.sql.migrations import upgrade
 from adapters.sql.queries import Query, named, param
 from adapters.sql.repositories import SqlReservationRepository, SqlWalletRepository
 from adapters.sql.schema import HELD_OR_PAID, ledger, payments, reservations, wallets
@@ -76,15 +77,22 @@ class SqliteSessions:
 def migrate_without_foreign_keys(connection: Connection) -> None:
     """Migrate with foreign keys off, for a migration may rebuild a table others refer to
     (SQLite's own procedure for changing a table: https://sqlite.org/lang_altertable.html);
-    then check that every reference still holds, and turn them on again."""
+    then check, before the migration commits, that every reference holds (or roll it all
+    back and raise `MigrationRefused`), and turn them on again."""
     raw = connection.connection.dbapi_connection
     assert raw is not None
     raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, where it takes effect
     try:
-        migrate(connection)
-        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        connection.begin()  # one transaction for every step, which Alembic leaves to us
+        upgrade(connection)
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if broken:
-            raise RuntimeError(f"the migration left references that do not hold: {broken[:5]}")
+            connection.rollback()
+            raise MigrationRefused(
+                "the database holds references that do not hold (table, row, referred "
+                f"table): {[tuple(row[:3]) for row in broken[:5]]}; nothing was migrated"
+            )
+        connection.commit()
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
 
