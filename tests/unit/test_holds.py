@@ -1,6 +1,7 @@
 """Several seats at once, best available, payments of several holds, and one extension."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -25,10 +26,12 @@ from concert_domain.errors import (
     SaleNotOpen,
     SeatsNotTogether,
     SeatUnavailable,
+    StoreUnavailable,
 )
 from concert_domain.idempotency import PENDING_LEASE, fingerprint
-from concert_domain.ids import DateId, ReservationId, SeatId
-from concert_domain.ports import Offer, UnitOfWork
+from concert_domain.ids import DateId, QueueToken, ReservationId, SeatId
+from concert_domain.ports import Offer, QueueStore, UnitOfWork
+from concert_domain.queue import QueueTicket
 from concert_domain.usecases import (
     cancel_reservation,
     charge_wallet,
@@ -499,6 +502,22 @@ class TestRetriedHolds:
         assert opened == [True] * 8
         assert await statuses(small, mina, date_id) == "s.."
 
+    async def test_a_retry_is_answered_from_its_key_while_the_line_cannot_be_asked(
+        self, deps: Dependencies
+    ) -> None:
+        """Redis holds nothing a kept answer depends on: with the line's store down, a hold
+        and a payment sent again get their first answers."""
+        venue = await add_venue(deps, seats=2)
+        mina = await admitted_customer(deps, "mina@example.com")
+        await charge_wallet(mina.user_id, 100_000, deps=deps)
+        seat = venue.seats[0].seat_id
+        held = await hold_seat(mina.user_id, mina.queue_token, seat, "h", deps=deps)
+        paid = await pay(mina.user_id, mina.queue_token, held.reservation_id, "p", deps=deps)
+        down = attrs.evolve(deps, queue=_LineDown(deps.queue))
+        assert await hold_seat(mina.user_id, mina.queue_token, seat, "h", deps=down) == held
+        again = await pay(mina.user_id, mina.queue_token, held.reservation_id, "p", deps=down)
+        assert attrs.evolve(again, replayed=False) == paid
+
     async def test_a_retry_after_its_first_run_died_before_the_database_holds_the_seat(
         self, deps: Dependencies, clock: ManualClock
     ) -> None:
@@ -522,3 +541,16 @@ class TestRetriedHolds:
         held = await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps)
         assert held.seat_id == seat
         assert await hold_seat(mina.user_id, mina.queue_token, seat, "k", deps=deps) == held
+
+
+class _LineDown:
+    """The line's store as it is while Redis is down: every look at a ticket fails."""
+
+    def __init__(self, inner: QueueStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def get(self, token: QueueToken, now: datetime) -> QueueTicket | None:
+        raise StoreUnavailable("redis cannot be reached")

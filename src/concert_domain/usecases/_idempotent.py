@@ -26,7 +26,6 @@ from datetime import datetime
 
 import attrs
 
-from concert_domain import queue
 from concert_domain.dependencies import Dependencies
 from concert_domain.errors import (
     ConcertError,
@@ -48,6 +47,7 @@ from concert_domain.idempotency import (
 from concert_domain.ids import UserId
 from concert_domain.ports import UnitOfWork
 from concert_domain.usecases._follow_up import follow_up_later
+from concert_domain.usecases.queue import require_active_token
 
 Body = Mapping[str, JsonScalar]
 
@@ -132,13 +132,14 @@ async def _waiting(
     deps: Dependencies, user_id: UserId, queue_token: str, now: datetime
 ) -> QueueTokenNotActive | None:
     """The refusal for a caller whose ``queue_token`` still waits in line; `None` for any
-    other token, which goes on to the claim (see the module's note)."""
+    other token, which goes on to the claim (see the module's note), and when the line cannot
+    be asked: a retry's kept answer must not depend on Redis."""
     try:
-        queue.admitted(await deps.queue.get(queue.required(queue_token), now), user_id, now)
-    except (QueueTokenRequired, QueueTokenInvalid):
-        return None
+        await require_active_token(user_id, queue_token, now, deps=deps)
     except QueueTokenNotActive as refusal:
         return refusal
+    except (QueueTokenRequired, QueueTokenInvalid, StoreUnavailable):
+        return None
     return None
 
 
