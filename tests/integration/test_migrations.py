@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from adapters.sql import MigrationRefused, SqlDatabase
+from adapters.sql import sqlite as sqlite_module
 from adapters.sql.engine import postgres_migrations_engine, sqlite_engine
 from adapters.sql.migrations import alembic_config, upgrade
 from adapters.sql.schema import metadata
@@ -367,8 +368,9 @@ class TestMigratingTo0005:
         self, url_at_0002: str, tmp_path: Path
     ) -> None:
         """A paid reservation naming a payment that does not exist (which 0004 could not
-        refuse): 0005 is refused whole, the database stays at 0004, and `concert migrate`
-        says so in one line."""
+        refuse): 0005 is refused whole, the database stays at 0004 (on SQLite, the process's
+        one connection checking references again), and `concert migrate` says so in one
+        line."""
         engine = sync_engine(url_at_0002)
         with engine.connect() as connection:
             upgrade(connection, "0004")
@@ -381,6 +383,9 @@ class TestMigratingTo0005:
         try:
             with pytest.raises(MigrationRefused, match="nothing was migrated"):
                 await database.migrate()
+            if database._sqlite is not None:
+                with database._sqlite.engine.connect() as connection:
+                    assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         finally:
             await database.dispose()
         ran = await asyncio.to_thread(_concert_migrate, url_at_0002, tmp_path)
@@ -403,3 +408,27 @@ def _concert_migrate(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+async def test_a_failed_sqlite_migration_leaves_nothing_and_references_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step that fails halfway: what it did is rolled back, and the process's one connection
+    checks references again (a pragma set inside a transaction would have been ignored)."""
+
+    def failing(connection: Connection, revision: str = "head") -> None:
+        connection.exec_driver_sql("CREATE TABLE halfway (n INTEGER)")
+        raise RuntimeError("a step failed")
+
+    monkeypatch.setattr(sqlite_module, "upgrade", failing)
+    database = SqlDatabase(f"sqlite:///{tmp_path / 'failing.sqlite3'}")
+    try:
+        with pytest.raises(RuntimeError, match="a step failed"):
+            await database.migrate()
+        assert database._sqlite is not None
+        with database._sqlite.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            tables = connection.exec_driver_sql("SELECT name FROM sqlite_master").all()
+        assert ("halfway",) not in [tuple(row) for row in tables]
+    finally:
+        await database.dispose()

@@ -87,12 +87,15 @@ def migrate_without_foreign_keys(connection: Connection) -> None:
         upgrade(connection)
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if broken:
-            connection.rollback()
             raise MigrationRefused(
                 "the database holds references that do not hold (table, row, referred "
                 f"table): {[tuple(row[:3]) for row in broken[:5]]}; nothing was migrated"
             )
         connection.commit()
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()  # before the pragma below, which a transaction ignores
+        raise
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
 
