@@ -204,6 +204,9 @@ class TestRedirections:
         await nodes.move(slot, source, target)  # the link's map is stale now
         read = link.script("return redis.call('GET', KEYS[1])")
         assert await read([f"{tag}:a"]) == "before"  # MOVED, then NOSCRIPT on the new node
+        assert link.node(slot) == f"127.0.0.1:{target}"  # from the reply, at once
+        if link._learning is not None:  # and the whole map learnt again, in the background
+            await link._learning
         assert link.node(slot) == f"127.0.0.1:{target}"
         assert link.maps_learnt == learnt + 1
         assert link.redirected == {"MOVED": 1}
@@ -332,6 +335,9 @@ class TestFailover:
             assert second is not None and second.position == 1
             third = await queue.get(tickets[2].token, now)
             assert third is not None and third.position == 2
+            first = await queue.get(tickets[0].token, now)
+            assert first is not None and first.status is TicketStatus.ACTIVE
+            assert (await queue.sizes(now))[:2] == (2, 1)
             await queue.expire(tickets[0].token, now)  # the first leaves: the second goes in
             assert await queue.admit(now, policy) == 1
             second = await queue.get(tickets[1].token, now)

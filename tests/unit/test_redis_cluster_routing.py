@@ -127,6 +127,8 @@ class Node(RedisLink):
         self.sent: list[tuple[tuple[Arg, ...], bool]] = []
         self.waiting = 0  # commands awaiting their answer
         self.awaited = asyncio.Event()  # set at the first
+        self.map_answers = asyncio.Event()
+        self.map_answers.set()
         self.closed = False
 
     async def call(self, *command: Arg) -> Any:
@@ -139,7 +141,7 @@ class Node(RedisLink):
     async def _answered(self, command: tuple[Arg, ...], *, asking: bool) -> Any:
         self.sent.append((command, asking))
         if command == ("CLUSTER", "SLOTS"):
-            return self.ranges
+            return await self.map_given()
         reply = self.answer(command, asking)
         if isinstance(reply, asyncio.Future):
             self.waiting += 1
@@ -151,6 +153,11 @@ class Node(RedisLink):
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def map_given(self) -> Ranges:
+        """``ranges``, once ``map_answers`` is set (at once, unless a test clears it)."""
+        await self.map_answers.wait()
+        return self.ranges
 
     def close_if_idle(self) -> bool:
         self.closed = self.closed or not self.waiting
@@ -175,12 +182,30 @@ def _error(message: str) -> errors.ResponseError:
     return errors.ResponseError(message)
 
 
-async def test_a_moved_command_is_sent_to_the_named_node_after_learning_the_map() -> None:
+async def test_a_moved_command_goes_at_once_to_the_named_node_and_the_map_is_learnt_after() -> None:
     link, nodes = _cluster(a=lambda c, _: _error("MOVED 12182 10.0.0.2:1"), b=lambda c, _: "x")
     assert await link.call("GET", "foo") == "x"
     assert nodes["b"].sent == [(("GET", "foo"), False)]
+    assert link.node(12182) == "10.0.0.2:1"  # from the reply, before any map
+    assert link.maps_learnt == 1
+    await _learning(link)
     assert [c for c, _ in nodes["a"].sent].count(("CLUSTER", "SLOTS")) == 2
     assert link.maps_learnt == 2
+
+
+async def test_a_moved_command_does_not_wait_for_a_map_that_does_not_come() -> None:
+    link, nodes = _cluster(a=lambda c, _: _error("MOVED 12182 10.0.0.2:1"), b=lambda c, _: "x")
+    await link._learnt()  # the map, learnt
+    nodes["a"].map_answers.clear()  # the seed stops answering CLUSTER SLOTS
+    assert await link.call("GET", "foo") == "x"
+    assert link._learning is not None and not link._learning.done()
+    await link.aclose()
+
+
+async def _learning(link: RedisClusterLink) -> None:
+    """Wait for the map being learnt in the background, if any."""
+    if link._learning is not None:
+        await link._learning
 
 
 async def test_an_asked_command_goes_with_asking_and_leaves_the_map() -> None:
@@ -318,7 +343,7 @@ async def test_a_redirected_command_has_the_links_timeout_in_all() -> None:
     assert silent.cancelled()  # the caller stopped waiting for it
 
 
-async def test_a_node_that_left_the_map_is_closed_once_idle_and_forgotten() -> None:
+async def test_a_node_that_left_the_map_has_its_connection_closed_once_idle() -> None:
     pending: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     link, nodes = _cluster(a=lambda c, _: "x", b=lambda c, _: pending)
     assert await link.call("GET", "foo") == "x"
@@ -332,6 +357,10 @@ async def test_a_node_that_left_the_map_is_closed_once_idle_and_forgotten() -> N
     pending.set_result("y")
     assert await on_b == "y"
     await link._learnt(again=True)
-    assert set(link._nodes) == {"10.0.0.1:1"}
     assert [node.closed for node in nodes.values()] == [False, True]  # b only
+    asked = [c for c, _ in nodes["a"].sent + nodes["b"].sent].count(("CLUSTER", "SLOTS"))
+    await link._learnt(again=True)  # the seed answers: b, gone, is not asked
+    assert [c for c, _ in nodes["a"].sent + nodes["b"].sent].count(("CLUSTER", "SLOTS")) == (
+        asked + 1
+    )
     await link.aclose()

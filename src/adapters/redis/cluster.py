@@ -2,20 +2,22 @@
 that serves the slot of its first key.
 
 The link learns which node serves which of the 16,384 slots (``CLUSTER SLOTS``) from the seed
-address at its first command, and again after every ``MOVED`` (the map has changed: the slot
-has moved to another node for good), sending the command again to the node that the reply
-names. ``ASK`` (the slot is moving and the key has gone already) sends ``ASKING`` and the
-command to the named node in one write, and does not change the map; ``TRYAGAIN`` (a
-command's keys are split by a slot on the move) sends it again after a short pause. All these
-are bounded: a command that is still sent on after `REDIRECTS` redirections or `RETRIES`
-pauses, or that a node answers with ``CLUSTERDOWN``, fails with `ConnectionError`, as for an
-unreachable node, which `client.translated` turns into the core's `StoreUnavailable`; so does
-a slot no node serves. Once redirected, a command has `REDIRECTED_TIMEOUTS` times the link's
-timeout in all (the maps learnt, the pauses and the nodes' answers together) before it fails
-with `TimeoutError`, which is translated alike. A node that cannot be reached makes the link
-learn the map again (at most once a second, in the background, should a replica have taken
-over). A node that has left the map has its link closed at the first map learnt while no
-command waits on it.
+address at its first command. A ``MOVED`` reply (the slot has moved to another node for good)
+sends the command again at once to the node it names, which serves that slot from then on, and
+has the whole map learnt again in the background, for other slots have likely moved too.
+``ASK`` (the slot is moving and the key has gone already) sends ``ASKING`` and the command to
+the named node in one write, and does not change the map; ``TRYAGAIN`` (a command's keys are
+split by a slot on the move) sends it again after a short pause. All these are bounded: a
+command that is still sent on after `REDIRECTS` redirections or `RETRIES` pauses, or that a
+node answers with ``CLUSTERDOWN``, fails with `ConnectionError`, as for an unreachable node,
+which `client.translated` turns into the core's `StoreUnavailable`; so does a slot no node
+serves. Once redirected, a command has `REDIRECTED_TIMEOUTS` times the link's timeout in all
+after the first node's answer (the pauses and the other nodes' answers together) before it
+fails with `TimeoutError`, which is translated alike. A node that cannot be reached makes the
+link learn the map again (at most once a second, in the background, should a replica have taken
+over). A node that has left the map has its connection closed at each map learnt while no
+command waits on it (the link itself is kept, should the node come back or a command still hold
+it).
 
 A script's keys share one slot (`keys`), so a script runs on one node; it is loaded there
 (``EVAL``) when that node does not know it. Commands without keys (``PING``, ``INFO``) go to
@@ -235,12 +237,11 @@ class RedisClusterLink(RedisLink):
                 where = rest.partition(" ")[2]
                 if where.startswith(":"):  # the node does not know its own address
                     where = f"{_host(link)}{where}"
-                if kind == "MOVED":  # the named node answers even should this fail
-                    with contextlib.suppress(
-                        errors.ConnectionError, errors.TimeoutError, errors.ResponseError
-                    ):
-                        await self._learnt(again=True)
                 link, asking = self._node_at(where), kind == "ASK"
+                if kind == "MOVED":
+                    if self._slots is not None and slot is not None:
+                        self._slots[slot] = link  # the cluster's own word for this slot
+                    self._learn_soon()
             elif kind == "TRYAGAIN":
                 if retries == RETRIES:
                     raise errors.ConnectionError(
@@ -290,22 +291,27 @@ class RedisClusterLink(RedisLink):
         return self._slots
 
     def _relearn_soon(self) -> None:
-        """Learn the map again in the background, at most once a `RELEARN_AFTER_FAILURE`."""
-        loop = asyncio.get_running_loop()
+        """Learn the map again in the background, after a failure: at most once a
+        `RELEARN_AFTER_FAILURE`."""
+        if asyncio.get_running_loop().time() - self._learnt_at >= RELEARN_AFTER_FAILURE:
+            self._learn_soon()
+
+    def _learn_soon(self) -> None:
+        """Learn the map again in the background, unless that is under way."""
         learning = self._learning
         if self._closed or (learning is not None and not learning.done()):
             return
-        if loop.time() - self._learnt_at < RELEARN_AFTER_FAILURE:
-            return
-        learning = self._learning = loop.create_task(self._learn())
+        learning = self._learning = asyncio.get_running_loop().create_task(self._learn())
         learning.add_done_callback(_retrieved)
 
     async def _learn(self) -> None:
         """Ask the seed, else each node known, which node serves which slots."""
         self._learnt_at = asyncio.get_running_loop().time()
         seed = f"{self._seed.host}:{self._seed.port}" if self._seed.path is None else ""
+        masters = set(map(id, self._masters))
         asked = [seed] if seed else []
-        asked += [where for where in self._nodes if where != seed]
+        asked += [w for w, link in self._nodes.items() if w != seed and id(link) in masters]
+        asked += [w for w, link in self._nodes.items() if w != seed and id(link) not in masters]
         failure: Exception | None = None
         for where in asked:
             link = self._node_at(where)
@@ -321,7 +327,7 @@ class RedisClusterLink(RedisLink):
                 continue
             self._slots, self._masters = learnt
             self.maps_learnt += 1
-            self._forget_departed(seed)
+            self._close_departed(seed)
             return
         raise errors.ConnectionError(
             f"no node of the Redis Cluster answers (asked {', '.join(asked)}): {failure}"
@@ -342,14 +348,13 @@ class RedisClusterLink(RedisLink):
             raise errors.ConnectionError("the Redis Cluster serves no slot")
         return slots, list(masters.values())
 
-    def _forget_departed(self, seed: str) -> None:
-        """Close and forget the links to nodes that are neither the seed nor a master of the
-        map, but for those a command still waits on: they go at a later map."""
+    def _close_departed(self, seed: str) -> None:
+        """Close the connections of nodes that are neither the seed nor a master of the map,
+        but for those a command still waits on (closed at a later map, or at `aclose`)."""
         masters = set(map(id, self._masters))
-        departed = [w for w, link in self._nodes.items() if w != seed and id(link) not in masters]
-        for where in departed:
-            if self._nodes[where].close_if_idle():
-                del self._nodes[where]
+        for where, link in self._nodes.items():
+            if where != seed and id(link) not in masters:
+                link.close_if_idle()
 
     def _node_at(self, where: str) -> RedisLink:
         """The link to the node at host:port, made at first need with the seed's options."""
