@@ -349,18 +349,21 @@ def mixed_workload(
             paid.append(reservation_id)
 
         condition, snapshots, finished = _progress
-        for start in range(0, operations, 4):
-            seen = snapshots.value
-            await asyncio.gather(*(one(step) for step in range(start, min(start + 4, operations))))
-            # a payment expires the payer's token: join again, as the customer would
-            for user in users:
-                status, _ = await usecases.join_queue(user, deps=deps)
-                tokens[user] = status.token
+        try:
+            for start in range(0, operations, 4):
+                seen = snapshots.value
+                steps = range(start, min(start + 4, operations))
+                await asyncio.gather(*(one(step) for step in steps))
+                # a payment expires the payer's token: join again, as the customer would
+                for user in users:
+                    status, _ = await usecases.join_queue(user, deps=deps)
+                    tokens[user] = status.token
+                with condition:
+                    condition.wait_for(lambda seen=seen: snapshots.value > seen, PACE_SECONDS)
+        finally:  # a writer that failed is done too: the reader does not wait for it
             with condition:
-                condition.wait_for(lambda seen=seen: snapshots.value > seen, PACE_SECONDS)
-        with condition:
-            finished.value += 1
-            condition.notify_all()
+                finished.value += 1
+                condition.notify_all()
         await database.dispose()
         return counts
 

@@ -19,6 +19,13 @@ from concert_domain.ids import QueueToken, UserId
 
 # the admission rate a waiting customer is told is measured over this window
 RATE_WINDOW = timedelta(minutes=1)
+
+
+def admission_rate(admitted_in_window: int) -> float:
+    """Admissions per second, from how many were admitted within `RATE_WINDOW`."""
+    return admitted_in_window / RATE_WINDOW.total_seconds()
+
+
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # an expired ticket stays known this long, so that its holder is told "expired", not "unknown"
 EXPIRED_RETENTION = timedelta(hours=1)

@@ -149,9 +149,10 @@ async def test_every_snapshot_under_a_mixed_workload_balances_its_books(
     seats = [s.seat_id for s in await add_seats(uow, count=30, price=20_000)]
     users = [await add_customer(uow, f"p{n}@example.com") for n in range(6)]
     url = url_of(postgres_database)
-    jobs: list[tuple[Any, ...]] = [(url, "reader", 4, [], [], 0)] + [
+    writing: list[tuple[Any, ...]] = [
         (url, "writer", seed, users, seats, 80) for seed in range(1, 5)
     ]
+    jobs = [(url, "reader", len(writing), [], [], 0), *writing]
     reader, *writers = races.run_in_processes(races.jepsen_role, jobs)
     assert isinstance(reader, list)
     *violations, snapshots = reader

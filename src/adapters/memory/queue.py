@@ -25,6 +25,7 @@ from concert_domain.queue import (
     QueuePolicy,
     QueueTicket,
     TicketStatus,
+    admission_rate,
 )
 
 
@@ -117,7 +118,7 @@ class InMemoryQueueStore(QueueStore):
     def _rate(self, now: datetime) -> float:
         while self._admitted_at and self._admitted_at[0] <= now - RATE_WINDOW:
             self._admitted_at.popleft()
-        return len(self._admitted_at) / RATE_WINDOW.total_seconds()
+        return admission_rate(len(self._admitted_at))
 
     def _activate(self, token: QueueToken, now: datetime, policy: QueuePolicy) -> None:
         entry = self._entries[token]

@@ -21,6 +21,7 @@ from concert_domain.queue import (
     QueuePolicy,
     QueueTicket,
     TicketStatus,
+    admission_rate,
 )
 
 
@@ -105,8 +106,7 @@ class RedisQueueStore(QueueStore):
                 self._redis.call("ZCOUNT", k.active, f"({to_ms(now)}", "+inf"),
                 self._redis.call("ZCOUNT", k.admitted, f"({since}", "+inf"),
             )
-        rate = int(admitted) / RATE_WINDOW.total_seconds()
-        return QueueSizes(int(waiting), int(active), rate)
+        return QueueSizes(int(waiting), int(active), admission_rate(int(admitted)))
 
     async def expire(self, token: QueueToken, now: datetime) -> None:
         with translated():
@@ -124,5 +124,5 @@ def ticket_from_reply(described: list[str | int]) -> QueueTicket:
         status=TicketStatus(str(status)),
         position=int(rank) + 1 if waiting and int(rank) >= 0 else None,
         expires_at=from_ms(expires) if expires else None,
-        admissions_per_second=int(recent) / RATE_WINDOW.total_seconds(),
+        admissions_per_second=admission_rate(int(recent)),
     )
