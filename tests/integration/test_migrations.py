@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, Table, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -408,6 +409,35 @@ def _concert_migrate(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+class TestMigratingFrom0003:
+    async def test_every_step_is_rolled_back_with_the_one_refused(self, url_at_0002: str) -> None:
+        """A ledger entry naming a payment that does not exist, at 0003: 0004 goes through,
+        0005 is refused, and the database is left at 0003, not 0004."""
+        engine = sync_engine(url_at_0002)
+        with engine.connect() as connection:
+            upgrade(connection, "0003")
+            connection.commit()
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
+                    "VALUES (1, 'payment', 1, 99, :at, 49999)"
+                ),
+                {"at": T0 + timedelta(days=2)},
+            )
+        database = SqlDatabase(url_at_0002)
+        try:
+            with pytest.raises(MigrationRefused, match="nothing was migrated"):
+                await database.migrate()
+        finally:
+            await database.dispose()
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            columns = [c["name"] for c in sa_inspect(connection).get_columns("reservations")]
+        assert version == "0003"
+        assert "payment_id" not in columns  # 0004's column went with it
 
 
 async def test_a_failed_sqlite_migration_leaves_nothing_and_references_checked(

@@ -92,9 +92,14 @@ def migrate_without_foreign_keys(connection: Connection) -> None:
                 f"table): {[tuple(row[:3]) for row in broken[:5]]}; nothing was migrated"
             )
         connection.commit()
-    except BaseException:
+    except BaseException as e:
         if connection.in_transaction():
             connection.rollback()  # before the pragma below, which a transaction ignores
+        if isinstance(e, IntegrityError):  # a step's change the rows refuse
+            why = " ".join(str(e.orig).split())
+            raise MigrationRefused(
+                f"the database holds rows the new schema refuses ({why}); nothing was migrated"
+            ) from e
         raise
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
