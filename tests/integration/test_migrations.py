@@ -313,6 +313,20 @@ class TestMigratingAnOldDatabase:
                 connection.execute(text(statement))
 
 
+def _taken_to(url: str, revision: str, *changes: str) -> Engine:
+    """The database at ``url`` (as 0002 left it) upgraded to ``revision`` and then changed by
+    ``changes`` (SQL; ``:at`` is two days after the old rows), as a service of that version
+    might have; an engine of the tests' own on it."""
+    engine = sync_engine(url)
+    with engine.connect() as connection:
+        upgrade(connection, revision)
+        connection.commit()
+    with engine.begin() as connection:
+        for change in changes:
+            connection.execute(text(change), {"at": T0 + timedelta(days=2)})
+    return engine
+
+
 class TestMigratingTo0004:
     async def test_paid_seats_name_their_payment_and_refunds_their_reservation(
         self, url_at_0002: str
@@ -320,21 +334,13 @@ class TestMigratingTo0004:
         """A database at 0003 with a seat refunded: 0004 ties the paid and refunded
         reservations to their payments and the refund entry to its reservation, which may
         then be refunded no more."""
-        engine = sync_engine(url_at_0002)
-        with engine.connect() as connection:
-            upgrade(connection, "0003")
-            connection.commit()
-        with engine.begin() as connection:
-            connection.execute(
-                text("UPDATE reservations SET status = 'refunded' WHERE reservation_id = 1")
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
-                    "VALUES (1, 'refund', 50000, 1, :at, 100000)"
-                ),
-                {"at": T0 + timedelta(days=2)},
-            )
+        engine = _taken_to(
+            url_at_0002,
+            "0003",
+            "UPDATE reservations SET status = 'refunded' WHERE reservation_id = 1",
+            "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
+            "VALUES (1, 'refund', 50000, 1, :at, 100000)",
+        )
         database = SqlDatabase(url_at_0002)
         try:
             await database.migrate()
@@ -372,14 +378,9 @@ class TestMigratingTo0005:
         refuse): 0005 is refused whole, the database stays at 0004 (on SQLite, the process's
         one connection checking references again), and `concert migrate` says so in one
         line."""
-        engine = sync_engine(url_at_0002)
-        with engine.connect() as connection:
-            upgrade(connection, "0004")
-            connection.commit()
-        with engine.begin() as connection:
-            connection.execute(
-                text("UPDATE reservations SET payment_id = 99 WHERE status = 'paid'")
-            )
+        engine = _taken_to(
+            url_at_0002, "0004", "UPDATE reservations SET payment_id = 99 WHERE status = 'paid'"
+        )
         database = SqlDatabase(url_at_0002)
         try:
             with pytest.raises(MigrationRefused, match="nothing was migrated"):
@@ -415,18 +416,12 @@ class TestMigratingFrom0003:
     async def test_every_step_is_rolled_back_with_the_one_refused(self, url_at_0002: str) -> None:
         """A ledger entry naming a payment that does not exist, at 0003: 0004 goes through,
         0005 is refused, and the database is left at 0003, not 0004."""
-        engine = sync_engine(url_at_0002)
-        with engine.connect() as connection:
-            upgrade(connection, "0003")
-            connection.commit()
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
-                    "VALUES (1, 'payment', 1, 99, :at, 49999)"
-                ),
-                {"at": T0 + timedelta(days=2)},
-            )
+        engine = _taken_to(
+            url_at_0002,
+            "0003",
+            "INSERT INTO ledger (user_id, kind, amount, payment_id, created_at, balance) "
+            "VALUES (1, 'payment', 1, 99, :at, 49999)",
+        )
         database = SqlDatabase(url_at_0002)
         try:
             with pytest.raises(MigrationRefused, match="nothing was migrated"):
